@@ -1,0 +1,42 @@
+/*
+ * cli.h — the `tdsx` command table and the helpers every command uses.
+ *
+ * A command is `tdsx GROUP VERB [options]` (or `tdsx WORD` for single-word commands). Its
+ * run function receives argv with argv[0] = "GROUP VERB" so getopt_long works unchanged.
+ * Exit codes are the same everywhere: 0 success, 1 the thing checked is invalid or the
+ * operation was refused, 2 the command could not run (usage, missing file, I/O).
+ */
+#ifndef TDSX_CLI_H
+#define TDSX_CLI_H
+
+#include "core.h"
+
+#define TDSX_EXIT_OK 0
+#define TDSX_EXIT_INVALID 1
+#define TDSX_EXIT_ERROR 2
+
+typedef struct tdsx_cmd_s {
+    const char *group; /* "ca"; NULL for a single-word command */
+    const char *verb;  /* "issue" */
+    int (*run)(int argc, char **argv);
+    const char *summary; /* one line for `tdsx --help` */
+} tdsx_cmd_t;
+
+/* Prints "tdsx <cmd>: <what>: <message> (<TDSX_E_NAME>)" to stderr and returns the exit code
+ * that goes with err: TDSX_EXIT_ERROR for usage, I/O and allocation, TDSX_EXIT_INVALID
+ * otherwise. `what` may be NULL. */
+int tdsx_cli_fail(const char *cmd, int err, const char *what);
+/* Prints a usage error and the hint to run --help; returns TDSX_EXIT_ERROR. */
+int tdsx_cli_usage(const char *cmd, const char *fmt, ...) TDSX_PRINTF(2, 3);
+/* 1 when s is "-h" or "--help" appears among argv[1..]. */
+int tdsx_cli_wants_help(int argc, char **argv);
+
+/* Commands, each in gateway/cmd_<group>.c. */
+int tdsx_cmd_uscc_check(int argc, char **argv);
+int tdsx_cmd_ca_init(int argc, char **argv);
+int tdsx_cmd_ca_issue(int argc, char **argv);
+int tdsx_cmd_ca_revoke(int argc, char **argv);
+int tdsx_cmd_ca_crl(int argc, char **argv);
+int tdsx_cmd_ca_verify(int argc, char **argv);
+
+#endif

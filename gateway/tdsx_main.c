@@ -1,0 +1,55 @@
+/* tdsx — the command-line tool. Thin: finds the command and hands it argv. */
+#include "cli.h"
+
+#include <string.h>
+
+static const tdsx_cmd_t commands[] = {
+    {"uscc", "check", tdsx_cmd_uscc_check, "validate a 统一社会信用代码 (GB 32100-2015)"},
+    {"ca", "init", tdsx_cmd_ca_init, "create a province root CA (and optional intermediate)"},
+    {"ca", "issue", tdsx_cmd_ca_issue, "issue a node's auth, sign and enc credentials"},
+    {"ca", "revoke", tdsx_cmd_ca_revoke, "revoke a certificate issued by this CA"},
+    {"ca", "crl", tdsx_cmd_ca_crl, "write the CA's current CRL"},
+    {"ca", "verify", tdsx_cmd_ca_verify, "verify a certificate and print its identity"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: tdsx COMMAND [options]    (tdsx COMMAND --help for details)\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s%s%s", commands[i].group ? commands[i].group : "",
+                 commands[i].group ? " " : "", commands[i].verb);
+        fprintf(f, "  %-16s %s\n", name, commands[i].summary);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? TDSX_EXIT_ERROR : TDSX_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("tdsx %s\n", TDSX_VERSION);
+        return TDSX_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        const tdsx_cmd_t *c = &commands[i];
+        if (!c->group) {
+            if (strcmp(argv[1], c->verb) == 0)
+                return c->run(argc - 1, argv + 1);
+            continue;
+        }
+        if (strcmp(argv[1], c->group) != 0 || argc < 3 || strcmp(argv[2], c->verb) != 0)
+            continue;
+        char name[64];
+        snprintf(name, sizeof name, "%s %s", c->group, c->verb);
+        argv[2] = name;
+        return c->run(argc - 2, argv + 2);
+    }
+    fprintf(stderr, "tdsx: unknown command '%s%s%s'\n", argv[1], argc > 2 ? " " : "",
+            argc > 2 ? argv[2] : "");
+    usage(stderr);
+    return TDSX_EXIT_ERROR;
+}
