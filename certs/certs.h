@@ -159,6 +159,17 @@ TDSX_MUST_CHECK int tdsx_key_load_x25519_pub(const char *path, uint8_t pub[32]);
  * ---------------------------------------------------------------------------------------- */
 typedef struct tdsx_ca_s tdsx_ca_t;
 
+/* Files of a CA directory, relative to it. The root certificate is the anchor to hand to
+ * every node (`tdsx ca verify --anchor DIR/root.pem`). index.txt lists every certificate the
+ * CA issued, one per line: serial (hex), issuing CA (root|intermediate), kind
+ * (intermediate|auth|sign), not_after, revoked_at (seconds since the epoch, "-" when not
+ * revoked) and the subject, separated by tabs. */
+#define TDSX_CA_ROOT_CERT "root.pem"
+#define TDSX_CA_ROOT_KEY "root.key"
+#define TDSX_CA_INTER_CERT "intermediate.pem"
+#define TDSX_CA_INTER_KEY "intermediate.key"
+#define TDSX_CA_INDEX "index.txt"
+
 typedef struct tdsx_ca_init_opts_s {
     const char *name;      /* subject CN and O of the root */
     int intermediate;      /* 1: also create an issuing intermediate under the root */
@@ -176,14 +187,28 @@ typedef struct tdsx_issue_opts_s {
     int force;
 } tdsx_issue_opts_t;
 
+/* Creates dir (0700) and a new root there (and an intermediate with the same validity).
+ * TDSX_E_EXISTS when a CA is already there and force is 0; with force the old CA, its
+ * intermediate and its index are replaced. TDSX_E_INVAL for an empty name. */
 TDSX_MUST_CHECK int tdsx_ca_init(const char *dir, const tdsx_ca_init_opts_t *o);
+/* Loads the CA of dir; the caller frees *out with tdsx_ca_free. TDSX_E_CA_STATE when a file
+ * is missing or damaged or a key does not match its certificate, TDSX_E_PERM when a key
+ * file is readable by group or others. */
 TDSX_MUST_CHECK int tdsx_ca_open(const char *dir, tdsx_ca_t **out);
 void tdsx_ca_free(tdsx_ca_t *ca);
-/* Issues auth, sign and enc credentials into outdir (created 0700 if missing). */
+/* Issues auth, sign and enc credentials into outdir (created 0700 if missing).
+ * The USCC is validated first (TDSX_E_USCC_*; a GB 11714 warning is logged as
+ * "ca.uscc_org_code"); org and node must be non-empty UTF-8 without control characters and
+ * node without '/' (TDSX_E_INVAL). Both certificates are recorded in the index before any
+ * file is written. TDSX_E_EXISTS when any credential file exists and force is 0. */
 TDSX_MUST_CHECK int tdsx_ca_issue(tdsx_ca_t *ca, const tdsx_issue_opts_t *o, const char *outdir);
-/* Marks a certificate issued by this CA as revoked (TDSX_E_NOTFOUND if it did not issue it). */
+/* Marks a certificate issued by this CA as revoked (TDSX_E_NOTFOUND if it did not issue it).
+ * Issuance is proved by the CA's signature, not by names. Revoking again is not an error and
+ * keeps the first revocation time. The intermediate itself can be revoked (by the root). */
 TDSX_MUST_CHECK int tdsx_ca_revoke(tdsx_ca_t *ca, X509 *cert);
-/* Writes the current CRL(s) as PEM (root's, and the intermediate's when there is one). */
+/* Writes the current CRL(s) as PEM (root's, and the intermediate's when there is one).
+ * Each is a v2 CRL with the next CRL number, thisUpdate now and nextUpdate `days` later
+ * (0 means 7). TDSX_E_EXISTS when path exists and force is 0. */
 TDSX_MUST_CHECK int tdsx_ca_crl(tdsx_ca_t *ca, int64_t days, const char *path, int force);
 
 #endif

@@ -1,0 +1,430 @@
+/* Trust sets and the one certificate verifier: OpenSSL builds and checks the chain (RFC 5280
+ * §6) and revocation (§6.3); then the TDSX profile (SPEC §2) decides key type, purpose, role
+ * and subject. */
+#include "internal.h"
+
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+struct tdsx_trust_s {
+    X509_STORE *store;             /* anchors only */
+    STACK_OF(X509) *intermediates; /* untrusted, offered to chain building */
+    STACK_OF(X509_CRL) *crls;
+};
+
+int tdsx_trust_new(tdsx_trust_t **out)
+{
+    if (!out)
+        return TDSX_E_INVAL;
+    tdsx_trust_t *t = tdsx_calloc(1, sizeof *t);
+    if (!t)
+        return TDSX_E_NOMEM;
+    t->store = X509_STORE_new();
+    t->intermediates = sk_X509_new_null();
+    t->crls = sk_X509_CRL_new_null();
+    if (!t->store || !t->intermediates || !t->crls) {
+        tdsx_trust_free(t);
+        return TDSX_E_NOMEM;
+    }
+    *out = t;
+    return 0;
+}
+
+void tdsx_trust_free(tdsx_trust_t *t)
+{
+    if (!t)
+        return;
+    X509_STORE_free(t->store);
+    sk_X509_pop_free(t->intermediates, X509_free);
+    sk_X509_CRL_pop_free(t->crls, X509_CRL_free);
+    tdsx_free(t);
+}
+
+int tdsx_trust_add_anchors_pem(tdsx_trust_t *t, const void *pem, size_t n)
+{
+    STACK_OF(X509) *certs = NULL;
+    if (!t || (!pem && n))
+        return TDSX_E_INVAL;
+    int rc = tdsx__pem_certs(tdsx_bytes(pem, n), &certs);
+    if (rc)
+        return rc;
+    if (sk_X509_num(certs) == 0)
+        rc = TDSX_E_CERT_PARSE;
+    for (int i = 0; rc == 0 && i < sk_X509_num(certs); i++) {
+        /* The store takes its own reference. */
+        if (X509_STORE_add_cert(t->store, sk_X509_value(certs, i)) != 1)
+            rc = tdsx__ossl_err(TDSX_E_NOMEM);
+    }
+    sk_X509_pop_free(certs, X509_free);
+    return rc;
+}
+
+int tdsx_trust_add_intermediates_pem(tdsx_trust_t *t, const void *pem, size_t n)
+{
+    STACK_OF(X509) *certs = NULL;
+    if (!t || (!pem && n))
+        return TDSX_E_INVAL;
+    int rc = tdsx__pem_certs(tdsx_bytes(pem, n), &certs);
+    if (rc)
+        return rc;
+    while (rc == 0 && sk_X509_num(certs) > 0) {
+        X509 *x = sk_X509_shift(certs);
+        if (!sk_X509_push(t->intermediates, x)) {
+            X509_free(x);
+            rc = TDSX_E_NOMEM;
+        }
+    }
+    sk_X509_pop_free(certs, X509_free);
+    return rc;
+}
+
+int tdsx_trust_add_crls_pem(tdsx_trust_t *t, const void *pem, size_t n)
+{
+    STACK_OF(X509_CRL) *crls = NULL;
+    if (!t || (!pem && n))
+        return TDSX_E_INVAL;
+    int rc = tdsx__pem_crls(tdsx_bytes(pem, n), &crls);
+    if (rc)
+        return rc;
+    if (sk_X509_CRL_num(crls) == 0)
+        rc = TDSX_E_CRL_INVALID;
+    while (rc == 0 && sk_X509_CRL_num(crls) > 0) {
+        X509_CRL *crl = sk_X509_CRL_shift(crls);
+        if (!sk_X509_CRL_push(t->crls, crl)) {
+            X509_CRL_free(crl);
+            rc = TDSX_E_NOMEM;
+        }
+    }
+    sk_X509_CRL_pop_free(crls, X509_CRL_free);
+    return rc;
+}
+
+typedef int (*add_pem_fn)(tdsx_trust_t *t, const void *pem, size_t n);
+
+static int add_file(tdsx_trust_t *t, const char *path, add_pem_fn add)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (!t || !path)
+        return TDSX_E_INVAL;
+    int rc = tdsx_file_read(path, TDSX__PEM_CAP, &data, &len);
+    if (rc)
+        return rc;
+    rc = add(t, data, len);
+    tdsx_free(data);
+    return rc;
+}
+
+int tdsx_trust_add_anchors_file(tdsx_trust_t *t, const char *path)
+{
+    return add_file(t, path, tdsx_trust_add_anchors_pem);
+}
+
+int tdsx_trust_add_crls_file(tdsx_trust_t *t, const char *path)
+{
+    return add_file(t, path, tdsx_trust_add_crls_pem);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Verification
+ * ---------------------------------------------------------------------------------------- */
+
+/* One OpenSSL verdict, one TDSX code. */
+static int map_x509_err(int e)
+{
+    switch (e) {
+    case X509_V_ERR_CERT_HAS_EXPIRED: return TDSX_E_CERT_EXPIRED;
+    case X509_V_ERR_CERT_NOT_YET_VALID: return TDSX_E_CERT_NOT_YET_VALID;
+    case X509_V_ERR_CERT_REVOKED: return TDSX_E_CERT_REVOKED;
+
+    case X509_V_ERR_UNABLE_TO_GET_CRL: return TDSX_E_CRL_MISSING;
+    case X509_V_ERR_CRL_HAS_EXPIRED: return TDSX_E_CRL_EXPIRED;
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+    case X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD:
+    case X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD:
+    case X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+    case X509_V_ERR_KEYUSAGE_NO_CRL_SIGN:
+    case X509_V_ERR_DIFFERENT_CRL_SCOPE:
+    case X509_V_ERR_CRL_PATH_VALIDATION_ERROR:
+    case X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION: return TDSX_E_CRL_INVALID;
+
+    /* No path to an anchor, or a signature on the path that does not verify: either way
+     * nobody we trust vouches for this certificate. */
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_CERT_UNTRUSTED:
+    case X509_V_ERR_CERT_REJECTED:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE:
+    case X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY: return TDSX_E_CERT_UNTRUSTED;
+
+    case X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD:
+    case X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD: return TDSX_E_CERT_PARSE;
+
+    case X509_V_ERR_OUT_OF_MEM: return TDSX_E_NOMEM;
+
+    /* Structure of the path: CA flags, path length, key identifiers, extensions, the
+     * RFC 5280 profile checks of X509_V_FLAG_X509_STRICT. */
+    case X509_V_ERR_INVALID_CA:
+    case X509_V_ERR_INVALID_NON_CA:
+    case X509_V_ERR_PATH_LENGTH_EXCEEDED:
+    case X509_V_ERR_CERT_CHAIN_TOO_LONG:
+    case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
+    case X509_V_ERR_AKID_SKID_MISMATCH:
+    case X509_V_ERR_AKID_ISSUER_SERIAL_MISMATCH:
+    case X509_V_ERR_SUBJECT_ISSUER_MISMATCH:
+    case X509_V_ERR_PATH_LOOP:
+    case X509_V_ERR_INVALID_EXTENSION:
+    case X509_V_ERR_INVALID_PURPOSE:
+    case X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION:
+    default: return TDSX_E_CERT_CHAIN;
+    }
+}
+
+typedef struct verify_state_s {
+    int require_crl;
+} verify_state_t;
+
+static int on_verify(int ok, X509_STORE_CTX *ctx)
+{
+    if (ok)
+        return 1;
+    const verify_state_t *st = X509_STORE_CTX_get_app_data(ctx);
+    /* CRL checking is on whenever a CRL is present, so a CA without one is only an error
+     * when the caller asked for complete revocation data. */
+    if (X509_STORE_CTX_get_error(ctx) == X509_V_ERR_UNABLE_TO_GET_CRL && st && !st->require_crl)
+        return 1;
+    return 0;
+}
+
+static int check_chain(const tdsx_trust_t *t, X509 *leaf, STACK_OF(X509) *extra,
+                       const tdsx_verify_opts_t *o)
+{
+    verify_state_t st = {o->require_crl ? 1 : 0};
+    int rc = TDSX_E_NOMEM;
+    STACK_OF(X509) *untrusted = sk_X509_dup(t->intermediates);
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    if (!untrusted || !ctx)
+        goto fail;
+    for (int i = 0; extra && i < sk_X509_num(extra); i++) {
+        /* Borrowed: the context never frees its untrusted certificates. */
+        if (!sk_X509_push(untrusted, sk_X509_value(extra, i)))
+            goto fail;
+    }
+    if (X509_STORE_CTX_init(ctx, t->store, leaf, untrusted) != 1) {
+        rc = tdsx__ossl_err(TDSX_E_NOMEM);
+        goto fail;
+    }
+    X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
+    unsigned long flags = X509_V_FLAG_X509_STRICT;
+    if (st.require_crl || sk_X509_CRL_num(t->crls) > 0)
+        flags |= X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL;
+    if (X509_VERIFY_PARAM_set_flags(param, flags) != 1)
+        goto fail;
+    X509_VERIFY_PARAM_set_time(param, (time_t)(o->at ? o->at : tdsx_now()));
+    /* The store is shared and immutable: CRLs go to this context only. */
+    X509_STORE_CTX_set0_crls(ctx, t->crls);
+    X509_STORE_CTX_set_verify_cb(ctx, on_verify);
+    if (X509_STORE_CTX_set_app_data(ctx, &st) != 1)
+        goto fail;
+    int v = X509_verify_cert(ctx);
+    if (v == 1) {
+        rc = 0;
+    } else {
+        int e = X509_STORE_CTX_get_error(ctx);
+        rc = e == X509_V_OK ? tdsx__ossl_err(TDSX_E_INTERNAL) : map_x509_err(e);
+    }
+fail:
+    X509_STORE_CTX_free(ctx);
+    sk_X509_free(untrusted);
+    return rc;
+}
+
+static int check_key(X509 *leaf, uint8_t pub[32])
+{
+    size_t len = 32;
+    EVP_PKEY *pk = X509_get0_pubkey(leaf);
+    if (!pk || !EVP_PKEY_is_a(pk, "ED25519"))
+        return TDSX_E_CERT_KEY;
+    if (EVP_PKEY_get_raw_public_key(pk, pub, &len) != 1 || len != 32)
+        return tdsx__ossl_err(TDSX_E_CERT_KEY);
+    return 0;
+}
+
+static int check_purpose(X509 *leaf, tdsx_purpose_t purpose)
+{
+    const uint32_t both = XKU_SSL_CLIENT | XKU_SSL_SERVER;
+    uint32_t flags = X509_get_extension_flags(leaf);
+    /* Absent extensions read as "everything allowed" in OpenSSL; here they allow nothing. */
+    uint32_t ku = (flags & EXFLAG_KUSAGE) ? X509_get_key_usage(leaf) : 0;
+    uint32_t xku = (flags & EXFLAG_XKUSAGE) ? X509_get_extended_key_usage(leaf) : 0;
+    switch (purpose) {
+    case TDSX_PURPOSE_ANY: return 0;
+    case TDSX_PURPOSE_AUTH:
+        /* The TLS key must not double as the statement-signing key (SPEC §2). */
+        if (X509_check_ca(leaf) || (xku & both) != both || !(ku & KU_DIGITAL_SIGNATURE) ||
+            (ku & KU_NON_REPUDIATION))
+            return TDSX_E_CERT_PURPOSE;
+        return 0;
+    case TDSX_PURPOSE_SIGN:
+        if (X509_check_ca(leaf) || !(ku & KU_NON_REPUDIATION) || (xku & both))
+            return TDSX_E_CERT_PURPOSE;
+        return 0;
+    default: return TDSX_E_INVAL;
+    }
+}
+
+static int check_role(X509 *leaf, tdsx_role_t want, tdsx_role_t *got)
+{
+    static const tdsx_role_t roles[] = {TDSX_ROLE_CENTRE, TDSX_ROLE_BRAIN, TDSX_ROLE_ENTERPRISE};
+    int crit = 0;
+    tdsx_role_t found = TDSX_ROLE_NONE;
+    int matches = 0;
+    CERTIFICATEPOLICIES *pols = X509_get_ext_d2i(leaf, NID_certificate_policies, &crit, NULL);
+    if (!pols)
+        return tdsx__ossl_err(TDSX_E_CERT_ROLE);
+    for (int i = 0; i < sk_POLICYINFO_num(pols); i++) {
+        char oid[128];
+        const POLICYINFO *pi = sk_POLICYINFO_value(pols, i);
+        int n = OBJ_obj2txt(oid, sizeof oid, pi->policyid, 1);
+        if (n <= 0 || (size_t)n >= sizeof oid)
+            continue;
+        for (size_t r = 0; r < sizeof roles / sizeof roles[0]; r++) {
+            if (strcmp(oid, tdsx__role_oid(roles[r])) == 0) {
+                found = roles[r];
+                matches++;
+            }
+        }
+    }
+    CERTIFICATEPOLICIES_free(pols);
+    if (matches != 1 || (want != TDSX_ROLE_NONE && want != found))
+        return TDSX_E_CERT_ROLE;
+    *got = found;
+    return 0;
+}
+
+/* The index of the only entry of type nid, or -1 when there is none or more than one. */
+static int only_entry(const X509_NAME *name, int nid)
+{
+    int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+    if (idx < 0 || X509_NAME_get_index_by_NID(name, nid, idx) >= 0)
+        return -1;
+    return idx;
+}
+
+/* Copies the UTF-8 text of an entry into out. Refuses what would not fit, and control
+ * characters (including NUL) which would let a name print as another. */
+static int entry_text(const X509_NAME *name, int idx, char *out, size_t size, int no_slash)
+{
+    unsigned char *utf8 = NULL;
+    const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    int n = s ? ASN1_STRING_to_UTF8(&utf8, s) : -1;
+    int rc = TDSX_E_CERT_SUBJECT;
+    if (n < 0)
+        return tdsx__ossl_err(TDSX_E_CERT_SUBJECT);
+    if (n == 0 || (size_t)n >= size)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        if (utf8[i] < 0x20 || utf8[i] == 0x7f || (no_slash && utf8[i] == '/'))
+            goto fail;
+    }
+    memcpy(out, utf8, (size_t)n);
+    out[n] = '\0';
+    rc = 0;
+fail:
+    OPENSSL_free(utf8);
+    return rc;
+}
+
+static int check_subject(X509 *leaf, tdsx_identity_t *id)
+{
+    const X509_NAME *name = X509_get_subject_name(leaf);
+    int o = only_entry(name, NID_organizationName);
+    int sn = only_entry(name, NID_serialNumber);
+    int cn = only_entry(name, NID_commonName);
+    char uscc[TDSX_USCC_LEN + 2];
+    if (o < 0 || sn < 0 || cn < 0)
+        return TDSX_E_CERT_SUBJECT;
+    int rc;
+    if ((rc = entry_text(name, o, id->org, sizeof id->org, 0)) ||
+        (rc = entry_text(name, cn, id->node, sizeof id->node, 1)))
+        return rc;
+    /* Anything that does not fit 18 characters is not a USCC. */
+    rc = entry_text(name, sn, uscc, sizeof uscc, 1);
+    if (rc == TDSX_E_NOMEM)
+        return rc;
+    if (rc || tdsx_uscc_check(uscc, &id->org_warning) != 0)
+        return TDSX_E_CERT_USCC;
+    memcpy(id->uscc, uscc, sizeof id->uscc);
+    return 0;
+}
+
+static void log_refusal(X509 *leaf, int err)
+{
+    tdsx_buf_t subject;
+    uint8_t fp[32];
+    char hex[65] = "";
+    tdsx_buf_init(&subject, TDSX__NAME_TEXT_CAP);
+    int have_subject = tdsx__name_text(X509_get_subject_name(leaf), &subject) == 0;
+    if (tdsx_cert_fingerprint(leaf, fp) == 0)
+        tdsx_hex_encode(hex, fp, sizeof fp);
+    tdsx_log(TDSX_LOG_INFO, "cert.refused", TDSX_KV_E("reason", err),
+             TDSX_KV_S("subject", have_subject ? (const char *)subject.p : ""),
+             TDSX_KV_S("fingerprint", hex));
+    tdsx_buf_free(&subject);
+}
+
+int tdsx_cert_verify(const tdsx_trust_t *t, X509 *leaf, STACK_OF(X509) *extra,
+                     const tdsx_verify_opts_t *o, tdsx_identity_t *id)
+{
+    tdsx_identity_t got;
+    memset(&got, 0, sizeof got);
+    if (id)
+        memset(id, 0, sizeof *id);
+    if (!t || !leaf || !o)
+        return TDSX_E_INVAL;
+    /* Whatever OpenSSL queues here stays here: a TLS engine calling us from its verify
+     * callback keeps its own error queue. */
+    ERR_set_mark();
+    int rc;
+    if ((rc = check_chain(t, leaf, extra, o)) || (rc = check_key(leaf, got.pubkey)) ||
+        (rc = check_purpose(leaf, o->purpose)) || (rc = check_role(leaf, o->role, &got.role)) ||
+        (rc = check_subject(leaf, &got)))
+        goto fail;
+    if ((rc = tdsx__asn1_time_get(X509_get0_notBefore(leaf), &got.not_before)) ||
+        (rc = tdsx__asn1_time_get(X509_get0_notAfter(leaf), &got.not_after)) ||
+        (rc = tdsx_cert_fingerprint(leaf, got.fingerprint)))
+        goto fail;
+    if (id)
+        *id = got;
+fail:
+    ERR_pop_to_mark();
+    if (rc && rc != TDSX_E_NOMEM && rc != TDSX_E_INVAL)
+        log_refusal(leaf, rc);
+    return rc;
+}
+
+int tdsx_cert_verify_pem(const tdsx_trust_t *t, const void *pem, size_t n,
+                         const tdsx_verify_opts_t *o, tdsx_identity_t *id)
+{
+    STACK_OF(X509) *certs = NULL;
+    if (id)
+        memset(id, 0, sizeof *id);
+    if (!t || (!pem && n) || !o)
+        return TDSX_E_INVAL;
+    int rc = tdsx__pem_certs(tdsx_bytes(pem, n), &certs);
+    if (rc)
+        return rc;
+    X509 *leaf = sk_X509_shift(certs);
+    rc = leaf ? tdsx_cert_verify(t, leaf, certs, o, id) : TDSX_E_CERT_PARSE;
+    X509_free(leaf);
+    sk_X509_pop_free(certs, X509_free);
+    return rc;
+}
