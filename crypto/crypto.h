@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "proto.h"
 
 /* ------------------------------------------------------------------------------------------
  * SHA-256
@@ -125,5 +126,226 @@ TDSX_MUST_CHECK int tdsx_merkle_tree_path(const tdsx_merkle_tree_t *t, size_t in
                                           tdsx_hash_t path[TDSX_MERKLE_PATH_MAX], size_t *path_len);
 /* NULL is a no-op. */
 void tdsx_merkle_tree_free(tdsx_merkle_tree_t *t);
+
+/* ------------------------------------------------------------------------------------------
+ * Signed envelopes (SPEC §10)
+ *
+ * An envelope (proto/envelope.proto) carries payload_type, the payload bytes exactly as the
+ * signer serialised them, and signatures. Every signature is a batch signature: the signer
+ * builds an RFC 9162 tree whose leaves are PAE(payload_type, payload) of the statements in the
+ * batch, and signs once, with Ed25519, the root statement
+ *
+ *     PAE("application/vnd.tdsx.batch-root.v1", be64(tree_size) || root)
+ *
+ * Each envelope carries key_id = SHA-256(raw Ed25519 public key), that signature, its leaf
+ * index, tree_size and inclusion path. A batch of one has tree_size 1, index 0, empty path.
+ * ---------------------------------------------------------------------------------------- */
+#define TDSX_ED25519_SEED_LEN 32
+#define TDSX_ED25519_PK_LEN 32
+#define TDSX_ED25519_SIG_LEN 64
+
+/* Type string of the root statement a batch signature covers. */
+#define TDSX_BATCH_ROOT_TYPE "application/vnd.tdsx.batch-root.v1"
+/* Longest payload_type accepted, signing or verifying. */
+#define TDSX_PAYLOAD_TYPE_MAX 128
+/* Largest payload a statement may have (a trust bundle with its CRLs is the big one). */
+#define TDSX_STATEMENT_MAX (4u * 1024u * 1024u)
+/* Most signatures one envelope may carry; verifiers refuse more. */
+#define TDSX_ENVELOPE_SIGS_MAX 8
+/* Largest serialised envelope: a maximal payload plus room for every signature's fields. */
+#define TDSX_ENVELOPE_MAX (TDSX_STATEMENT_MAX + 64u * 1024u)
+/* An arena budget that always fits a maximal envelope and the statement decoded from it (the
+ * payload is copied once by each decode, plus protobuf-c's structures). */
+#define TDSX_ENVELOPE_ARENA_BUDGET (4u * TDSX_ENVELOPE_MAX)
+
+/* Appends DSSE's pre-authentication encoding to `out`:
+ *     "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
+ * LEN is the ASCII decimal byte length. type is NUL-terminated; body.p may be NULL when body.n
+ * is 0. On error (TDSX_E_TOOBIG from out's cap, TDSX_E_NOMEM) out is unchanged. */
+TDSX_MUST_CHECK int tdsx_pae(tdsx_buf_t *out, const char *type, tdsx_bytes_t body);
+
+/* key_id of a raw Ed25519 public key: SHA-256 of its 32 bytes. */
+TDSX_MUST_CHECK int tdsx_key_id(const uint8_t pk[TDSX_ED25519_PK_LEN], tdsx_hash_t *out);
+
+/* SHA-256 of a whole serialised envelope, as referenced by other statements (Nrr.nro_hash,
+ * AgreementTermination.agreement_hash, ...). Hash the bytes as received: never re-serialise. */
+TDSX_MUST_CHECK int tdsx_envelope_hash(tdsx_bytes_t envelope, tdsx_hash_t *out);
+
+/* ------------------------------------------------------------------------------------------
+ * Signer: a queue of statements, signed in batches when the caller flushes.
+ *
+ * submit() copies the statement and returns at once; flush() signs everything that was waiting
+ * when it was called, in batches of at most max_batch statements (one Ed25519 signature per
+ * batch), and calls each statement's callback exactly once with its serialised Envelope.
+ * There are no threads and no timers: the gateway decides when to flush (after each turn of its
+ * event loop, say), so a quiet signer produces batches of one and a busy one amortises Ed25519
+ * over hundreds of statements.
+ *
+ * The Ed25519 secret key lives in sodium_malloc memory, inaccessible except while signing, and
+ * is wiped when the signer is freed. A signer is not thread-safe.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct tdsx_signer_s tdsx_signer_t;
+
+/*
+ * Called once per submitted statement. status 0: `envelope` holds the serialised Envelope;
+ * the bytes are the signer's and valid only during the call (copy them to keep them).
+ * status < 0: the statement was not signed (TDSX_E_NOMEM, TDSX_E_INTERNAL from a failed
+ * batch, TDSX_E_CANCELED when the signer was freed first); envelope is empty.
+ * The callback may call tdsx_signer_submit (the new statement waits for the next flush) but
+ * not tdsx_signer_flush (TDSX_E_STATE) nor tdsx_signer_free.
+ */
+typedef void (*tdsx_signer_cb)(void *userdata, int status, tdsx_bytes_t envelope);
+
+#define TDSX_SIGNER_BATCH_DEFAULT 256
+#define TDSX_SIGNER_QUEUE_DEFAULT 4096
+
+typedef struct tdsx_signer_opts_s {
+    size_t max_batch; /* statements per signature, 1.. (0 = TDSX_SIGNER_BATCH_DEFAULT) */
+    size_t max_queue; /* statements waiting at most (0 = TDSX_SIGNER_QUEUE_DEFAULT) */
+} tdsx_signer_opts_t;
+
+/* Makes a signer from a 32-byte Ed25519 seed (the raw private key; the caller should wipe its
+ * copy). opts may be NULL for the defaults. TDSX_E_NOMEM, TDSX_E_INTERNAL (libsodium). */
+TDSX_MUST_CHECK int tdsx_signer_new(const uint8_t seed[TDSX_ED25519_SEED_LEN],
+                                    const tdsx_signer_opts_t *opts, tdsx_signer_t **out);
+/* Calls the callback of every statement still waiting with TDSX_E_CANCELED, then wipes and
+ * frees the key and the signer. NULL is a no-op. Not from inside a callback. */
+void tdsx_signer_free(tdsx_signer_t *s);
+
+void tdsx_signer_public_key(const tdsx_signer_t *s, uint8_t pk[TDSX_ED25519_PK_LEN]);
+/* SHA-256 of the public key; valid as long as the signer. */
+const tdsx_hash_t *tdsx_signer_key_id(const tdsx_signer_t *s);
+
+/*
+ * Queues payload (copied) under payload_type for the next flush; cb (not NULL) fires from that
+ * flush. payload_type: 1..TDSX_PAYLOAD_TYPE_MAX printable ASCII characters. Errors (the
+ * callback is then never called): TDSX_E_INVAL (arguments), TDSX_E_TOOBIG (payload over
+ * TDSX_STATEMENT_MAX), TDSX_E_AGAIN (max_queue statements already waiting: flush first),
+ * TDSX_E_STATE (the signer is being freed), TDSX_E_NOMEM.
+ */
+TDSX_MUST_CHECK int tdsx_signer_submit(tdsx_signer_t *s, const char *payload_type,
+                                       tdsx_bytes_t payload, tdsx_signer_cb cb, void *userdata);
+
+/* Statements waiting for a flush. */
+size_t tdsx_signer_pending(const tdsx_signer_t *s);
+
+/*
+ * Signs every statement that was waiting when called, in batches of at most max_batch, and
+ * calls their callbacks in submission order. Returns 0 once it has done so, whatever the
+ * individual statuses (a batch that could not be signed reports its error through each of its
+ * callbacks); TDSX_E_STATE when called from inside a callback (nothing is done). Flushing an
+ * empty queue does nothing and returns 0.
+ */
+TDSX_MUST_CHECK int tdsx_signer_flush(tdsx_signer_t *s);
+
+/* ------------------------------------------------------------------------------------------
+ * Verifier: a keyring and a cache of verified batch roots.
+ *
+ * The cache holds (key_id, tree_size, root, signature) of batches whose Ed25519 signature
+ * verified, at most cache_size of them, replacing the oldest. A later envelope from the same
+ * batch still has its payload hashed and its inclusion path walked to the root; only the
+ * Ed25519 verification is skipped, and only when that recomputed root and the signature bytes
+ * match an entry exactly. A verifier is not thread-safe (the cache changes on every miss).
+ * ---------------------------------------------------------------------------------------- */
+typedef struct tdsx_verifier_s tdsx_verifier_t;
+
+#define TDSX_VERIFIER_CACHE_DEFAULT 1024
+/* Most keys one keyring holds. */
+#define TDSX_VERIFIER_KEYS_MAX 65536
+
+/* cache_size 0 means TDSX_VERIFIER_CACHE_DEFAULT. TDSX_E_NOMEM, TDSX_E_INTERNAL. */
+TDSX_MUST_CHECK int tdsx_verifier_new(size_t cache_size, tdsx_verifier_t **out);
+/* NULL is a no-op. */
+void tdsx_verifier_free(tdsx_verifier_t *v);
+
+/* Trusts a raw Ed25519 public key (copied) from now on. Adding a key already present does
+ * nothing and returns 0. TDSX_E_KEY (not a usable Ed25519 point), TDSX_E_TOOBIG (keyring
+ * full), TDSX_E_NOMEM. There is no removal: build a new verifier when the keys change (a new
+ * trust bundle), which also empties the cache. */
+TDSX_MUST_CHECK int tdsx_verifier_add_key(tdsx_verifier_t *v,
+                                          const uint8_t pk[TDSX_ED25519_PK_LEN]);
+size_t tdsx_verifier_key_count(const tdsx_verifier_t *v);
+
+typedef struct tdsx_verifier_stats_s {
+    uint64_t verified;   /* envelopes accepted */
+    uint64_t cache_hits; /* ...of which without an Ed25519 verification */
+    uint64_t rejected;   /* envelopes refused, for any reason */
+} tdsx_verifier_stats_t;
+
+void tdsx_verifier_stats(const tdsx_verifier_t *v, tdsx_verifier_stats_t *out);
+
+/* What a successful verification established. */
+typedef struct tdsx_verified_s {
+    tdsx_bytes_t payload; /* the signed payload bytes exactly; they live in the arena */
+    tdsx_hash_t key_id;   /* the signer */
+    uint8_t sig[TDSX_ED25519_SIG_LEN]; /* the batch signature that covers it */
+    uint64_t index;                    /* leaf index in the batch */
+    uint64_t tree_size;                /* batch size */
+    tdsx_hash_t root;                  /* batch root */
+    int cached;                        /* 1 when the root came from the cache */
+} tdsx_verified_t;
+
+/*
+ * Verifies a serialised envelope (untrusted bytes, not kept) and fills *out. The envelope is
+ * decoded into `arena` (its budget bounds the work; TDSX_ENVELOPE_ARENA_BUDGET always
+ * suffices), so out->payload stays valid until the arena is reset or freed.
+ *
+ * Checks, in order: the envelope decodes (else TDSX_E_ENVELOPE; TDSX_E_ARENA_BUDGET,
+ * TDSX_E_NOMEM, TDSX_E_TOOBIG over TDSX_ENVELOPE_MAX); payload_type equals expected_type
+ * exactly (TDSX_E_SIG_TYPE); it carries 1..TDSX_ENVELOPE_SIGS_MAX signatures (TDSX_E_ENVELOPE)
+ * of which at least one names a key in the keyring (TDSX_E_SIGNER_UNKNOWN); for such a
+ * signature, index < tree_size and the path (32-byte hashes, the length the tree needs) leads
+ * from the leaf to a root (TDSX_E_MERKLE_PROOF), and the Ed25519 signature over the root
+ * statement verifies or the root is in the cache (TDSX_E_SIG_INVALID). The first signature by
+ * a known key that passes wins; when none does, the error of the last one tried is returned.
+ * *out is written only on success.
+ */
+TDSX_MUST_CHECK int tdsx_envelope_verify(tdsx_verifier_t *v, const char *expected_type,
+                                         tdsx_bytes_t envelope, tdsx_arena_t *arena,
+                                         tdsx_verified_t *out);
+
+/* ------------------------------------------------------------------------------------------
+ * Typed statements
+ *
+ * Each kind has one payload type string and one protobuf message type. Decoding a statement
+ * is only possible through tdsx_statement_open, which verifies the envelope first
+ * (verify-before-decode, SPEC §5 and §10).
+ * ---------------------------------------------------------------------------------------- */
+typedef enum {
+    TDSX_STATEMENT_NRO = 0,               /* Tdsx__Nro */
+    TDSX_STATEMENT_NRR,                   /* Tdsx__Nrr */
+    TDSX_STATEMENT_NRD,                   /* Tdsx__Nrd */
+    TDSX_STATEMENT_AGREEMENT_TERMS,       /* Tdsx__AgreementTerms */
+    TDSX_STATEMENT_AGREEMENT_TERMINATION, /* Tdsx__AgreementTermination */
+    TDSX_STATEMENT_TRUST_BUNDLE,          /* Tdsx__TrustBundle */
+    TDSX_STATEMENT_KIND_COUNT
+} tdsx_statement_kind_t;
+
+/* "application/vnd.tdsx.<kind>.v1+protobuf", or NULL for a value outside the enum. */
+const char *tdsx_statement_type(tdsx_statement_kind_t kind);
+/* The protobuf-c descriptor of the kind's message, or NULL outside the enum. */
+const ProtobufCMessageDescriptor *tdsx_statement_descriptor(tdsx_statement_kind_t kind);
+
+/*
+ * Serialises msg once (protobuf_c_message_pack) and queues the bytes like tdsx_signer_submit,
+ * under the kind's type string. msg must be of the kind's message type (TDSX_E_INVAL
+ * otherwise); it is not kept. Other errors as tdsx_signer_submit; on any error cb is never
+ * called.
+ */
+TDSX_MUST_CHECK int tdsx_statement_submit(tdsx_signer_t *s, tdsx_statement_kind_t kind,
+                                          const ProtobufCMessage *msg, tdsx_signer_cb cb,
+                                          void *userdata);
+
+/*
+ * Verifies `envelope` as a statement of `kind` (tdsx_envelope_verify with the kind's type
+ * string) and only then decodes its payload into `arena`: *msg (cast it to the kind's type)
+ * and, when info is not NULL, *info are set only on success, and live until the arena is reset
+ * or freed. Errors: those of tdsx_envelope_verify; TDSX_E_INVAL for a kind outside the enum;
+ * TDSX_E_PROTO_DECODE when a correctly signed payload does not decode as the kind's message;
+ * TDSX_E_ARENA_BUDGET, TDSX_E_NOMEM.
+ */
+TDSX_MUST_CHECK int tdsx_statement_open(tdsx_verifier_t *v, tdsx_statement_kind_t kind,
+                                        tdsx_bytes_t envelope, tdsx_arena_t *arena,
+                                        ProtobufCMessage **msg, tdsx_verified_t *info);
 
 #endif
