@@ -38,5 +38,8 @@ int tdsx_cmd_ca_issue(int argc, char **argv);
 int tdsx_cmd_ca_revoke(int argc, char **argv);
 int tdsx_cmd_ca_crl(int argc, char **argv);
 int tdsx_cmd_ca_verify(int argc, char **argv);
+int tdsx_cmd_status(int argc, char **argv);
+int tdsx_cmd_registry_add(int argc, char **argv);
+int tdsx_cmd_registry_check(int argc, char **argv);
 
 #endif

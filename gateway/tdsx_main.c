@@ -10,6 +10,9 @@ static const tdsx_cmd_t commands[] = {
     {"ca", "revoke", tdsx_cmd_ca_revoke, "revoke a certificate issued by this CA"},
     {"ca", "crl", tdsx_cmd_ca_crl, "write the CA's current CRL"},
     {"ca", "verify", tdsx_cmd_ca_verify, "verify a certificate and print its identity"},
+    {"registry", "add", tdsx_cmd_registry_add, "append a node to the member registry file"},
+    {"registry", "check", tdsx_cmd_registry_check, "validate a member registry file"},
+    {NULL, "status", tdsx_cmd_status, "show the local daemon: identity, peers, counters"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,426 @@
+/* The tdsxd config file: a table of keys, one parser, every problem reported with its line. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum {
+    K_STRING,   /* any non-empty text */
+    K_PATH,     /* a path, resolved against the config file's directory */
+    K_ADDR,     /* host:port */
+    K_ROLE,     /* centre | brain | enterprise */
+    K_LEVEL,    /* log level */
+    K_SIZE,     /* bytes, with optional k/m/g suffix (powers of 1024) */
+    K_COUNT,    /* plain number */
+    K_DURATION, /* milliseconds, or with a ms/s/m/h suffix */
+    K_PEER,     /* "<id> <host:port>", repeatable */
+    K_CRL       /* a path, repeatable */
+} key_type_t;
+
+typedef struct {
+    const char *name;
+    key_type_t type;
+    size_t offset;
+    uint64_t min, max; /* numeric range, inclusive */
+    int required;
+} key_t_;
+
+#define OFF(f) offsetof(tdsx_config_t, f)
+#define KIB 1024ull
+#define MIB (1024ull * 1024ull)
+
+static const key_t_ keys[] = {
+    {"role", K_ROLE, OFF(role), 0, 0, 1},
+    {"listen", K_ADDR, OFF(listen), 0, 0, 0},
+    {"credentials", K_PATH, OFF(credentials), 0, 0, 1},
+    {"data_dir", K_PATH, OFF(data_dir), 0, 0, 1},
+    {"registry", K_PATH, OFF(registry), 0, 0, 1},
+    {"control_socket", K_PATH, OFF(control_socket), 0, 0, 0},
+    {"http_listen", K_ADDR, OFF(http_listen), 0, 0, 0},
+    {"crl", K_CRL, 0, 0, 0, 0},
+    {"peer", K_PEER, 0, 0, 0, 0},
+    {"log_level", K_LEVEL, OFF(log_level), 0, 0, 0},
+    {"frame_cap", K_SIZE, OFF(frame_cap), 4 * KIB, 64 * MIB, 0},
+    {"stream_window", K_SIZE, OFF(stream_window), 16 * KIB, 64 * MIB, 0},
+    {"conn_window", K_SIZE, OFF(conn_window), 16 * KIB, 1024 * MIB, 0},
+    {"max_streams", K_COUNT, OFF(max_streams), 1, 65536, 0},
+    {"max_connections", K_COUNT, OFF(max_connections), 1, 1000000, 0},
+    {"handshake_timeout", K_DURATION, OFF(handshake_timeout_ms), 100, 600000, 0},
+    {"idle_timeout", K_DURATION, OFF(idle_timeout_ms), 100, 86400000, 0},
+    {"stall_timeout", K_DURATION, OFF(stall_timeout_ms), 100, 3600000, 0},
+    {"drain_timeout", K_DURATION, OFF(drain_timeout_ms), 0, 3600000, 0},
+    {"ping_interval", K_DURATION, OFF(ping_interval_ms), 100, 3600000, 0},
+    {"redial_min", K_DURATION, OFF(redial_min_ms), 10, 600000, 0},
+    {"redial_max", K_DURATION, OFF(redial_max_ms), 10, 3600000, 0},
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+void tdsx_config_defaults(tdsx_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->log_level = TDSX_LOG_INFO;
+    c->frame_cap = 1 * MIB;
+    c->stream_window = 1 * MIB;
+    c->conn_window = 16 * MIB;
+    c->max_streams = 4096;
+    c->max_connections = 10000;
+    c->handshake_timeout_ms = 10000;
+    c->idle_timeout_ms = 300000;
+    c->stall_timeout_ms = 30000;
+    c->drain_timeout_ms = 10000;
+    c->ping_interval_ms = 30000;
+    c->redial_min_ms = 200;
+    c->redial_max_ms = 30000;
+}
+
+static void diag(tdsx_config_diags_t *d, unsigned line, int err, const char *fmt, ...)
+    TDSX_PRINTF(4, 5);
+
+static void diag(tdsx_config_diags_t *d, unsigned line, int err, const char *fmt, ...)
+{
+    if (d->n == TDSX_CONFIG_MAX_DIAGS) {
+        d->dropped++;
+        return;
+    }
+    tdsx_config_diag_t *x = &d->d[d->n++];
+    x->line = line;
+    x->err = err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->msg, sizeof x->msg, fmt, ap);
+    va_end(ap);
+}
+
+int tdsx_config_split_addr(const char *addr, char *host, size_t host_size, int *port)
+{
+    const char *colon;
+    const char *h = addr;
+    size_t hlen;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':')
+            return TDSX_E_CONFIG;
+        h = addr + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon || strchr(addr, ':') != colon)
+            return TDSX_E_CONFIG;
+        hlen = (size_t)(colon - addr);
+    }
+    if (hlen == 0 || hlen >= host_size)
+        return TDSX_E_CONFIG;
+    const char *p = colon + 1;
+    if (!*p || strlen(p) > 5)
+        return TDSX_E_CONFIG;
+    long v = 0;
+    for (; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            return TDSX_E_CONFIG;
+        v = v * 10 + (*p - '0');
+    }
+    if (v < 0 || v > 65535)
+        return TDSX_E_CONFIG;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)v;
+    return 0;
+}
+
+/* Parses an unsigned number with an optional unit. `units` lists suffix/multiplier pairs. */
+typedef struct {
+    const char *suffix;
+    uint64_t mult;
+} unit_t;
+
+static const unit_t size_units[] = {{"", 1},           {"k", KIB},       {"K", KIB},
+                                    {"m", MIB},        {"M", MIB},       {"g", 1024 * MIB},
+                                    {"G", 1024 * MIB}, {NULL, 0}};
+static const unit_t count_units[] = {{"", 1}, {NULL, 0}};
+static const unit_t time_units[] = {{"", 1},           {"ms", 1},         {"s", 1000},
+                                    {"m", 60 * 1000},  {"h", 3600 * 1000}, {NULL, 0}};
+
+static int parse_number(const char *s, const unit_t *units, uint64_t *out)
+{
+    if (!isdigit((unsigned char)*s))
+        return TDSX_E_CONFIG;
+    uint64_t v = 0;
+    while (isdigit((unsigned char)*s)) {
+        unsigned d = (unsigned)(*s++ - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return TDSX_E_CONFIG;
+        v = v * 10 + d;
+    }
+    for (const unit_t *u = units; u->suffix; u++) {
+        if (strcmp(s, u->suffix) == 0) {
+            if (v > UINT64_MAX / u->mult)
+                return TDSX_E_CONFIG;
+            *out = v * u->mult;
+            return 0;
+        }
+    }
+    return TDSX_E_CONFIG;
+}
+
+static int make_path(const char *base_dir, const char *v, char **out)
+{
+    if (!base_dir || v[0] == '/') {
+        *out = tdsx_strdup(v);
+    } else {
+        tdsx_buf_t b;
+        tdsx_buf_init(&b, 8192);
+        int rc = tdsx_buf_printf(&b, "%s/%s", base_dir, v);
+        if (rc) {
+            tdsx_buf_free(&b);
+            return rc;
+        }
+        *out = tdsx_buf_take(&b, NULL);
+    }
+    return *out ? 0 : TDSX_E_NOMEM;
+}
+
+static int set_value(tdsx_config_t *c, const key_t_ *k, const char *v, const char *base_dir,
+                     unsigned line, tdsx_config_diags_t *d)
+{
+    char *field_s = NULL;
+    uint64_t num = 0;
+    char host[256];
+    int port;
+    void *field = (char *)c + k->offset;
+    switch (k->type) {
+    case K_STRING:
+    case K_PATH:
+    case K_ADDR:
+        if (k->type == K_ADDR && tdsx_config_split_addr(v, host, sizeof host, &port) != 0) {
+            diag(d, line, TDSX_E_CONFIG, "%s: expected host:port, got '%s'", k->name, v);
+            return 0;
+        }
+        if (make_path(k->type == K_PATH ? base_dir : NULL, v, &field_s) != 0)
+            return TDSX_E_NOMEM;
+        *(char **)field = field_s;
+        return 0;
+    case K_ROLE:
+        if (tdsx_role_parse(v, (tdsx_role_t *)field) != 0)
+            diag(d, line, TDSX_E_CONFIG, "role: expected centre, brain or enterprise, got '%s'",
+                 v);
+        return 0;
+    case K_LEVEL:
+        if (tdsx_log_level_parse(v, (tdsx_log_level_t *)field) != 0)
+            diag(d, line, TDSX_E_CONFIG,
+                 "log_level: expected debug, info, warn, error or off, got '%s'", v);
+        return 0;
+    case K_SIZE:
+    case K_COUNT:
+    case K_DURATION:
+        if (parse_number(v,
+                         k->type == K_SIZE       ? size_units
+                         : k->type == K_DURATION ? time_units
+                                                 : count_units,
+                         &num) != 0) {
+            diag(d, line, TDSX_E_CONFIG, "%s: '%s' is not a %s", k->name, v,
+                 k->type == K_DURATION ? "duration (e.g. 500ms, 10s, 5m)"
+                 : k->type == K_SIZE   ? "size (e.g. 65536, 256k, 1m)"
+                                       : "whole number");
+            return 0;
+        }
+        if (num < k->min || num > k->max) {
+            diag(d, line, TDSX_E_CONFIG, "%s: %" PRIu64 " is outside %" PRIu64 "..%" PRIu64,
+                 k->name, num, k->min, k->max);
+            return 0;
+        }
+        *(uint64_t *)field = num;
+        return 0;
+    case K_CRL:
+        if (c->n_crls == TDSX_CONFIG_MAX_CRLS) {
+            diag(d, line, TDSX_E_TOOBIG, "crl: at most %d", TDSX_CONFIG_MAX_CRLS);
+            return 0;
+        }
+        if (make_path(base_dir, v, &field_s) != 0)
+            return TDSX_E_NOMEM;
+        c->crls[c->n_crls++] = field_s;
+        return 0;
+    case K_PEER: {
+        const char *sp = strpbrk(v, " \t");
+        if (!sp) {
+            diag(d, line, TDSX_E_CONFIG, "peer: expected '<USCC>/<node> host:port'");
+            return 0;
+        }
+        const char *addr = sp;
+        while (*addr == ' ' || *addr == '\t')
+            addr++;
+        char id[256];
+        size_t idlen = (size_t)(sp - v);
+        const char *slash = memchr(v, '/', idlen);
+        if (idlen >= sizeof id || !slash || slash - v != TDSX_USCC_LEN || slash + 1 == sp) {
+            diag(d, line, TDSX_E_CONFIG, "peer: '%.*s' is not <USCC>/<node>", (int)idlen, v);
+            return 0;
+        }
+        memcpy(id, v, idlen);
+        id[idlen] = '\0';
+        char uscc[TDSX_USCC_LEN + 1];
+        memcpy(uscc, v, TDSX_USCC_LEN);
+        uscc[TDSX_USCC_LEN] = '\0';
+        if (tdsx_uscc_check(uscc, NULL) != 0) {
+            diag(d, line, TDSX_E_CONFIG, "peer: '%s' is not a valid USCC", uscc);
+            return 0;
+        }
+        if (tdsx_config_split_addr(addr, host, sizeof host, &port) != 0) {
+            diag(d, line, TDSX_E_CONFIG, "peer: expected host:port, got '%s'", addr);
+            return 0;
+        }
+        for (size_t i = 0; i < c->n_peers; i++) {
+            if (strcmp(c->peers[i].id, id) == 0) {
+                diag(d, line, TDSX_E_CONFIG, "peer: '%s' given twice", id);
+                return 0;
+            }
+        }
+        if (c->n_peers == TDSX_CONFIG_MAX_PEERS) {
+            diag(d, line, TDSX_E_TOOBIG, "peer: at most %d", TDSX_CONFIG_MAX_PEERS);
+            return 0;
+        }
+        tdsx_config_peer_t *p = &c->peers[c->n_peers];
+        p->id = tdsx_strdup(id);
+        p->address = tdsx_strdup(addr);
+        if (!p->id || !p->address) {
+            tdsx_free(p->id);
+            tdsx_free(p->address);
+            p->id = p->address = NULL;
+            return TDSX_E_NOMEM;
+        }
+        c->n_peers++;
+        return 0;
+    }
+    default:
+        return TDSX_E_INTERNAL;
+    }
+}
+
+int tdsx_config_parse(tdsx_config_t *c, const char *text, size_t n, const char *base_dir,
+                      tdsx_config_diags_t *d)
+{
+    unsigned seen_line[N_KEYS] = {0};
+    tdsx_config_defaults(c);
+    d->n = 0;
+    d->dropped = 0;
+    tdsx_bytes_t in = tdsx_bytes(text, n);
+    unsigned line = 0;
+    char buf[1024];
+    while (in.n > 0) {
+        line++;
+        const uint8_t *nl = memchr(in.p, '\n', in.n);
+        size_t len = nl ? (size_t)(nl - in.p) : in.n;
+        tdsx_bytes_t l;
+        if (tdsx_bytes_take(&in, len, &l) != 0 || (nl && tdsx_bytes_skip(&in, 1) != 0))
+            return TDSX_E_INTERNAL;
+        if (memchr(l.p, '\0', l.n)) {
+            diag(d, line, TDSX_E_CONFIG, "NUL byte in line");
+            continue;
+        }
+        if (l.n >= sizeof buf) {
+            diag(d, line, TDSX_E_TOOBIG, "line longer than %zu bytes", sizeof buf - 1);
+            continue;
+        }
+        memcpy(buf, l.p, l.n);
+        buf[l.n] = '\0';
+        char *hash = strchr(buf, '#');
+        if (hash)
+            *hash = '\0';
+        char *s = buf;
+        while (isspace((unsigned char)*s))
+            s++;
+        char *end = s + strlen(s);
+        while (end > s && isspace((unsigned char)end[-1]))
+            *--end = '\0';
+        if (!*s)
+            continue;
+        char *v = s;
+        while (*v && !isspace((unsigned char)*v))
+            v++;
+        if (*v)
+            *v++ = '\0';
+        while (isspace((unsigned char)*v))
+            v++;
+        size_t ki = 0;
+        while (ki < N_KEYS && strcmp(keys[ki].name, s) != 0)
+            ki++;
+        if (ki == N_KEYS) {
+            diag(d, line, TDSX_E_CONFIG, "unknown key '%s'", s);
+            continue;
+        }
+        const key_t_ *k = &keys[ki];
+        if (!*v) {
+            diag(d, line, TDSX_E_CONFIG, "%s: missing value", k->name);
+            continue;
+        }
+        if (k->type != K_PEER && k->type != K_CRL && seen_line[ki]) {
+            diag(d, line, TDSX_E_CONFIG, "%s: already set on line %u", k->name, seen_line[ki]);
+            continue;
+        }
+        seen_line[ki] = line;
+        int rc = set_value(c, k, v, base_dir, line, d);
+        if (rc)
+            return rc;
+    }
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].required && !seen_line[i])
+            diag(d, 0, TDSX_E_CONFIG, "%s: required key missing", keys[i].name);
+    if (c->redial_min_ms > c->redial_max_ms)
+        diag(d, 0, TDSX_E_CONFIG, "redial_min is larger than redial_max");
+    if (!c->control_socket && c->data_dir) {
+        tdsx_buf_t b;
+        tdsx_buf_init(&b, 8192);
+        if (tdsx_buf_printf(&b, "%s/tdsxd.sock", c->data_dir) != 0) {
+            tdsx_buf_free(&b);
+            return TDSX_E_NOMEM;
+        }
+        c->control_socket = tdsx_buf_take(&b, NULL);
+    }
+    return d->n || d->dropped ? TDSX_E_CONFIG : 0;
+}
+
+int tdsx_config_load(tdsx_config_t *c, const char *path, tdsx_config_diags_t *d)
+{
+    uint8_t *text = NULL;
+    size_t n = 0;
+    tdsx_config_defaults(c);
+    d->n = 0;
+    d->dropped = 0;
+    int rc = tdsx_file_read(path, TDSX_CONFIG_FILE_CAP, &text, &n);
+    if (rc) {
+        diag(d, 0, rc, "%s: %s", path, tdsx_strerror(rc));
+        return rc;
+    }
+    char *dir = tdsx_strdup(path);
+    if (!dir) {
+        tdsx_free(text);
+        return TDSX_E_NOMEM;
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    rc = tdsx_config_parse(c, (const char *)text, n, slash ? dir : ".", d);
+    tdsx_free(dir);
+    tdsx_free(text);
+    return rc;
+}
+
+void tdsx_config_free(tdsx_config_t *c)
+{
+    tdsx_free(c->listen);
+    tdsx_free(c->credentials);
+    tdsx_free(c->data_dir);
+    tdsx_free(c->registry);
+    tdsx_free(c->control_socket);
+    tdsx_free(c->http_listen);
+    for (size_t i = 0; i < c->n_crls; i++)
+        tdsx_free(c->crls[i]);
+    for (size_t i = 0; i < c->n_peers; i++) {
+        tdsx_free(c->peers[i].id);
+        tdsx_free(c->peers[i].address);
+    }
+    tdsx_config_defaults(c);
+}
