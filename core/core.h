@@ -187,10 +187,10 @@ void tdsx_log_set_output(FILE *f);
 /* Writes one line with the given fields (n may be 0). */
 void tdsx_log_kv(tdsx_log_level_t level, const char *event, const tdsx_kv_t *kv, size_t n);
 
-#define tdsx_log(level, event, ...)                                                           \
-    do {                                                                                      \
-        const tdsx_kv_t tdsx_kv_[] = {__VA_ARGS__};                                           \
-        tdsx_log_kv((level), (event), tdsx_kv_, sizeof tdsx_kv_ / sizeof tdsx_kv_[0]);        \
+#define tdsx_log(level, event, ...)                                                                \
+    do {                                                                                           \
+        const tdsx_kv_t tdsx_kv_[] = {__VA_ARGS__};                                                \
+        tdsx_log_kv((level), (event), tdsx_kv_, sizeof tdsx_kv_ / sizeof tdsx_kv_[0]);             \
     } while (0)
 
 /* JSON string escaping into a buffer (quotes included). Shared with other JSON writers. */

@@ -46,8 +46,8 @@ int tdsx_file_write(const char *path, const void *p, size_t n, unsigned mode, in
         return TDSX_E_EXISTS;
     tdsx_buf_t tmp;
     tdsx_buf_init(&tmp, 4096);
-    int rc = tdsx_buf_printf(&tmp, "%s.tmp.%ld.%u", path, (long)getpid(),
-                             atomic_fetch_add(&counter, 1));
+    int rc =
+        tdsx_buf_printf(&tmp, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
     if (rc)
         return rc;
     const char *tpath = (const char *)tmp.p;

@@ -53,10 +53,10 @@ int tdsx__registry_append(const char *cmd, const char *registry, const char *cre
 int tdsx_cmd_registry_add(int argc, char **argv)
 {
     static const struct option opts[] = {{"registry", required_argument, NULL, 'r'},
-                                          {"creds", required_argument, NULL, 'd'},
-                                          {"endpoint", required_argument, NULL, 'e'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
+                                         {"creds", required_argument, NULL, 'd'},
+                                         {"endpoint", required_argument, NULL, 'e'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *cmd = argv[0], *registry = NULL, *creds = NULL, *endpoint = NULL;
     int o;
     optind = 1;

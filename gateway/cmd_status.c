@@ -49,9 +49,9 @@ int tdsx__cli_socket(const char *cmd, const char *sock, const char *conf, char *
 int tdsx_cmd_status(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
-                                          {"config", required_argument, NULL, 'c'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *cmd = argv[0], *sock = NULL, *conf = NULL;
     int o;
     optind = 1;
@@ -106,16 +106,14 @@ int tdsx_cmd_status(int argc, char **argv)
     printf("peers            %zu\n", st->n_peers);
     for (size_t i = 0; i < st->n_peers; i++) {
         const Tdsx__PeerStatus *p = st->peers[i];
-        printf("  %-3s %-40s %-10s %-10s %-22s in=%llu out=%llu streams=%u%s%s\n",
-               p->direction, *p->id ? p->id : "(unverified)", *p->role ? p->role : "-",
-               p->state, p->address, (unsigned long long)p->bytes_in,
-               (unsigned long long)p->bytes_out, p->streams, *p->last_error ? " error=" : "",
-               p->last_error);
+        printf("  %-3s %-40s %-10s %-10s %-22s in=%llu out=%llu streams=%u%s%s\n", p->direction,
+               *p->id ? p->id : "(unverified)", *p->role ? p->role : "-", p->state, p->address,
+               (unsigned long long)p->bytes_in, (unsigned long long)p->bytes_out, p->streams,
+               *p->last_error ? " error=" : "", p->last_error);
     }
     printf("counters\n");
     for (size_t i = 0; i < st->n_counters; i++)
-        printf("  %-28s %llu\n", st->counters[i]->name,
-               (unsigned long long)st->counters[i]->value);
+        printf("  %-28s %llu\n", st->counters[i]->name, (unsigned long long)st->counters[i]->value);
     tdsx_free(path);
     tdsx_arena_free(arena);
     return TDSX_EXIT_OK;

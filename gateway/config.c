@@ -137,12 +137,11 @@ typedef struct {
     uint64_t mult;
 } unit_t;
 
-static const unit_t size_units[] = {{"", 1},           {"k", KIB},       {"K", KIB},
-                                    {"m", MIB},        {"M", MIB},       {"g", 1024 * MIB},
-                                    {"G", 1024 * MIB}, {NULL, 0}};
+static const unit_t size_units[] = {{"", 1},    {"k", KIB},        {"K", KIB},        {"m", MIB},
+                                    {"M", MIB}, {"g", 1024 * MIB}, {"G", 1024 * MIB}, {NULL, 0}};
 static const unit_t count_units[] = {{"", 1}, {NULL, 0}};
-static const unit_t time_units[] = {{"", 1},           {"ms", 1},         {"s", 1000},
-                                    {"m", 60 * 1000},  {"h", 3600 * 1000}, {NULL, 0}};
+static const unit_t time_units[] = {{"", 1},          {"ms", 1},          {"s", 1000},
+                                    {"m", 60 * 1000}, {"h", 3600 * 1000}, {NULL, 0}};
 
 static int parse_number(const char *s, const unit_t *units, uint64_t *out)
 {
@@ -205,8 +204,7 @@ static int set_value(tdsx_config_t *c, const key_t_ *k, const char *v, const cha
         return 0;
     case K_ROLE:
         if (tdsx_role_parse(v, (tdsx_role_t *)field) != 0)
-            diag(d, line, TDSX_E_CONFIG, "role: expected centre, brain or enterprise, got '%s'",
-                 v);
+            diag(d, line, TDSX_E_CONFIG, "role: expected centre, brain or enterprise, got '%s'", v);
         return 0;
     case K_LEVEL:
         if (tdsx_log_level_parse(v, (tdsx_log_level_t *)field) != 0)
@@ -294,8 +292,7 @@ static int set_value(tdsx_config_t *c, const key_t_ *k, const char *v, const cha
         c->n_peers++;
         return 0;
     }
-    default:
-        return TDSX_E_INTERNAL;
+    default: return TDSX_E_INTERNAL;
     }
 }
 

@@ -26,12 +26,12 @@ typedef struct tdsx_config_peer_s {
 
 typedef struct tdsx_config_s {
     tdsx_role_t role;
-    char *listen;          /* "host:port"; NULL: accept no inbound connections */
-    char *credentials;     /* credential directory (see certs.h) */
-    char *data_dir;        /* objects, metadata, log */
-    char *registry;        /* member registry file */
-    char *control_socket;  /* Unix socket for `tdsx`; default <data_dir>/tdsxd.sock */
-    char *http_listen;     /* metrics/health endpoint, "host:port"; NULL: off */
+    char *listen;         /* "host:port"; NULL: accept no inbound connections */
+    char *credentials;    /* credential directory (see certs.h) */
+    char *data_dir;       /* objects, metadata, log */
+    char *registry;       /* member registry file */
+    char *control_socket; /* Unix socket for `tdsx`; default <data_dir>/tdsxd.sock */
+    char *http_listen;    /* metrics/health endpoint, "host:port"; NULL: off */
     char *crls[TDSX_CONFIG_MAX_CRLS];
     size_t n_crls;
     tdsx_config_peer_t peers[TDSX_CONFIG_MAX_PEERS];

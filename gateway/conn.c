@@ -48,11 +48,11 @@ struct tdsx_conn_s {
     tdsx_arena_t *arena;
     tdsx_buf_t frame_out; /* scratch for encoding one frame */
 
-    uint64_t t_state;  /* uv_now when the state began */
-    uint64_t t_rx;     /* last bytes received */
-    uint64_t t_tx;     /* last write completion (or when output became pending) */
-    uint64_t t_ping;   /* last ping sent */
-    int64_t since;     /* wall clock of the state change, for status */
+    uint64_t t_state; /* uv_now when the state began */
+    uint64_t t_rx;    /* last bytes received */
+    uint64_t t_tx;    /* last write completion (or when output became pending) */
+    uint64_t t_ping;  /* last ping sent */
+    int64_t since;    /* wall clock of the state change, for status */
     uint64_t out_inflight;
     uint64_t bytes_in, bytes_out;
     uint64_t ping_nonce;
@@ -176,8 +176,7 @@ static void log_close(tdsx_conn_t *c, int err, const char *reason)
         return;
     }
     const char *detail = c->tls ? tdsx_tls_conn_detail(c->tls) : "";
-    tdsx_log(TDSX_LOG_WARN, event,
-             TDSX_KV_S("peer", peer_name(c)), TDSX_KV_S("remote", c->remote),
+    tdsx_log(TDSX_LOG_WARN, event, TDSX_KV_S("peer", peer_name(c)), TDSX_KV_S("remote", c->remote),
              TDSX_KV_S("dir", c->inbound ? "in" : "out"), TDSX_KV_E("err", err),
              TDSX_KV_S("reason", reason), TDSX_KV_S("detail", detail));
 }
@@ -331,8 +330,7 @@ static int handle_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
         out.pong = &p;
         return send_frame(c, &out);
     }
-    case TDSX__FRAME__BODY_PONG:
-        return 0;
+    case TDSX__FRAME__BODY_PONG: return 0;
     case TDSX__FRAME__BODY_ERROR: {
         int code = tdsx_err_from_wire(f->error->code);
         tdsx_log(TDSX_LOG_WARN, "conn.peer_error", TDSX_KV_S("peer", peer_name(c)),
@@ -344,10 +342,8 @@ static int handle_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
         }
         return 0;
     }
-    case TDSX__FRAME__BODY_WINDOW_UPDATE:
-        return 0;
-    case TDSX__FRAME__BODY__NOT_SET:
-        return TDSX_E_PROTO_UNSUPPORTED;
+    case TDSX__FRAME__BODY_WINDOW_UPDATE: return 0;
+    case TDSX__FRAME__BODY__NOT_SET: return TDSX_E_PROTO_UNSUPPORTED;
     default:
         /* Exchange messages arrive with the exchange itself (catalog, transfers). */
         return TDSX_E_PROTO_UNSUPPORTED;
@@ -361,8 +357,8 @@ static void on_open(tdsx_conn_t *c)
     const tdsx_identity_t *id = tdsx_tls_conn_peer(c->tls);
     tdsx_log(TDSX_LOG_INFO, "conn.open", TDSX_KV_S("peer", peer_name(c)),
              TDSX_KV_S("org", id ? id->org : ""),
-             TDSX_KV_S("role", id ? tdsx_role_name(id->role) : ""),
-             TDSX_KV_S("remote", c->remote), TDSX_KV_S("dir", c->inbound ? "in" : "out"));
+             TDSX_KV_S("role", id ? tdsx_role_name(id->role) : ""), TDSX_KV_S("remote", c->remote),
+             TDSX_KV_S("dir", c->inbound ? "in" : "out"));
     if (c->dialer)
         tdsx__dialer_opened(c->dialer, c);
     if (c->node->draining)
@@ -484,9 +480,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             }
             int frc = tdsx_frame_decoder_finish(&c->dec);
             tdsx__conn_fail(c,
-                            frc < 0                             ? frc
+                            frc < 0                           ? frc
                             : c->state == TDSX_CONN_HANDSHAKE ? TDSX_E_TLS_HANDSHAKE
-                                                                : TDSX_E_CLOSED,
+                                                              : TDSX_E_CLOSED,
                             frc < 0 ? "connection ended inside a frame" : "connection ended");
             return;
         }

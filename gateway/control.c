@@ -116,11 +116,11 @@ static int answer_status(tdsx_ctl_client_t *cl, Tdsx__LocalResponse *resp)
     st->n_peers = i;
     st->peers = pp;
     size_t k = 0;
-#define X(field, cname)                                                                       \
-    tdsx__counter__init(&cs[k]);                                                              \
-    cs[k].name = cname;                                                                       \
-    cs[k].value = n->counters.field;                                                          \
-    cp[k] = &cs[k];                                                                           \
+#define X(field, cname)                                                                            \
+    tdsx__counter__init(&cs[k]);                                                                   \
+    cs[k].name = cname;                                                                            \
+    cs[k].value = n->counters.field;                                                               \
+    cp[k] = &cs[k];                                                                                \
     k++;
     TDSX_COUNTERS(X)
 #undef X

@@ -22,22 +22,22 @@ typedef struct tdsx_dialer_s tdsx_dialer_t;
 typedef struct tdsx_ctl_client_s tdsx_ctl_client_t;
 
 /* Caps, defined once. */
-#define TDSX_CONN_READ_SIZE (64u * 1024u)   /* one socket read */
+#define TDSX_CONN_READ_SIZE (64u * 1024u)     /* one socket read */
 #define TDSX_CONTROL_FRAME_CAP (256u * 1024u) /* one control-socket message */
 #define TDSX_CONTROL_MAX_CLIENTS 64u
 
 /* Counters kept by the node; names are what `tdsx status` and metrics show. */
-#define TDSX_COUNTERS(X)                                                                      \
-    X(conns_accepted, "connections_accepted")                                                 \
-    X(conns_dialled, "connections_dialled")                                                   \
-    X(conns_open, "connections_opened")                                                       \
-    X(conns_refused, "connections_refused")                                                   \
-    X(conns_closed, "connections_closed")                                                     \
-    X(frames_in, "frames_in")                                                                 \
-    X(frames_out, "frames_out")                                                               \
-    X(bytes_in, "bytes_in")                                                                   \
-    X(bytes_out, "bytes_out")                                                                 \
-    X(protocol_errors, "protocol_errors")                                                     \
+#define TDSX_COUNTERS(X)                                                                           \
+    X(conns_accepted, "connections_accepted")                                                      \
+    X(conns_dialled, "connections_dialled")                                                        \
+    X(conns_open, "connections_opened")                                                            \
+    X(conns_refused, "connections_refused")                                                        \
+    X(conns_closed, "connections_closed")                                                          \
+    X(frames_in, "frames_in")                                                                      \
+    X(frames_out, "frames_out")                                                                    \
+    X(bytes_in, "bytes_in")                                                                        \
+    X(bytes_out, "bytes_out")                                                                      \
+    X(protocol_errors, "protocol_errors")                                                          \
     X(timeouts, "timeouts")
 
 typedef struct tdsx_counters_s {
@@ -100,8 +100,7 @@ const char *tdsx__conn_state_name(tdsx_conn_state_t s);
 /* Accepts a pending inbound connection from the listener. */
 void tdsx__conn_accept(tdsx_node_t *n);
 /* Dials d's peer; the connection reports back to d when it opens or closes. */
-TDSX_MUST_CHECK int tdsx__conn_dial(tdsx_node_t *n, tdsx_dialer_t *d,
-                                    const struct sockaddr *addr);
+TDSX_MUST_CHECK int tdsx__conn_dial(tdsx_node_t *n, tdsx_dialer_t *d, const struct sockaddr *addr);
 /* Begins a graceful close (close_notify once no stream is active). */
 void tdsx__conn_drain(tdsx_conn_t *c);
 /* Closes at once with err (logged; sent to the peer as an Error frame when it is ours). */
@@ -112,7 +111,8 @@ void tdsx__conn_status(const tdsx_conn_t *c, Tdsx__PeerStatus *ps);
 /* Iterates the node's connections: NULL starts, NULL ends. */
 tdsx_conn_t *tdsx__conn_next(tdsx_node_t *n, tdsx_conn_t *c);
 
-/* Dialers (node.c): the member id a dialer expects; called by a dialled connection when it opens or closes. */
+/* Dialers (node.c): the member id a dialer expects; called by a dialled connection when it opens or
+ * closes. */
 const char *tdsx__dialer_id(const tdsx_dialer_t *d);
 void tdsx__dialer_opened(tdsx_dialer_t *d, tdsx_conn_t *c);
 void tdsx__dialer_closed(tdsx_dialer_t *d, int err);

@@ -35,6 +35,12 @@ static int path_join(const char *dir, const char *name, tdsx_buf_t *b)
     return tdsx_buf_printf(b, "%s/%s", dir, name);
 }
 
+static void set_what(char *what, size_t size, const char *s)
+{
+    if (what && size)
+        snprintf(what, size, "%s", s);
+}
+
 static int load_own_cert(tdsx_node_t *n, const char *file, tdsx_purpose_t purpose,
                          tdsx_identity_t *id, char *what, size_t what_size)
 {
@@ -52,12 +58,6 @@ static int load_own_cert(tdsx_node_t *n, const char *file, tdsx_purpose_t purpos
     sk_X509_pop_free(sk, X509_free);
     tdsx_buf_free(&p);
     return rc;
-}
-
-static void set_what(char *what, size_t size, const char *s)
-{
-    if (what && size)
-        snprintf(what, size, "%s", s);
 }
 
 int tdsx_node_new(uv_loop_t *loop, tdsx_config_t *cfg, tdsx_node_t **out, char *what,
@@ -110,9 +110,11 @@ int tdsx_node_new(uv_loop_t *loop, tdsx_config_t *cfg, tdsx_node_t **out, char *
                  TDSX_KV_I("line", rerr.line), TDSX_KV_S("problem", rerr.msg));
         goto fail;
     }
-    if ((rc = load_own_cert(n, TDSX_CRED_AUTH_CERT, TDSX_PURPOSE_AUTH, &n->self_auth, what, what_size)) != 0)
+    if ((rc = load_own_cert(n, TDSX_CRED_AUTH_CERT, TDSX_PURPOSE_AUTH, &n->self_auth, what,
+                            what_size)) != 0)
         goto fail;
-    if ((rc = load_own_cert(n, TDSX_CRED_SIGN_CERT, TDSX_PURPOSE_SIGN, &n->self_sign, what, what_size)) != 0)
+    if ((rc = load_own_cert(n, TDSX_CRED_SIGN_CERT, TDSX_PURPOSE_SIGN, &n->self_sign, what,
+                            what_size)) != 0)
         goto fail;
     tdsx_identity_id(&n->self_auth, n->self_id, sizeof n->self_id);
     tdsx_tls_config_t tc = {n->cfg.credentials, NULL, NULL, n->trust, n->registry};
@@ -151,8 +153,8 @@ static void schedule_redial(tdsx_dialer_t *d, int err)
     else
         d->backoff_ms = n->cfg.redial_max_ms;
     /* Jitter of up to a quarter keeps nodes that lost one peer from redialling in lockstep. */
-    uint64_t delay = d->backoff_ms - d->backoff_ms / 4 +
-                     randombytes_uniform((uint32_t)(d->backoff_ms / 2 + 1));
+    uint64_t delay =
+        d->backoff_ms - d->backoff_ms / 4 + randombytes_uniform((uint32_t)(d->backoff_ms / 2 + 1));
     tdsx_log(TDSX_LOG_INFO, "dial.backoff", TDSX_KV_S("peer", d->id),
              TDSX_KV_E("err", err ? err : TDSX_E_CLOSED), TDSX_KV_I("retry_ms", delay));
     uv_timer_start(&d->timer, on_redial, delay, 0);
@@ -222,8 +224,7 @@ static int start_dialers(tdsx_node_t *n)
         tdsx_dialer_t *d = &n->dialers[i];
         d->node = n;
         snprintf(d->id, sizeof d->id, "%s", n->cfg.peers[i].id);
-        if (tdsx_config_split_addr(n->cfg.peers[i].address, d->host, sizeof d->host,
-                                   &d->port) != 0)
+        if (tdsx_config_split_addr(n->cfg.peers[i].address, d->host, sizeof d->host, &d->port) != 0)
             return TDSX_E_CONFIG;
         uv_timer_init(n->loop, &d->timer);
         d->timer.data = d;

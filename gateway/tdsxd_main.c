@@ -30,10 +30,10 @@ static void print_diags(const char *path, const tdsx_config_diags_t *d)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                          {"check-config", no_argument, NULL, 'k'},
-                                          {"version", no_argument, NULL, 'v'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
+                                         {"check-config", no_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     const char *path = NULL;
     int check = 0, o;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -83,8 +83,7 @@ int main(int argc, char **argv)
     if (uv_loop_close(&loop) != 0)
         tdsx_log(TDSX_LOG_WARN, "node.exit", TDSX_KV_S("reason", "handles left open"));
     if (rc) {
-        fprintf(stderr, "tdsxd: could not start: %s (%s)\n", tdsx_strerror(rc),
-                tdsx_err_name(rc));
+        fprintf(stderr, "tdsxd: could not start: %s (%s)\n", tdsx_strerror(rc), tdsx_err_name(rc));
         return 1;
     }
     return 0;

@@ -58,21 +58,21 @@ static void parses_every_key(void **state)
 static void reports_every_bad_line(void **state)
 {
     (void)state;
-    static const char bad[] = "role king\n"                      /* 1 */
-                              "listen 127.0.0.1\n"               /* 2 */
-                              "credentials c\n"                  /* 3 */
-                              "data_dir d\n"                     /* 4 */
-                              "registry r\n"                     /* 5 */
-                              "frobnicate 1\n"                   /* 6 */
-                              "frame_cap 12x\n"                  /* 7 */
-                              "max_streams 0\n"                  /* 8 */
-                              "handshake_timeout soon\n"         /* 9 */
-                              "peer 91350100M000100Y4Z/x h:1\n"  /* 10 */
-                              "peer nonsense\n"                  /* 11 */
-                              "data_dir again\n"                 /* 12 */
-                              "log_level loud\n"                 /* 13 */
-                              "idle_timeout\n"                   /* 14 */
-                              "max_streams 10k\n"                /* 15 */
+    static const char bad[] = "role king\n"                          /* 1 */
+                              "listen 127.0.0.1\n"                   /* 2 */
+                              "credentials c\n"                      /* 3 */
+                              "data_dir d\n"                         /* 4 */
+                              "registry r\n"                         /* 5 */
+                              "frobnicate 1\n"                       /* 6 */
+                              "frame_cap 12x\n"                      /* 7 */
+                              "max_streams 0\n"                      /* 8 */
+                              "handshake_timeout soon\n"             /* 9 */
+                              "peer 91350100M000100Y4Z/x h:1\n"      /* 10 */
+                              "peer nonsense\n"                      /* 11 */
+                              "data_dir again\n"                     /* 12 */
+                              "log_level loud\n"                     /* 13 */
+                              "idle_timeout\n"                       /* 14 */
+                              "max_streams 10k\n"                    /* 15 */
                               "peer 91350100M000100Y43/a h:99999\n"; /* 16 */
     tdsx_config_t c;
     tdsx_config_diags_t d;
