@@ -5,6 +5,9 @@
  * bounds the walk below should a descriptor ever be recursive. */
 #define NEST_MAX 16
 
+/* Largest field number protobuf allows (2^29 - 1). */
+#define FIELD_NUMBER_MAX 536870911u
+
 /* Protobuf wire types (protobuf encoding guide). */
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
@@ -70,6 +73,10 @@ static int check_strings(const ProtobufCMessageDescriptor *desc, tdsx_bytes_t in
         tdsx_bytes_t value;
         if (read_varint(&in, &key))
             return TDSX_E_PROTO_DECODE;
+        /* protobuf-c checks field number 0 only in a tag's first byte, so it accepts 0 spelled
+         * long (0x80 0x00) and would re-encode it as a tag it then refuses. */
+        if ((key >> 3) == 0 || (key >> 3) > FIELD_NUMBER_MAX)
+            return TDSX_E_PROTO_DECODE;
         switch (key & 7) {
         case WT_VARINT:
             if (read_varint(&in, &len))
@@ -86,11 +93,8 @@ static int check_strings(const ProtobufCMessageDescriptor *desc, tdsx_bytes_t in
         case WT_LEN: {
             if (read_varint(&in, &len) || len > in.n || tdsx_bytes_take(&in, (size_t)len, &value))
                 return TDSX_E_PROTO_DECODE;
-            uint64_t number = key >> 3;
             const ProtobufCFieldDescriptor *f =
-                number <= UINT32_MAX
-                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)number)
-                    : NULL;
+                protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3));
             int rc = 0;
             if (f && f->type == PROTOBUF_C_TYPE_STRING)
                 rc = check_utf8(value);
