@@ -150,7 +150,8 @@ TDSX_MUST_CHECK int tdsx_registry_format(const char *cred_dir, const char *endpo
  *
  * Every buffer is bounded, so a peer cannot grow memory: when the application does not read,
  * plaintext stops being decrypted, ciphertext stays in, and tdsx_tls_conn_room() drops to 0;
- * the shell then stops reading the socket.
+ * the shell then stops reading the socket. Beyond the three caps OpenSSL holds at most the
+ * one record (16 KiB) it is decrypting.
  *
  * The first fatal error is sticky (as in BearSSL): from then on every call that returns an
  * int returns it, and the state is TDSX_TLS_FAILED. Output stays available after a failure

@@ -80,11 +80,10 @@ static int next_token(tdsx_bytes_t *line, tdsx_bytes_t *tok)
 /* Copies a token into a C string; -1 when it does not fit. */
 static int tok_str(tdsx_bytes_t tok, char *buf, size_t size)
 {
-    if (tok.n >= size)
+    size_t n = tok.n;
+    if (n >= size || tdsx_bytes_copy(&tok, buf, n) != 0)
         return -1;
-    if (tdsx_bytes_copy(&tok, buf, tok.n) != 0)
-        return -1;
-    buf[tok.n] = '\0';
+    buf[n] = '\0';
     return 0;
 }
 

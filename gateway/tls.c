@@ -244,7 +244,7 @@ static int x509_code(int rc)
     }
 }
 
-static int check_peer(tdsx_tls_conn_t *c, X509 *leaf, STACK_OF(X509) * chain)
+static int check_peer(tdsx_tls_conn_t *c, X509 *leaf, STACK_OF(X509) *chain)
 {
     /* Client: EncryptedExtensions (with the server's ALPN choice) precede the Certificate
      * (RFC 8446 §4.3.1), so a server without "tdsx/1" is refused here, with an alert,
@@ -316,7 +316,7 @@ static int path_of(tdsx_buf_t *b, const char *override, const char *dir, const c
     return tdsx_buf_printf(b, "%s/%s", dir, name);
 }
 
-static int add_chain_certs(SSL_CTX *ctx, STACK_OF(X509) * sk, int from)
+static int add_chain_certs(SSL_CTX *ctx, STACK_OF(X509) *sk, int from)
 {
     for (int i = from; i < sk_X509_num(sk); i++)
         if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(sk, i)) != 1)
