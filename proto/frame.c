@@ -73,7 +73,7 @@ int tdsx_frame_decoder_next(tdsx_frame_decoder_t *d, tdsx_bytes_t *in, tdsx_byte
     }
 
     int rc;
-    size_t need;
+    size_t need = 0;
     if (d->buf.len == 0) {
         /* Nothing pending: a frame wholly inside the caller's slice is handed out in place. */
         rc = tdsx_frame_parse(*in, d->cap, body, &need);
