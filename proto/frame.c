@@ -3,6 +3,9 @@
 
 #include <string.h>
 
+/* Largest buffer an idle decoder keeps between frames; bigger ones are released. */
+#define DECODER_KEEP (16u * 1024)
+
 static int cap_ok(size_t cap)
 {
     return cap > 0 && cap <= TDSX_FRAME_CAP_MAX;
@@ -54,6 +57,8 @@ static int take_into(tdsx_frame_decoder_t *d, tdsx_bytes_t *in, size_t want)
 {
     tdsx_bytes_t part;
     size_t n = want < in->n ? want : in->n;
+    if (n == 0)
+        return 0;
     if (tdsx_bytes_take(in, n, &part))
         return TDSX_E_INTERNAL;
     return tdsx_buf_append(&d->buf, part.p, part.n);
@@ -68,7 +73,11 @@ int tdsx_frame_decoder_next(tdsx_frame_decoder_t *d, tdsx_bytes_t *in, tdsx_byte
     if (!in || !body || (!in->p && in->n))
         return fail(d, TDSX_E_INVAL);
     if (d->handed_out) {
-        tdsx_buf_reset(&d->buf);
+        /* A connection that once carried a large frame should not keep its buffer forever. */
+        if (d->buf.alloc > DECODER_KEEP)
+            tdsx_buf_free(&d->buf);
+        else
+            tdsx_buf_reset(&d->buf);
         d->handed_out = 0;
     }
 

@@ -82,8 +82,9 @@ TDSX_MUST_CHECK int tdsx_frame_parse(tdsx_bytes_t in, size_t cap, tdsx_bytes_t *
  *
  * For a byte stream arriving in arbitrary slices (a TLS connection). The caller owns the
  * struct (it can be embedded in a connection object); its fields are private. The decoder
- * buffers at most one partial frame, so it never holds more than cap + 4 bytes; when a whole
- * frame is already in the caller's slice it is handed out without copying. The first error
+ * buffers at most one partial frame, so it never holds more than cap + 4 bytes, and lets go of
+ * a large buffer once its frame is handed out; when a whole frame is already in the caller's
+ * slice it is handed out without copying. The first error
  * is sticky: every later call returns it (SPEC §4: framing errors close the connection).
  *
  *     tdsx_bytes_t in = tdsx_bytes(data, nread), body;

@@ -237,6 +237,32 @@ static void decoder_yields_many_frames_from_one_slice_without_copying(void **sta
     tdsx_buf_free(&b);
 }
 
+static void decoder_releases_a_large_buffer_after_its_frame(void **state)
+{
+    (void)state;
+    enum { BIG = 100 * 1024 };
+    uint8_t *big = make_body(BIG, 5);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 2 * BIG);
+    put_frame(&b, BIG, big, BIG);
+    tdsx_frame_decoder_t d;
+    assert_int_equal(tdsx_frame_decoder_init(&d, TDSX_FRAME_CAP_DEFAULT), 0);
+    tdsx_bytes_t in = tdsx_bytes(b.p, 1000), body;
+    assert_int_equal(tdsx_frame_decoder_next(&d, &in, &body), TDSX_FRAME_NEED_MORE);
+    in = tdsx_bytes(b.p + 1000, b.len - 1000);
+    assert_int_equal(tdsx_frame_decoder_next(&d, &in, &body), 1);
+    assert_int_equal(body.n, BIG);
+    assert_memory_equal(body.p, big, BIG);
+    assert_true(d.buf.alloc > BIG);
+    /* The next call (here with no input) lets the 100 KiB buffer go. */
+    in = tdsx_bytes(NULL, 0);
+    assert_int_equal(tdsx_frame_decoder_next(&d, &in, &body), TDSX_FRAME_NEED_MORE);
+    assert_int_equal(d.buf.alloc, 0);
+    tdsx_frame_decoder_free(&d);
+    tdsx_buf_free(&b);
+    free(big);
+}
+
 static void decoder_refuses_oversize_before_the_body_arrives(void **state)
 {
     (void)state;
@@ -475,6 +501,7 @@ int main(void)
         cmocka_unit_test(parse_refuses_bad_arguments),
         cmocka_unit_test(decoder_split_at_every_byte_boundary),
         cmocka_unit_test(decoder_yields_many_frames_from_one_slice_without_copying),
+        cmocka_unit_test(decoder_releases_a_large_buffer_after_its_frame),
         cmocka_unit_test(decoder_refuses_oversize_before_the_body_arrives),
         cmocka_unit_test(decoder_refuses_empty_frame_after_good_ones),
         cmocka_unit_test(decoder_reports_truncated_stream),
