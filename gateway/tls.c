@@ -122,8 +122,8 @@ static int is_refusal_alert(int desc)
     }
 }
 
-/* Turns what OpenSSL said (after SSL_get_error returned ssl_err) into one of our codes. */
-static int map_error(tdsx_tls_conn_t *c, int ssl_err)
+/* Turns what OpenSSL said into one of our codes. */
+static int map_error(tdsx_tls_conn_t *c)
 {
     if (c->refusal)
         return c->refusal;
@@ -146,13 +146,7 @@ static int map_error(tdsx_tls_conn_t *c, int ssl_err)
     case SSL_R_NO_APPLICATION_PROTOCOL: return TDSX_E_TLS_ALPN;
     case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
     case SSL_R_CERTIFICATE_VERIFY_FAILED: return TDSX_E_PEER_CERT;
-    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
-        snprintf(c->detail, sizeof c->detail, "transport closed without close_notify");
-        break;
-    default:
-        if (ssl_err == SSL_ERROR_SYSCALL && c->eof && !c->detail[0])
-            snprintf(c->detail, sizeof c->detail, "transport closed without close_notify");
-        break;
+    default: break;
     }
     return hs ? TDSX_E_TLS_HANDSHAKE : TDSX_E_TLS;
 }
@@ -517,7 +511,7 @@ static int send_close(tdsx_tls_conn_t *c)
         c->shutdown_pending = 1;
         return 0;
     }
-    return fail(c, map_error(c, e), NULL);
+    return fail(c, map_error(c), NULL);
 }
 
 /* RFC 8446 §6.1: answer the peer's close_notify with ours; the connection is then over. */
@@ -543,6 +537,23 @@ static int established(tdsx_tls_conn_t *c)
     return 0;
 }
 
+#define TRUNCATED "transport closed without close_notify"
+
+/* 1 when the failure (or the wait) reported as e is the transport's end of file. OpenSSL does
+ * not always turn it into an error: a WANT_READ once every fed byte was read is one too. */
+static int at_eof(tdsx_tls_conn_t *c, int e)
+{
+    if (!c->eof)
+        return 0;
+    if (e == SSL_ERROR_WANT_READ)
+        return BIO_ctrl_pending(SSL_get_rbio(c->ssl)) == 0;
+    if (e == SSL_ERROR_SYSCALL)
+        return 1;
+    unsigned long x = ERR_peek_error();
+    return e == SSL_ERROR_SSL && ERR_GET_LIB(x) == ERR_LIB_SSL &&
+           ERR_GET_REASON(x) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+}
+
 /* 1: handshake done, 0: waiting for input or output room, < 0: failed. */
 static int step_handshake(tdsx_tls_conn_t *c)
 {
@@ -557,9 +568,11 @@ static int step_handshake(tdsx_tls_conn_t *c)
         c->state = TDSX_TLS_OPEN;
         return 1;
     }
+    if (at_eof(c, e))
+        return fail(c, TDSX_E_TLS_HANDSHAKE, TRUNCATED);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
         return 0;
-    return fail(c, map_error(c, e), NULL);
+    return fail(c, map_error(c), NULL);
 }
 
 /* Decrypts into the plaintext buffer until it is full, input runs out or output is full. */
@@ -582,19 +595,20 @@ static int pull_plaintext(tdsx_tls_conn_t *c)
             c->plain.len += got;
             continue;
         }
-        switch (e) {
-        case SSL_ERROR_WANT_READ:
-        case SSL_ERROR_WANT_WRITE: return 0;
-        case SSL_ERROR_ZERO_RETURN: return on_close_notify(c);
-        default:
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return on_close_notify(c);
+        if (at_eof(c, e)) {
             /* After our close_notify the peer may just hang up (RFC 8446 §6.1). */
-            if (c->state == TDSX_TLS_CLOSING && c->eof && c->alert_in < 0) {
+            if (c->state == TDSX_TLS_CLOSING) {
                 ERR_clear_error();
                 c->state = TDSX_TLS_CLOSED;
                 return 0;
             }
-            return fail(c, map_error(c, e), NULL);
+            return fail(c, TDSX_E_TLS, TRUNCATED);
         }
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return 0;
+        return fail(c, map_error(c), NULL);
     }
     return 0;
 }
@@ -733,7 +747,7 @@ int tdsx_tls_conn_write(tdsx_tls_conn_t *c, const void *p, size_t n, size_t *wri
     }
     if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
         return fail(c, TDSX_E_INTERNAL, "output buffer overrun");
-    return fail(c, map_error(c, e), NULL);
+    return fail(c, map_error(c), NULL);
 }
 
 int tdsx_tls_conn_read(tdsx_tls_conn_t *c, void *p, size_t cap, size_t *got)

@@ -567,6 +567,60 @@ static void peer_hanging_up_after_our_close_notify_is_clean(void **state)
     end_free(&s);
 }
 
+static void peer_data_sent_before_it_saw_our_close_is_delivered(void **state)
+{
+    (void)state;
+    end_t c = tls_end(fx.client, TDSX_TLS_CLIENT, NULL);
+    end_t s = tls_end(fx.server, TDSX_TLS_SERVER, NULL);
+    connect_pair(&c, &s);
+    assert_int_equal(tdsx_tls_conn_close(c.tls), 0);
+    size_t w = 0;
+    assert_int_equal(tdsx_tls_conn_write(s.tls, "last words", 10, &w), 0);
+    pump(&c, &s);
+    char buf[32];
+    size_t r = 0;
+    assert_int_equal(tdsx_tls_conn_read(c.tls, buf, sizeof buf, &r), 0);
+    assert_int_equal(r, 10);
+    assert_memory_equal(buf, "last words", 10);
+    assert_int_equal(tdsx_tls_conn_read(c.tls, buf, sizeof buf, &r), TDSX_E_CLOSED);
+    assert_int_equal(st(&c), TDSX_TLS_CLOSED);
+    assert_int_equal(st(&s), TDSX_TLS_CLOSED);
+    end_free(&c);
+    end_free(&s);
+}
+
+static int session_resumable(end_t *raw_client)
+{
+    SSL_SESSION *sess = SSL_get1_session(raw_client->raw);
+    int yes = sess && SSL_SESSION_is_resumable(sess);
+    SSL_SESSION_free(sess);
+    return yes;
+}
+
+static void no_session_ticket_is_ever_issued(void **state)
+{
+    (void)state;
+    end_t c = raw_end(0, 0, "\x06tdsx/1", 7, fx.brain);
+    end_t s = tls_end(fx.server, TDSX_TLS_SERVER, NULL);
+    connect_pair(&c, &s);
+    assert_int_equal(st(&s), TDSX_TLS_OPEN);
+    size_t w = 0;
+    assert_int_equal(tdsx_tls_conn_write(s.tls, "x", 1, &w), 0);
+    pump(&c, &s);
+    assert_false(session_resumable(&c));
+    end_free(&c);
+    end_free(&s);
+
+    /* Control: a stock OpenSSL server does hand out tickets, and the check sees them. */
+    c = raw_end(0, 0, "\x06tdsx/1", 7, fx.brain);
+    end_t rs = raw_end(1, 0, NULL, 0, fx.centre);
+    connect_pair(&c, &rs);
+    assert_true(SSL_is_init_finished(rs.raw));
+    assert_true(session_resumable(&c));
+    end_free(&c);
+    end_free(&rs);
+}
+
 static void a_peer_that_does_not_read_cannot_grow_memory(void **state)
 {
     (void)state;
@@ -1105,6 +1159,8 @@ int main(void)
         cmocka_unit_test(data_flows_both_ways_across_many_records),
         cmocka_unit_test(close_notify_is_observed_and_answered),
         cmocka_unit_test(peer_hanging_up_after_our_close_notify_is_clean),
+        cmocka_unit_test(peer_data_sent_before_it_saw_our_close_is_delivered),
+        cmocka_unit_test(no_session_ticket_is_ever_issued),
         cmocka_unit_test(a_peer_that_does_not_read_cannot_grow_memory),
         cmocka_unit_test(raw_client_with_alpn_and_certificate_is_accepted),
         cmocka_unit_test(client_from_a_foreign_ca_is_untrusted),
