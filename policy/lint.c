@@ -185,6 +185,7 @@ int tdsx_policy_lint(const tdsx_policy_t *p, const tdsx_taxonomy_t *tax, tdsx_di
             rc = warn(diags, r, r->col, TDSX_DIAG_UNREACHABLE, &count,
                       "unreachable: rule %s on line %u matches every transfer this one does", e->id,
                       e->line);
+            never = 1; /* what the floors do to it no longer matters */
             break;
         }
         if (rc == 0 && r->allow && !never)

@@ -247,7 +247,8 @@ int tdsx_taxonomy_parse(tdsx_bytes_t text, tdsx_taxonomy_t **out, tdsx_diags_t *
         if (rc)
             goto fail;
     }
-    qsort(t->v, t->n, sizeof *t->v, cmp_entry);
+    if (t->n > 1)
+        qsort(t->v, t->n, sizeof *t->v, cmp_entry);
     for (size_t i = 1, first = 0; i < t->n; i++) {
         if (strcmp(t->v[i].path, t->v[first].path) != 0) {
             first = i;
@@ -268,7 +269,8 @@ int tdsx_taxonomy_parse(tdsx_bytes_t text, tdsx_taxonomy_t **out, tdsx_diags_t *
     rc = add_parents(t);
     if (rc)
         goto fail;
-    qsort(t->v, t->n, sizeof *t->v, cmp_entry);
+    if (t->n > 1)
+        qsort(t->v, t->n, sizeof *t->v, cmp_entry);
     /* Keep the first of each path: the declared one when there is one (cmp_entry order). */
     size_t w = 0;
     for (size_t i = 0; i < t->n; i++) {
