@@ -90,9 +90,9 @@ typedef struct tdsx_registry_error_s {
 } tdsx_registry_error_t;
 
 /* Parses a whole registry. `text` is untrusted and need not be NUL-terminated. On success
- * *out owns a new registry (free with tdsx_registry_free). On failure *out is NULL, the first
- * problem (the lowest line number) is described in *err (may be NULL) and the return is
- * TDSX_E_CONFIG, or TDSX_E_NOMEM. */
+ * *out owns a new registry (free with tdsx_registry_free). On failure *out is NULL, *err (may
+ * be NULL) describes the first malformed line or, when every line is well formed, the
+ * duplicate on the lowest line, and the return is TDSX_E_CONFIG, or TDSX_E_NOMEM. */
 TDSX_MUST_CHECK int tdsx_registry_parse(tdsx_bytes_t text, tdsx_registry_t **out,
                                         tdsx_registry_error_t *err);
 /* Reads a file of at most TDSX_REGISTRY_FILE_CAP bytes and parses it. Adds the file errors of

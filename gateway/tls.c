@@ -1,5 +1,9 @@
 /* The TLS 1.3 mutual-authentication engine (SPEC §4): OpenSSL over a BIO pair, so bytes go
- * in and out through bounded ring buffers and nothing here touches a socket. */
+ * in and out through bounded ring buffers and nothing here touches a socket.
+ *
+ * Every SSL_* I/O call is bracketed the same way: ERR_clear_error() before, SSL_get_error()
+ * right after. Whatever it returned, the ciphertext it produced (an alert included) is
+ * already readable from the pair, so tdsx_tls_conn_output() always has it. */
 #include "internal.h"
 
 #include <limits.h>
@@ -49,7 +53,9 @@ struct tdsx_tls_conn_s {
 /* Room kept for a KeyUpdate OpenSSL may have to send ahead of application data. */
 #define WRITE_SLACK 256u
 
-static const unsigned char alpn_wire[] = {6, 't', 'd', 's', 'x', '/', '1'};
+/* RFC 7301 §3.1 wire form: one length-prefixed protocol name. */
+static const unsigned char alpn_wire[] = "\x06" TDSX_TLS_ALPN;
+#define ALPN_WIRE_LEN (sizeof alpn_wire - 1)
 
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 static int conn_index = -1;
@@ -157,7 +163,7 @@ static int map_error(tdsx_tls_conn_t *c)
 
 static int alpn_is_ours(const unsigned char *p, size_t n)
 {
-    return n == sizeof alpn_wire - 1 && memcmp(p, alpn_wire + 1, n) == 0;
+    return n == sizeof TDSX_TLS_ALPN - 1 && memcmp(p, TDSX_TLS_ALPN, n) == 0;
 }
 
 /* Server: choose "tdsx/1" from the client's list (RFC 7301 §3.2) or refuse. */
@@ -474,7 +480,7 @@ int tdsx_tls_conn_new(tdsx_tls_ctx_t *ctx, tdsx_tls_side_t side, const char *exp
     if (side == TDSX_TLS_CLIENT) {
         SSL_set_connect_state(c->ssl);
         /* SSL_set_alpn_protos returns 0 on success. */
-        if (SSL_set_alpn_protos(c->ssl, alpn_wire, sizeof alpn_wire) != 0)
+        if (SSL_set_alpn_protos(c->ssl, alpn_wire, ALPN_WIRE_LEN) != 0)
             goto fail;
     } else {
         SSL_set_accept_state(c->ssl);
