@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the CLI shell tests: run a command, check its exit status and output.
 # Sourced by the tests; every failed check exits the test at once with a message.
 
@@ -5,7 +6,7 @@ command -v tdsx >/dev/null || { echo "tdsx is not on PATH" >&2; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cd "$work"
+cd "$work" || exit 1
 
 # expect STATUS CMD...: runs CMD with stdout in ./out and stderr in ./err.
 expect() {
