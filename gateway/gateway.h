@@ -61,9 +61,10 @@ typedef struct tdsx_member_s {
 
 typedef struct tdsx_registry_s tdsx_registry_t;
 
-/* What was wrong with a registry file. Every kind comes with TDSX_E_CONFIG (or TDSX_E_TOOBIG
- * for a file over TDSX_REGISTRY_FILE_CAP), so callers that only want yes/no look at the
- * return code; `tdsx ca`/`tdsxd --check-config` print line and msg. */
+/* What was wrong with a registry file. Every line kind comes with TDSX_E_CONFIG, so callers
+ * that only want yes/no look at the return code; `tdsx ca`/`tdsxd --check-config` print line
+ * and msg. TDSX_REGISTRY_FILE carries the file error; TDSX_E_NOMEM leaves the fault at
+ * TDSX_REGISTRY_OK (not the file's fault). */
 typedef enum {
     TDSX_REGISTRY_OK = 0,
     TDSX_REGISTRY_LINE_TOO_LONG, /* more than TDSX_REGISTRY_LINE_CAP bytes */
