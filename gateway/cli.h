@@ -41,5 +41,7 @@ int tdsx_cmd_ca_verify(int argc, char **argv);
 int tdsx_cmd_status(int argc, char **argv);
 int tdsx_cmd_registry_add(int argc, char **argv);
 int tdsx_cmd_registry_check(int argc, char **argv);
+int tdsx_cmd_policy_check(int argc, char **argv);
+int tdsx_cmd_policy_explain(int argc, char **argv);
 
 #endif

@@ -12,6 +12,8 @@ static const tdsx_cmd_t commands[] = {
     {"ca", "verify", tdsx_cmd_ca_verify, "verify a certificate and print its identity"},
     {"registry", "add", tdsx_cmd_registry_add, "append a node to the member registry file"},
     {"registry", "check", tdsx_cmd_registry_check, "validate a member registry file"},
+    {"policy", "check", tdsx_cmd_policy_check, "lint a policy file and print its hash"},
+    {"policy", "explain", tdsx_cmd_policy_explain, "show which rule decides a transfer, and why"},
     {NULL, "status", tdsx_cmd_status, "show the local daemon: identity, peers, counters"},
 };
 
