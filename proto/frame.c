@@ -142,15 +142,13 @@ void tdsx_frame_decoder_free(tdsx_frame_decoder_t *d)
     d->handed_out = 0;
 }
 
-int tdsx_frame_encode(const Tdsx__Frame *frame, size_t cap, tdsx_buf_t *out)
+int tdsx_frame_encode_message(const ProtobufCMessage *msg, size_t cap, tdsx_buf_t *out)
 {
-    if (!frame || !out || !cap_ok(cap) || frame->base.descriptor != &tdsx__frame__descriptor ||
-        frame->body_case == TDSX__FRAME__BODY__NOT_SET)
+    if (!msg || !msg->descriptor || !out || !cap_ok(cap))
         return TDSX_E_INVAL;
-    if (frame->body_case == TDSX__FRAME__BODY_TRANSFER_DATA &&
-        (!frame->transfer_data || frame->transfer_data->chunk.len > TDSX_CHUNK_MAX))
-        return TDSX_E_PROTO_FIELD;
-    size_t n = protobuf_c_message_get_packed_size(&frame->base);
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (n == 0)
+        return TDSX_E_INVAL; /* the peer would refuse it as TDSX_E_FRAME_EMPTY */
     if (n > cap)
         return TDSX_E_FRAME_TOOBIG;
     int rc = tdsx_buf_reserve(out, TDSX_FRAME_HEADER_LEN + n);
@@ -161,9 +159,20 @@ int tdsx_frame_encode(const Tdsx__Frame *frame, size_t cap, tdsx_buf_t *out)
     p[1] = (uint8_t)(n >> 16);
     p[2] = (uint8_t)(n >> 8);
     p[3] = (uint8_t)n;
-    if (protobuf_c_message_pack(&frame->base, p + TDSX_FRAME_HEADER_LEN) != n)
+    if (protobuf_c_message_pack(msg, p + TDSX_FRAME_HEADER_LEN) != n)
         return TDSX_E_INTERNAL;
     out->len += TDSX_FRAME_HEADER_LEN + n;
     out->p[out->len] = '\0';
     return 0;
+}
+
+int tdsx_frame_encode(const Tdsx__Frame *frame, size_t cap, tdsx_buf_t *out)
+{
+    if (!frame || frame->base.descriptor != &tdsx__frame__descriptor ||
+        frame->body_case == TDSX__FRAME__BODY__NOT_SET)
+        return TDSX_E_INVAL;
+    if (frame->body_case == TDSX__FRAME__BODY_TRANSFER_DATA &&
+        (!frame->transfer_data || frame->transfer_data->chunk.len > TDSX_CHUNK_MAX))
+        return TDSX_E_PROTO_FIELD;
+    return tdsx_frame_encode_message(&frame->base, cap, out);
 }

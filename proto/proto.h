@@ -146,6 +146,16 @@ void tdsx_frame_decoder_free(tdsx_frame_decoder_t *d);
  */
 TDSX_MUST_CHECK int tdsx_frame_encode(const Tdsx__Frame *frame, size_t cap, tdsx_buf_t *out);
 
+/*
+ * The same framing for any message type (the local control socket frames its own messages
+ * this way): appends header + serialised `msg`. On any error `out` is unchanged.
+ *
+ * Errors: TDSX_E_INVAL (NULL, bad cap, or a message that serialises to 0 bytes, which the peer
+ * would refuse as TDSX_E_FRAME_EMPTY), TDSX_E_FRAME_TOOBIG, TDSX_E_TOOBIG, TDSX_E_NOMEM.
+ */
+TDSX_MUST_CHECK int tdsx_frame_encode_message(const ProtobufCMessage *msg, size_t cap,
+                                              tdsx_buf_t *out);
+
 /* ------------------------------------------------------------------------------------------
  * Arena
  *

@@ -489,6 +489,34 @@ static void encode_respects_output_cap_and_allocation_failure(void **state)
     tdsx_buf_free(&out);
 }
 
+static void encode_message_frames_any_message_type(void **state)
+{
+    (void)state;
+    Tdsx__Pong pong = TDSX__PONG__INIT;
+    tdsx_buf_t out;
+    tdsx_buf_init(&out, 1024);
+    /* All defaults: 0 bytes, which no peer would accept as a frame. */
+    assert_int_equal(tdsx_frame_encode_message(&pong.base, 1024, &out), TDSX_E_INVAL);
+    assert_int_equal(tdsx_frame_encode_message(NULL, 1024, &out), TDSX_E_INVAL);
+    pong.nonce = 300;
+    assert_int_equal(tdsx_frame_encode_message(&pong.base, 2, &out), TDSX_E_FRAME_TOOBIG);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(tdsx_frame_encode_message(&pong.base, 1024, &out), 0);
+    /* field 1 varint 300 = 08 ac 02, after a 3-byte length header */
+    const uint8_t expect[] = {0, 0, 0, 3, 0x08, 0xac, 0x02};
+    assert_int_equal(out.len, sizeof expect);
+    assert_memory_equal(out.p, expect, sizeof expect);
+    tdsx_arena_t *a;
+    assert_int_equal(tdsx_arena_new(1024, &a), 0);
+    tdsx_bytes_t body;
+    assert_int_equal(tdsx_frame_parse(tdsx_buf_bytes(&out), 1024, &body, NULL), 7);
+    ProtobufCMessage *m;
+    assert_int_equal(tdsx_proto_unpack(a, &tdsx__pong__descriptor, body, &m), 0);
+    assert_int_equal(((Tdsx__Pong *)m)->nonce, 300);
+    tdsx_arena_free(a);
+    tdsx_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -513,6 +541,7 @@ int main(void)
         cmocka_unit_test(encode_refuses_oversize_chunk),
         cmocka_unit_test(encode_refuses_frames_without_a_body),
         cmocka_unit_test(encode_respects_output_cap_and_allocation_failure),
+        cmocka_unit_test(encode_message_frames_any_message_type),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
