@@ -189,6 +189,11 @@ typedef struct tdsx_tls_config_s {
 TDSX_MUST_CHECK int tdsx_tls_ctx_new(const tdsx_tls_config_t *cfg, tdsx_tls_ctx_t **out);
 /* NULL is allowed. Only once every connection made from it is freed. */
 void tdsx_tls_ctx_free(tdsx_tls_ctx_t *ctx);
+/* on = 1: every CA in a peer's chain must have a CRL in the trust set, else the peer is
+ * refused with TDSX_E_CRL_MISSING (fail closed when revocation data is absent). Default 0:
+ * CRLs in the trust set are checked, missing ones are not an error. Applies to handshakes
+ * that verify a peer after the call; not to be called while another thread uses ctx. */
+void tdsx_tls_ctx_require_crl(tdsx_tls_ctx_t *ctx, int on);
 
 typedef enum { TDSX_TLS_CLIENT = 0, TDSX_TLS_SERVER = 1 } tdsx_tls_side_t;
 

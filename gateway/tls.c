@@ -21,6 +21,7 @@ struct tdsx_tls_ctx_s {
     SSL_CTX *ssl_ctx;
     const tdsx_trust_t *trust;
     const tdsx_registry_t *registry;
+    int require_crl;
 };
 
 struct tdsx_tls_conn_s {
@@ -260,7 +261,7 @@ static int check_peer(tdsx_tls_conn_t *c, X509 *leaf, STACK_OF(X509) *chain)
         return TDSX_E_PEER_CERT;
     if (tdsx_cert_fingerprint(leaf, c->peer_fp) == 0)
         c->have_fp = 1;
-    tdsx_verify_opts_t o = {TDSX_PURPOSE_AUTH, TDSX_ROLE_NONE, tdsx_now(), 0};
+    tdsx_verify_opts_t o = {TDSX_PURPOSE_AUTH, TDSX_ROLE_NONE, tdsx_now(), c->ctx->require_crl};
     tdsx_identity_t id;
     int rc = tdsx_cert_verify(c->ctx->trust, leaf, chain, &o, &id);
     if (rc)
@@ -433,6 +434,11 @@ fail:
     ERR_clear_error();
     tdsx_tls_ctx_free(t);
     return rc;
+}
+
+void tdsx_tls_ctx_require_crl(tdsx_tls_ctx_t *t, int on)
+{
+    t->require_crl = on ? 1 : 0;
 }
 
 void tdsx_tls_ctx_free(tdsx_tls_ctx_t *t)

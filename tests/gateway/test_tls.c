@@ -79,15 +79,23 @@ static tdsx_registry_t *registry_of(const tdsx_buf_t *b)
     return r;
 }
 
-static tdsx_tls_ctx_t *ctx_for(const char *dir, const char *cert, const char *key,
-                               const tdsx_trust_t *trust, const tdsx_registry_t *reg)
+static tdsx_tls_ctx_t *ctx_crl(const char *dir, const char *cert, const char *key,
+                               const tdsx_trust_t *trust, const tdsx_registry_t *reg,
+                               int require_crl)
 {
     tdsx_tls_config_t cfg = {dir, cert, key, trust, reg};
     tdsx_tls_ctx_t *t = NULL;
     int rc = tdsx_tls_ctx_new(&cfg, &t);
     if (rc)
         fail_msg("ctx for %s: %s", dir, tdsx_err_name(rc));
+    tdsx_tls_ctx_require_crl(t, require_crl);
     return t;
+}
+
+static tdsx_tls_ctx_t *ctx_for(const char *dir, const char *cert, const char *key,
+                               const tdsx_trust_t *trust, const tdsx_registry_t *reg)
+{
+    return ctx_crl(dir, cert, key, trust, reg, 0);
 }
 
 static void id_of(const char *dir, char out[TDSX_ID_SIZE])
@@ -726,6 +734,24 @@ static void revoked_client_is_refused_once_the_crl_is_loaded(void **state)
     tdsx_tls_ctx_free(c);
 }
 
+static void missing_crl_is_refused_when_required(void **state)
+{
+    (void)state;
+    tdsx_tls_ctx_t *strict = ctx_crl(fx.centre, NULL, NULL, fx.trust, fx.reg, 1);
+    expect_client_refused(fx.client, strict, TDSX_E_CRL_MISSING, SSL_AD_UNKNOWN_CA);
+    tdsx_tls_ctx_free(strict);
+    /* With the CRLs loaded the same strict server accepts a member in good standing. */
+    strict = ctx_crl(fx.centre, NULL, NULL, fx.trust_crl, fx.reg, 1);
+    end_t c = tls_end(fx.client, TDSX_TLS_CLIENT, NULL);
+    end_t s = tls_end(strict, TDSX_TLS_SERVER, NULL);
+    connect_pair(&c, &s);
+    assert_int_equal(st(&s), TDSX_TLS_OPEN);
+    assert_string_equal(tdsx_tls_conn_peer_id(s.tls), fx.brain_id);
+    end_free(&c);
+    end_free(&s);
+    tdsx_tls_ctx_free(strict);
+}
+
 static void expired_client_is_refused(void **state)
 {
     (void)state;
@@ -1165,6 +1191,7 @@ int main(void)
         cmocka_unit_test(raw_client_with_alpn_and_certificate_is_accepted),
         cmocka_unit_test(client_from_a_foreign_ca_is_untrusted),
         cmocka_unit_test(revoked_client_is_refused_once_the_crl_is_loaded),
+        cmocka_unit_test(missing_crl_is_refused_when_required),
         cmocka_unit_test(expired_client_is_refused),
         cmocka_unit_test(not_yet_valid_client_is_refused),
         cmocka_unit_test(sign_certificate_is_not_a_tls_certificate),
