@@ -1,0 +1,181 @@
+/*
+ * store.h — a node's durable state (SPEC §9, §14): metadata in SQLite (WAL mode) and payloads
+ * in a content-addressed object directory.
+ *
+ *   <data_dir>/meta.db          SQLite, 0600: catalog, transfers, receipts, peers' sign certs
+ *   <data_dir>/objects/ab/<64 hex>   committed payloads, named by their SHA-256, 0600
+ *   <data_dir>/tmp/<32 hex>.part     payloads being received, named by transfer id, 0600
+ *
+ * Nothing here knows libuv. Calls block (SQLite, fsync); the daemon decides which run on the
+ * thread pool. A store is used from one thread at a time.
+ *
+ * Integrity rule: an object appears under objects/ only after its bytes were fsynced and their
+ * length and SHA-256 matched what was expected; a rejected or interrupted payload never
+ * becomes visible there, and nothing already stored is touched by a failed write.
+ */
+#ifndef TDSX_GATEWAY_STORE_H
+#define TDSX_GATEWAY_STORE_H
+
+#include "core.h"
+
+#define TDSX_TRANSFER_ID_LEN 16
+#define TDSX_SHA256_LEN 32
+#define TDSX_STORE_TEXT_MAX 4096u /* title, description, tags text, media type, ids */
+#define TDSX_STORE_PAGE_MAX 1000u /* catalog and receipt listings */
+
+typedef struct tdsx_store_s tdsx_store_t;
+
+/* Opens (creating when absent) the store under data_dir: directories 0700, files 0600,
+ * SQLite in WAL mode with foreign keys on, schema created or migrated (PRAGMA user_version).
+ * Leftover tmp/*.part files are kept (they are resumable). Errors: TDSX_E_IO, TDSX_E_PERM
+ * (data_dir readable by others), TDSX_E_FORMAT (a database that is not ours or is newer). */
+TDSX_MUST_CHECK int tdsx_store_open(const char *data_dir, tdsx_store_t **out);
+void tdsx_store_close(tdsx_store_t *s); /* NULL is allowed */
+
+/* ---- objects ----------------------------------------------------------------------------- */
+
+typedef struct tdsx_object_writer_s tdsx_object_writer_t;
+
+/* Starts (or resumes) receiving the payload of transfer `tid` into tmp/<tid>.part. With
+ * resume = 1 an existing part file is kept up to its durable length (what the last
+ * tdsx_object_sync reported, stored in the transfer record by the caller and passed as
+ * `offset`); its bytes are re-hashed so the final hash covers the whole payload. With
+ * resume = 0 any old part file is replaced. Errors: TDSX_E_IO, TDSX_E_NOMEM, TDSX_E_STATE
+ * (resume asked but the part file is shorter than offset). */
+TDSX_MUST_CHECK int tdsx_object_begin(tdsx_store_t *s, const uint8_t tid[TDSX_TRANSFER_ID_LEN],
+                                      int resume, uint64_t offset, tdsx_object_writer_t **out);
+/* Appends and hashes. TDSX_E_IO. */
+TDSX_MUST_CHECK int tdsx_object_write(tdsx_object_writer_t *w, const void *p, size_t n);
+/* Bytes written so far (durable or not). */
+uint64_t tdsx_object_length(const tdsx_object_writer_t *w);
+/* fdatasync; afterwards *durable = the length now safe on disk. */
+TDSX_MUST_CHECK int tdsx_object_sync(tdsx_object_writer_t *w, uint64_t *durable);
+/* Finishes: fsync, compare the length and SHA-256 with the expected ones, then rename into
+ * objects/ and fsync the directory. got (may be NULL) receives the hash actually computed.
+ * On TDSX_E_INTEGRITY (mismatch) the part file is deleted and nothing is stored. The writer is
+ * freed whatever the result. An object with the same hash already present is kept (the bytes
+ * are the same) and the part file removed. */
+TDSX_MUST_CHECK int tdsx_object_commit(tdsx_object_writer_t *w, const uint8_t sha[TDSX_SHA256_LEN],
+                                       uint64_t length, uint8_t got[TDSX_SHA256_LEN]);
+/* Abandons: closes the writer and keeps the part file when keep = 1 (resumable), deletes it
+ * otherwise. Frees the writer. NULL is allowed. */
+void tdsx_object_abort(tdsx_object_writer_t *w, int keep);
+
+/* Copies a local file into the object store (hashing it on the way, fsync, rename). Returns
+ * its SHA-256 and length. Errors: TDSX_E_NOTFOUND, TDSX_E_IO. */
+TDSX_MUST_CHECK int tdsx_store_import(tdsx_store_t *s, const char *path,
+                                      uint8_t sha[TDSX_SHA256_LEN], uint64_t *length);
+/* Writes the path of a committed object into out (TDSX_E_NOTFOUND when absent). */
+TDSX_MUST_CHECK int tdsx_store_object_path(const tdsx_store_t *s,
+                                           const uint8_t sha[TDSX_SHA256_LEN], char *out,
+                                           size_t size);
+
+/* ---- catalog (数据登记/上架) ---------------------------------------------------------------- */
+
+typedef struct tdsx_dataset_s {
+    char id[256];
+    char owner[256]; /* "<USCC>/<node>" */
+    char title[512];
+    char description[TDSX_STORE_TEXT_MAX];
+    char tags[1024]; /* canonical text form (policy/), e.g. "grade=general:2 domain=..." */
+    char media_type[128];
+    uint64_t size;
+    uint8_t sha256[TDSX_SHA256_LEN];
+    int64_t published_at;
+    int withdrawn;
+} tdsx_dataset_t;
+
+/* Inserts or replaces (same owner and id) a descriptor. */
+TDSX_MUST_CHECK int tdsx_store_catalog_put(tdsx_store_t *s, const tdsx_dataset_t *d);
+/* TDSX_E_NOTFOUND when absent (a withdrawn entry is found, with withdrawn = 1). */
+TDSX_MUST_CHECK int tdsx_store_catalog_get(tdsx_store_t *s, const char *owner, const char *id,
+                                           tdsx_dataset_t *out);
+TDSX_MUST_CHECK int tdsx_store_catalog_withdraw(tdsx_store_t *s, const char *owner,
+                                                const char *id);
+/* Pages through entries that are not withdrawn, ordered by (owner, id). `after` is the page
+ * token returned by the previous call ("" for the first page); at most `limit` entries
+ * (<= TDSX_STORE_PAGE_MAX) go to cb; next (size >= 600) receives the token of the next page
+ * or "" at the end. `owner` and `text` (substring of title/description) filter when not
+ * NULL. cb returning non-zero stops the listing and is returned. */
+typedef int (*tdsx_dataset_cb)(void *ud, const tdsx_dataset_t *d);
+TDSX_MUST_CHECK int tdsx_store_catalog_list(tdsx_store_t *s, const char *owner, const char *text,
+                                            const char *after, unsigned limit,
+                                            tdsx_dataset_cb cb, void *ud, char *next,
+                                            size_t next_size);
+
+/* ---- transfers ---------------------------------------------------------------------------- */
+
+typedef enum {
+    TDSX_XFER_STARTED = 0,   /* NRO exchanged, bytes flowing */
+    TDSX_XFER_COMMITTED = 1, /* receiver: object stored, NRR not yet sent/acknowledged */
+    TDSX_XFER_RECEIPTED = 2, /* both halves held: final */
+    TDSX_XFER_REFUSED = 3,   /* integrity-failed or policy-refused NRR: final */
+    TDSX_XFER_ABORTED = 4,   /* abandoned by either side: final */
+    TDSX_XFER_NRD = 5        /* sender: no acknowledgement, NRD logged: final */
+} tdsx_xfer_state_t;
+
+typedef struct tdsx_transfer_s {
+    uint8_t id[TDSX_TRANSFER_ID_LEN];
+    int inbound; /* 1: we receive */
+    char peer[256];
+    char dataset_id[256];
+    uint8_t sha256[TDSX_SHA256_LEN];
+    uint64_t length;
+    uint64_t durable; /* receiver: bytes safe on disk (resume point) */
+    uint64_t sequence;
+    tdsx_xfer_state_t state;
+    int error; /* TDSX error code of a refusal or abort, 0 otherwise */
+    int64_t started_at, finished_at;
+} tdsx_transfer_t;
+
+/* Records a new transfer. TDSX_E_DUPLICATE when the id is already known in a final state
+ * (a transfer id is never accepted twice); when known and not final, TDSX_E_EXISTS and *t is
+ * overwritten with the stored record (the caller may resume it). */
+TDSX_MUST_CHECK int tdsx_store_transfer_begin(tdsx_store_t *s, tdsx_transfer_t *t);
+/* Updates state, durable, error, finished_at of an existing record. */
+TDSX_MUST_CHECK int tdsx_store_transfer_update(tdsx_store_t *s, const tdsx_transfer_t *t);
+TDSX_MUST_CHECK int tdsx_store_transfer_get(tdsx_store_t *s,
+                                            const uint8_t id[TDSX_TRANSFER_ID_LEN],
+                                            tdsx_transfer_t *out);
+/* The next sequence number for (sender, receiver), starting at 1, durable. */
+TDSX_MUST_CHECK int tdsx_store_next_sequence(tdsx_store_t *s, const char *sender,
+                                             const char *receiver, uint64_t *out);
+
+/* ---- receipts ------------------------------------------------------------------------------ */
+
+/* A complete receipt as both parties hold it: the exact envelope bytes of the NRO and NRR
+ * (never re-serialised) and the DER sign certificates of sender and receiver, so it can be
+ * verified offline against the province root. Byte buffers are owned by the struct when
+ * returned by the store (free with tdsx_receipt_clear). */
+typedef struct tdsx_receipt_s {
+    uint8_t transfer_id[TDSX_TRANSFER_ID_LEN];
+    char sender[256];
+    char receiver[256];
+    tdsx_bytes_t nro, nrr, sender_cert, receiver_cert;
+    int64_t stored_at;
+} tdsx_receipt_t;
+
+/* Stores a receipt (copies the bytes) and marks the transfer RECEIPTED or REFUSED (from the
+ * NRR status, given as `refused`), in one SQLite transaction. TDSX_E_DUPLICATE when a receipt
+ * for the transfer id exists already. */
+TDSX_MUST_CHECK int tdsx_store_receipt_put(tdsx_store_t *s, const tdsx_receipt_t *r, int refused);
+TDSX_MUST_CHECK int tdsx_store_receipt_get(tdsx_store_t *s,
+                                           const uint8_t id[TDSX_TRANSFER_ID_LEN],
+                                           tdsx_receipt_t *out);
+/* Receipts newest first, paged like the catalog (token = "" first). */
+typedef int (*tdsx_receipt_cb)(void *ud, const tdsx_receipt_t *r);
+TDSX_MUST_CHECK int tdsx_store_receipt_list(tdsx_store_t *s, const char *after, unsigned limit,
+                                            tdsx_receipt_cb cb, void *ud, char *next,
+                                            size_t next_size);
+void tdsx_receipt_clear(tdsx_receipt_t *r);
+
+/* ---- peers' sign certificates --------------------------------------------------------------- */
+
+/* Remembers the DER sign certificate a peer presented (verified by the caller). */
+TDSX_MUST_CHECK int tdsx_store_peer_cert_put(tdsx_store_t *s, const char *peer,
+                                             tdsx_bytes_t der);
+/* Heap copy of the stored certificate (tdsx_free). TDSX_E_NOTFOUND. */
+TDSX_MUST_CHECK int tdsx_store_peer_cert_get(tdsx_store_t *s, const char *peer, uint8_t **der,
+                                             size_t *len);
+
+#endif
