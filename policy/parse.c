@@ -896,8 +896,11 @@ static void parse_rule(parser_t *ps)
         t = peek(ps);
         k = keyword(t);
         if (r.req_col && k != KW_NONE) {
-            perr(ps, t->col, TDSX_DIAG_SYNTAX, "'%.*s' after require: requirements come last",
-                 Q(t));
+            if (prev == KW_REQUIRE && list_value(KW_REQUIRE, t))
+                perr(ps, t->col, TDSX_DIAG_SYNTAX, "missing ',' before '%.*s'", Q(t));
+            else
+                perr(ps, t->col, TDSX_DIAG_SYNTAX, "'%.*s' after require: requirements come last",
+                     Q(t));
             bad = 1;
             ps->at++;
             recover(ps);

@@ -361,7 +361,11 @@ TDSX_MUST_CHECK int tdsx_policy_rule_text(const tdsx_policy_t *p, size_t i, char
  *     `require purpose`, or no grade condition at all (FLOOR_WEAKER);
  *   - a category not in the taxonomy, when tax is not NULL (TAXONOMY);
  *   - no rules (EMPTY).
- * Returns the number of findings (>= 0), or TDSX_E_NOMEM. diags must not be NULL. */
+ * A rule that can never match gets no floor findings. Shadowing is checked rule against
+ * rule: a rule covered only by several earlier rules together is not reported. Category
+ * prefixes that normalisation dropped (covered by another prefix of the same rule) are not
+ * checked against the taxonomy.
+ * Returns the number of findings (>= 0), TDSX_E_NOMEM, or TDSX_E_INVAL (p or diags NULL). */
 TDSX_MUST_CHECK int tdsx_policy_lint(const tdsx_policy_t *p, const tdsx_taxonomy_t *tax,
                                      tdsx_diags_t *diags);
 

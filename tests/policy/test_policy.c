@@ -131,6 +131,10 @@ static void equivalent_forms_normalise_alike(void **state)
         if (memcmp(tdsx_policy_hash(a), tdsx_policy_hash(b), 32) != 0)
             fail_msg("'%s' and '%s' differ:\n%s%s", same[i][0], same[i][1],
                      tdsx_policy_canonical(a, NULL), tdsx_policy_canonical(b, NULL));
+        /* The normalised text is itself a policy that normalises to the same text. */
+        tdsx_policy_t *c = parse_ok(tdsx_policy_canonical(a, NULL));
+        assert_string_equal(tdsx_policy_canonical(c, NULL), tdsx_policy_canonical(a, NULL));
+        tdsx_policy_free(c);
         tdsx_policy_free(a);
         tdsx_policy_free(b);
     }
@@ -253,6 +257,8 @@ static void malformed_rules_report_line_and_column(void **state)
          "'grade' after require"},
         {"allow grade core require seal agreement", 1, 31, TDSX_DIAG_SYNTAX,
          "missing ',' before 'agreement'"},
+        {"allow any require agreement purpose", 1, 29, TDSX_DIAG_SYNTAX,
+         "missing ',' before 'purpose'"},
         {"[bad label] allow any", 1, 1, TDSX_DIAG_SYNTAX, "malformed label"},
         {"[line-3] allow any", 1, 2, TDSX_DIAG_BAD_VALUE, "label 'line-3' is reserved"},
         {"[default-deny] allow any", 1, 2, TDSX_DIAG_BAD_VALUE, "is reserved"},
