@@ -98,7 +98,9 @@ static int fail(tdsx_tls_conn_t *c, int rc, const char *why)
         ERR_error_string_n(e, c->detail, sizeof c->detail);
     /* The queue is per thread: leave nothing behind for the next connection. */
     ERR_clear_error();
-    int during_handshake = c->state == TDSX_TLS_HANDSHAKING;
+    /* A TLS 1.3 client learns that its certificate was refused only after its own side of
+     * the handshake completed: that is still a handshake failure. */
+    int during_handshake = c->state == TDSX_TLS_HANDSHAKING || rc == TDSX_E_TLS_HANDSHAKE;
     c->err = rc;
     c->state = TDSX_TLS_FAILED;
     char fp[65] = "";
@@ -106,9 +108,9 @@ static int fail(tdsx_tls_conn_t *c, int rc, const char *why)
         tdsx_hex_encode(fp, c->peer_fp, 32);
     tdsx_log(TDSX_LOG_WARN, during_handshake ? "tls.handshake_failed" : "tls.failed",
              TDSX_KV_S("side", c->side == TDSX_TLS_CLIENT ? "client" : "server"),
-             TDSX_KV_E("err", rc), TDSX_KV_S("peer", c->peer_id), TDSX_KV_S("fingerprint", fp),
-             TDSX_KV_I("alert_received", c->alert_in), TDSX_KV_I("alert_sent", c->alert_out),
-             TDSX_KV_S("detail", c->detail));
+             TDSX_KV_E("err", rc), TDSX_KV_S(c->have_peer ? "peer" : "claimed_peer", c->peer_id),
+             TDSX_KV_S("fingerprint", fp), TDSX_KV_I("alert_received", c->alert_in),
+             TDSX_KV_I("alert_sent", c->alert_out), TDSX_KV_S("detail", c->detail));
     return rc;
 }
 
@@ -296,8 +298,7 @@ static int on_verify(X509_STORE_CTX *xs, void *arg)
         if (!c->refusal)
             c->refusal = rc;
         if (!c->detail[0])
-            snprintf(c->detail, sizeof c->detail, "peer certificate refused: %s",
-                     tdsx_strerror(rc));
+            snprintf(c->detail, sizeof c->detail, "peer refused: %s", tdsx_strerror(rc));
         X509_STORE_CTX_set_error(xs, x509_code(rc));
         return 0;
     }
