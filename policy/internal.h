@@ -19,7 +19,7 @@ int tdsx__name_find(const char *const *names, size_t count, const char *s, size_
 
 /* 0 when the n bytes at s form a category path (see policy.h) whose first segment is a
  * domain; the domain goes to *domain (may be NULL). TDSX_E_TAGS otherwise. */
-int tdsx__category_check_n(const char *s, size_t n, tdsx_domain_t *domain);
+TDSX_MUST_CHECK int tdsx__category_check_n(const char *s, size_t n, tdsx_domain_t *domain);
 /* 1 when path equals prefix or lies below it (segment boundary). */
 int tdsx__path_under(const char *path, const char *prefix);
 
@@ -30,8 +30,9 @@ int tdsx__utf8_valid(const uint8_t *p, size_t n);
 
 /* Appends one diagnostic (d may be NULL: nothing is kept). Past TDSX_DIAGS_MAX the entry is
  * counted as dropped. 0 or TDSX_E_NOMEM. */
-int tdsx__diag_add(tdsx_diags_t *d, unsigned line, unsigned col, tdsx_diag_severity_t sev,
-                   tdsx_diag_kind_t kind, int code, const char *fmt, ...) TDSX_PRINTF(7, 8);
+TDSX_MUST_CHECK int tdsx__diag_add(tdsx_diags_t *d, unsigned line, unsigned col,
+                                   tdsx_diag_severity_t sev, tdsx_diag_kind_t kind, int code,
+                                   const char *fmt, ...) TDSX_PRINTF(7, 8);
 
 /* Bit masks of the enumerated conditions. A condition that was not written is the full mask,
  * so "absent" and "every value" mean the same thing everywhere (matching, lint, canonical). */
@@ -97,9 +98,9 @@ struct tdsx_policy_s {
 /* Frees the lists of one rule. */
 void tdsx__rule_clear(tdsx__rule_t *r);
 /* Appends the normalised text of r (no newline). with_id: print `[id]` even for line-N. */
-int tdsx__rule_format(const tdsx__rule_t *r, int with_id, tdsx_buf_t *b);
+TDSX_MUST_CHECK int tdsx__rule_format(const tdsx__rule_t *r, int with_id, tdsx_buf_t *b);
 /* Builds p->canonical and p->hash from p->rules. 0, TDSX_E_NOMEM or TDSX_E_INTERNAL. */
-int tdsx__policy_finish(tdsx_policy_t *p);
+TDSX_MUST_CHECK int tdsx__policy_finish(tdsx_policy_t *p);
 /* 1 when r's conditions (not its requirements) match the input. No allocation. */
 int tdsx__rule_matches(const tdsx__rule_t *r, const tdsx_policy_input_t *in, int rank);
 

@@ -47,9 +47,15 @@
  *                                                                    else TDSX_E_POLICY_PURPOSE)
  *   seal                the payload is sealed for the final recipient   (else TDSX_E_POLICY_SEAL)
  *
+ * Each condition appears at most once in a rule (`to`, `from` and `direction` all set the
+ * direction; `to`, `from` and `with` all set the counterpart role); `any` stands alone;
+ * `require` comes last; a deny rule has no requirements.
+ *
  * Rule ids go into receipts: the label when one is given (`[r-core]`: letters, digits and
- * `._-`, at most 63 characters, not starting with "line-"), else `line-N` with N the rule's
- * line number. Labels are unique within a file.
+ * `._-`, at most 63 characters, starting with a letter or digit; "line-N", "default-deny"
+ * and "invalid-input" are reserved), else `line-N` with N the rule's line number. Labels are
+ * unique within a file. The normalised hash covers labels but not line-N ids, so give rules
+ * labels when their ids must stay stable as the file is edited.
  *
  * The SPEC §8 example reads, in this language:
  *     deny  grade core
@@ -157,7 +163,7 @@ TDSX_MUST_CHECK int tdsx_category_check(const char *category);
  * TDSX_E_TAGS. Checks form only; see tdsx_taxonomy_check for membership. */
 TDSX_MUST_CHECK int tdsx_tags_check(const tdsx_tags_t *t);
 
-/* Text form, one `key=value` word per field separated by spaces or tabs, any order:
+/* Text form, one `key=value` word per field separated by whitespace, in any order:
  *   grade=general:3 domain=production category=production.process.quality personal=none
  *   library=base source=enterprise
  * grade is core | important | general:N (N 1-4). All six keys are required, once each.
