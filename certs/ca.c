@@ -432,7 +432,7 @@ static int valid_days(int64_t days, int64_t dflt, int64_t *out)
     return 0;
 }
 
-int tdsx_ca_init(const char *dir, const tdsx_ca_init_opts_t *o)
+static int init_ca(const char *dir, const tdsx_ca_init_opts_t *o)
 {
     static const char *const files[] = {CA_ROOT_KEY,   CA_ROOT_CERT, CA_INTER_KEY,
                                         CA_INTER_CERT, CA_INDEX,     CA_CRLNUMBER};
@@ -528,6 +528,15 @@ fail:
     return rc;
 }
 
+int tdsx_ca_init(const char *dir, const tdsx_ca_init_opts_t *o)
+{
+    /* Leave the OpenSSL error queue as the caller had it. */
+    ERR_set_mark();
+    int rc = init_ca(dir, o);
+    ERR_pop_to_mark();
+    return rc;
+}
+
 /* Loads one CA certificate and its key and checks they belong together. */
 static int load_pair(const char *dir, const char *cert_name, const char *key_name, X509 **cert,
                      EVP_PKEY **key)
@@ -558,7 +567,7 @@ fail:
     return rc;
 }
 
-int tdsx_ca_open(const char *dir, tdsx_ca_t **out)
+static int open_ca(const char *dir, tdsx_ca_t **out)
 {
     ca_index_t ix;
     int has_inter = 0;
@@ -584,6 +593,15 @@ int tdsx_ca_open(const char *dir, tdsx_ca_t **out)
     return 0;
 fail:
     tdsx_ca_free(ca);
+    return rc;
+}
+
+int tdsx_ca_open(const char *dir, tdsx_ca_t **out)
+{
+    /* Leave the OpenSSL error queue as the caller had it. */
+    ERR_set_mark();
+    int rc = open_ca(dir, out);
+    ERR_pop_to_mark();
     return rc;
 }
 
@@ -615,7 +633,7 @@ void tdsx__ca_root(const tdsx_ca_t *ca, X509 **cert, EVP_PKEY **key)
  * Issuing
  * ---------------------------------------------------------------------------------------- */
 
-int tdsx_ca_issue(tdsx_ca_t *ca, const tdsx_issue_opts_t *o, const char *outdir)
+static int issue_node(tdsx_ca_t *ca, const tdsx_issue_opts_t *o, const char *outdir)
 {
     static const char *const files[] = {
         TDSX_CRED_ROOT,      TDSX_CRED_CHAIN,    TDSX_CRED_AUTH_CERT, TDSX_CRED_AUTH_KEY,
@@ -699,6 +717,15 @@ fail:
     return rc;
 }
 
+int tdsx_ca_issue(tdsx_ca_t *ca, const tdsx_issue_opts_t *o, const char *outdir)
+{
+    /* Leave the OpenSSL error queue as the caller had it. */
+    ERR_set_mark();
+    int rc = issue_node(ca, o, outdir);
+    ERR_pop_to_mark();
+    return rc;
+}
+
 /* ------------------------------------------------------------------------------------------
  * Revocation and CRLs
  * ---------------------------------------------------------------------------------------- */
@@ -714,11 +741,10 @@ static int issued_by(const tdsx_ca_t *ca, X509 *cert)
         if (X509_verify(cert, X509_get0_pubkey(cas[i])) == 1)
             return i;
     }
-    ERR_clear_error();
     return -1;
 }
 
-int tdsx_ca_revoke(tdsx_ca_t *ca, X509 *cert)
+static int revoke_cert(tdsx_ca_t *ca, X509 *cert)
 {
     char serial[CA_SERIAL_HEX_MAX + 1];
     ca_index_t ix;
@@ -748,6 +774,15 @@ int tdsx_ca_revoke(tdsx_ca_t *ca, X509 *cert)
     index_free(&ix);
 fail:
     ca_unlock(fd);
+    return rc;
+}
+
+int tdsx_ca_revoke(tdsx_ca_t *ca, X509 *cert)
+{
+    /* Leave the OpenSSL error queue as the caller had it. */
+    ERR_set_mark();
+    int rc = revoke_cert(ca, cert);
+    ERR_pop_to_mark();
     return rc;
 }
 
@@ -851,7 +886,7 @@ static int next_crl_number(const tdsx_ca_t *ca, long *out)
     return rc;
 }
 
-int tdsx_ca_crl(tdsx_ca_t *ca, int64_t days, const char *path, int force)
+static int write_crl(tdsx_ca_t *ca, int64_t days, const char *path, int force)
 {
     X509_CRL *crls[2] = {NULL, NULL};
     ca_index_t ix;
@@ -888,5 +923,14 @@ fail:
     X509_CRL_free(crls[1]);
     tdsx_buf_free(&pem);
     index_free(&ix);
+    return rc;
+}
+
+int tdsx_ca_crl(tdsx_ca_t *ca, int64_t days, const char *path, int force)
+{
+    /* Leave the OpenSSL error queue as the caller had it. */
+    ERR_set_mark();
+    int rc = write_crl(ca, days, path, force);
+    ERR_pop_to_mark();
     return rc;
 }

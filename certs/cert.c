@@ -14,13 +14,10 @@
 
 int tdsx__ossl_err(int fallback)
 {
-    int rc = fallback;
-    unsigned long e;
-    while ((e = ERR_get_error()) != 0) {
-        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
-            rc = TDSX_E_NOMEM;
-    }
-    return rc;
+    /* Only the newest entry: older ones may be the caller's, and every public function
+     * of this module removes its own entries (ERR_set_mark / ERR_pop_to_mark). */
+    unsigned long e = ERR_peek_last_error();
+    return e && ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE ? TDSX_E_NOMEM : fallback;
 }
 
 /* 1 when the last queued error only says the input held no further PEM block. */
@@ -48,12 +45,12 @@ int tdsx__pem_certs(tdsx_bytes_t pem, STACK_OF(X509) **out)
     BIO *bio = bio_from(pem, &rc);
     if (!bio)
         return rc;
+    ERR_set_mark();
     sk = sk_X509_new_null();
     if (!sk) {
         rc = TDSX_E_NOMEM;
         goto fail;
     }
-    ERR_clear_error();
     for (;;) {
         X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
         if (!x) {
@@ -68,11 +65,12 @@ int tdsx__pem_certs(tdsx_bytes_t pem, STACK_OF(X509) **out)
             goto fail;
         }
     }
-    ERR_clear_error();
+    ERR_pop_to_mark();
     BIO_free(bio);
     *out = sk;
     return 0;
 fail:
+    ERR_pop_to_mark();
     sk_X509_pop_free(sk, X509_free);
     BIO_free(bio);
     return rc;
@@ -85,12 +83,12 @@ int tdsx__pem_crls(tdsx_bytes_t pem, STACK_OF(X509_CRL) **out)
     BIO *bio = bio_from(pem, &rc);
     if (!bio)
         return rc;
+    ERR_set_mark();
     sk = sk_X509_CRL_new_null();
     if (!sk) {
         rc = TDSX_E_NOMEM;
         goto fail;
     }
-    ERR_clear_error();
     for (;;) {
         X509_CRL *crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
         if (!crl) {
@@ -105,11 +103,12 @@ int tdsx__pem_crls(tdsx_bytes_t pem, STACK_OF(X509_CRL) **out)
             goto fail;
         }
     }
-    ERR_clear_error();
+    ERR_pop_to_mark();
     BIO_free(bio);
     *out = sk;
     return 0;
 fail:
+    ERR_pop_to_mark();
     sk_X509_CRL_pop_free(sk, X509_CRL_free);
     BIO_free(bio);
     return rc;
@@ -177,9 +176,12 @@ int tdsx_cert_fingerprint(X509 *cert, uint8_t out[32])
     unsigned int len = 0;
     if (!cert || !out)
         return TDSX_E_INVAL;
-    if (X509_digest(cert, EVP_sha256(), out, &len) != 1 || len != 32)
-        return tdsx__ossl_err(TDSX_E_INTERNAL);
-    return 0;
+    ERR_set_mark();
+    int rc = X509_digest(cert, EVP_sha256(), out, &len) == 1 && len == 32
+                 ? 0
+                 : tdsx__ossl_err(TDSX_E_INTERNAL);
+    ERR_pop_to_mark();
+    return rc;
 }
 
 int tdsx_cert_load_file(const char *path, STACK_OF(X509) **out)

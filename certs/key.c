@@ -190,15 +190,21 @@ static int load_raw_private(const char *path, const char *alg, uint8_t raw[32])
 
 int tdsx_key_load_ed25519(const char *path, uint8_t seed[32])
 {
-    return load_raw_private(path, "ED25519", seed);
+    ERR_set_mark();
+    int rc = load_raw_private(path, "ED25519", seed);
+    ERR_pop_to_mark();
+    return rc;
 }
 
 int tdsx_key_load_x25519(const char *path, uint8_t secret[32])
 {
-    return load_raw_private(path, "X25519", secret);
+    ERR_set_mark();
+    int rc = load_raw_private(path, "X25519", secret);
+    ERR_pop_to_mark();
+    return rc;
 }
 
-int tdsx_key_load_x25519_pub(const char *path, uint8_t pub[32])
+static int load_x25519_pub(const char *path, uint8_t pub[32])
 {
     uint8_t *data = NULL;
     size_t len = 0;
@@ -225,5 +231,13 @@ fail:
     EVP_PKEY_free(k);
     OPENSSL_free(der);
     tdsx_free(data);
+    return rc;
+}
+
+int tdsx_key_load_x25519_pub(const char *path, uint8_t pub[32])
+{
+    ERR_set_mark();
+    int rc = load_x25519_pub(path, pub);
+    ERR_pop_to_mark();
     return rc;
 }

@@ -52,11 +52,13 @@ int tdsx_trust_add_anchors_pem(tdsx_trust_t *t, const void *pem, size_t n)
         return rc;
     if (sk_X509_num(certs) == 0)
         rc = TDSX_E_CERT_PARSE;
+    ERR_set_mark();
     for (int i = 0; rc == 0 && i < sk_X509_num(certs); i++) {
         /* The store takes its own reference. */
         if (X509_STORE_add_cert(t->store, sk_X509_value(certs, i)) != 1)
             rc = tdsx__ossl_err(TDSX_E_NOMEM);
     }
+    ERR_pop_to_mark();
     sk_X509_pop_free(certs, X509_free);
     return rc;
 }
@@ -189,25 +191,44 @@ static int map_x509_err(int e)
 }
 
 typedef struct verify_state_s {
+    const tdsx_trust_t *t;
     int require_crl;
+    int crl_unusable; /* a CRL names the issuer but OpenSSL could not use it */
 } verify_state_t;
+
+/* 1 when the trust set holds a CRL whose issuer name is `name`. */
+static int has_crl_named(const tdsx_trust_t *t, const X509_NAME *name)
+{
+    for (int i = 0; i < sk_X509_CRL_num(t->crls); i++) {
+        if (X509_NAME_cmp(X509_CRL_get_issuer(sk_X509_CRL_value(t->crls, i)), name) == 0)
+            return 1;
+    }
+    return 0;
+}
 
 static int on_verify(int ok, X509_STORE_CTX *ctx)
 {
     if (ok)
         return 1;
-    const verify_state_t *st = X509_STORE_CTX_get_app_data(ctx);
-    /* CRL checking is on whenever a CRL is present, so a CA without one is only an error
+    verify_state_t *st = X509_STORE_CTX_get_app_data(ctx);
+    if (!st || X509_STORE_CTX_get_error(ctx) != X509_V_ERR_UNABLE_TO_GET_CRL)
+        return 0;
+    /* A CRL that claims to come from this issuer but was not usable (another key made it,
+     * or a lookup failed) fails closed: it may be the one listing this certificate. */
+    X509 *cur = X509_STORE_CTX_get_current_cert(ctx);
+    if (!cur || has_crl_named(st->t, X509_get_issuer_name(cur))) {
+        st->crl_unusable = 1;
+        return 0;
+    }
+    /* CRL checking is on whenever a CRL is present, so a CA without any is only an error
      * when the caller asked for complete revocation data. */
-    if (X509_STORE_CTX_get_error(ctx) == X509_V_ERR_UNABLE_TO_GET_CRL && st && !st->require_crl)
-        return 1;
-    return 0;
+    return st->require_crl ? 0 : 1;
 }
 
 static int check_chain(const tdsx_trust_t *t, X509 *leaf, STACK_OF(X509) *extra,
                        const tdsx_verify_opts_t *o)
 {
-    verify_state_t st = {o->require_crl ? 1 : 0};
+    verify_state_t st = {t, o->require_crl ? 1 : 0, 0};
     int rc = TDSX_E_NOMEM;
     STACK_OF(X509) *untrusted = sk_X509_dup(t->intermediates);
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -239,7 +260,9 @@ static int check_chain(const tdsx_trust_t *t, X509 *leaf, STACK_OF(X509) *extra,
         rc = 0;
     } else {
         int e = X509_STORE_CTX_get_error(ctx);
-        rc = e == X509_V_OK ? tdsx__ossl_err(TDSX_E_INTERNAL) : map_x509_err(e);
+        rc = st.crl_unusable  ? TDSX_E_CRL_INVALID
+             : e == X509_V_OK ? tdsx__ossl_err(TDSX_E_INTERNAL)
+                              : map_x509_err(e);
     }
 fail:
     X509_STORE_CTX_free(ctx);
@@ -405,9 +428,9 @@ int tdsx_cert_verify(const tdsx_trust_t *t, X509 *leaf, STACK_OF(X509) *extra,
     if (id)
         *id = got;
 fail:
-    ERR_pop_to_mark();
     if (rc && rc != TDSX_E_NOMEM && rc != TDSX_E_INVAL)
         log_refusal(leaf, rc);
+    ERR_pop_to_mark();
     return rc;
 }
 

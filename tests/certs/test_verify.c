@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include "internal.h"
@@ -392,13 +393,19 @@ static void foreign_crl_is_ignored_or_invalid(void **state)
         verify_file(t, fx->ok, TDSX_CRED_AUTH_CERT, TDSX_PURPOSE_AUTH, TDSX_ROLE_NONE, 0, 1, NULL),
         TDSX_E_CRL_MISSING);
     tdsx_trust_free(t);
-    /* A CRL claiming our CA's name but made by another key (its authority key identifier
-     * names that key) is not our CA's CRL: it can neither revoke nor stand in for ours. */
+    /* A CRL claiming our CA's name but made by another key is unusable; as it might be
+     * the one listing the certificate, verification fails closed. */
     t = trust(fx->flat_dir, NULL, fx->twin_crl);
-    assert_int_equal(verify_auth(t, fx->ok), 0);
+    assert_int_equal(verify_auth(t, fx->ok), TDSX_E_CRL_INVALID);
     assert_int_equal(
         verify_file(t, fx->ok, TDSX_CRED_AUTH_CERT, TDSX_PURPOSE_AUTH, TDSX_ROLE_NONE, 0, 1, NULL),
-        TDSX_E_CRL_MISSING);
+        TDSX_E_CRL_INVALID);
+    tdsx_trust_free(t);
+    /* Next to our own CRL it changes nothing either way: ours is used. */
+    t = trust(fx->flat_dir, NULL, fx->flat_crl);
+    assert_int_equal(tdsx_trust_add_crls_file(t, fx->twin_crl), 0);
+    assert_int_equal(verify_auth(t, fx->ok), 0);
+    assert_int_equal(verify_auth(t, fx->revoked), TDSX_E_CERT_REVOKED);
     tdsx_trust_free(t);
 }
 
@@ -801,6 +808,28 @@ static void refusal_is_logged(void **state)
     tdsx_trust_free(t);
 }
 
+static void caller_error_queue_is_left_alone(void **state)
+{
+    (void)state;
+    /* A TLS engine calls the verifier from inside OpenSSL's verify callback: whatever it
+     * had queued stays, and nothing of ours is left behind, whether we accept or refuse. */
+    tdsx_trust_t *t = trust(fx->flat_dir, NULL, fx->flat_crl);
+    const char *nodes[] = {fx->ok, fx->revoked, fx->foreign_ok};
+    const int want[] = {0, TDSX_E_CERT_REVOKED, TDSX_E_CERT_UNTRUSTED};
+    for (size_t i = 0; i < 3; i++) {
+        ERR_clear_error();
+        ERR_raise(ERR_LIB_SSL, ERR_R_PASSED_INVALID_ARGUMENT);
+        const unsigned long mine = ERR_peek_last_error();
+        assert_int_equal(verify_auth(t, nodes[i]), want[i]);
+        assert_int_equal(ERR_peek_error(), mine);
+        assert_int_equal(ERR_peek_last_error(), mine);
+        ERR_clear_error();
+        assert_int_equal(verify_auth(t, nodes[i]), want[i]);
+        assert_int_equal(ERR_peek_error(), 0);
+    }
+    tdsx_trust_free(t);
+}
+
 /* ------------------------------------------------------------------------------------------
  * Allocation failures (OpenSSL's allocations are routed through ours, see main)
  * ---------------------------------------------------------------------------------------- */
@@ -829,10 +858,10 @@ static int verify_fresh(const char *node, const char *crl_file, tdsx_identity_t 
     return rc;
 }
 
-/* Every allocation of a whole verification fails in turn; a revoked certificate is never
- * accepted, a good one either fails cleanly or verifies with the right identity, and ASan
- * reports any leak on those paths. */
-static void allocation_failures_fail_closed(void **state)
+/* Every allocation of a whole verification (trust set included) fails in turn: a good
+ * certificate either fails cleanly or verifies with the right identity, and ASan reports
+ * any leak on those paths. */
+static void allocation_failures_fail_cleanly(void **state)
 {
     (void)state;
     tdsx_identity_t id;
@@ -844,20 +873,42 @@ static void allocation_failures_fail_closed(void **state)
     unsigned long failures = 0;
     for (unsigned long n = 1; n <= total; n++) {
         tdsx_test_alloc_fail_after(n);
-        int ok_rc = verify_fresh(fx->ok, fx->flat_crl, &id);
+        int rc = verify_fresh(fx->ok, fx->flat_crl, &id);
         tdsx_test_alloc_reset();
-        if (ok_rc == 0)
+        if (rc == 0)
             assert_string_equal(id.node, "ok");
         else
             failures++;
-        tdsx_test_alloc_fail_after(n);
-        int revoked_rc = verify_fresh(fx->revoked, fx->flat_crl, &id);
-        tdsx_test_alloc_reset();
-        assert_int_not_equal(revoked_rc, 0);
     }
     assert_true(failures > 0);
     assert_int_equal(verify_fresh(fx->ok, fx->flat_crl, &id), 0);
-    assert_int_equal(verify_fresh(fx->revoked, fx->flat_crl, &id), TDSX_E_CERT_REVOKED);
+}
+
+/* Whatever allocation fails, a revoked certificate is never accepted (fail closed), even
+ * when complete revocation data is not required. */
+static void allocation_failures_never_accept_revoked(void **state)
+{
+    (void)state;
+    tdsx_trust_t *t = trust(fx->flat_dir, NULL, fx->flat_crl);
+    char *cert = path2(fx->revoked, TDSX_CRED_AUTH_CERT);
+    uint8_t *pem = NULL;
+    size_t len = 0;
+    assert_int_equal(tdsx_file_read(cert, 1 << 20, &pem, &len), 0);
+    tdsx_verify_opts_t o = {.purpose = TDSX_PURPOSE_AUTH, .require_crl = 0};
+    tdsx_identity_t id;
+    tdsx_test_alloc_fail_after(0);
+    assert_int_equal(tdsx_cert_verify_pem(t, pem, len, &o, &id), TDSX_E_CERT_REVOKED);
+    unsigned long total = tdsx_test_alloc_count();
+    tdsx_test_alloc_reset();
+    for (unsigned long n = 1; n <= total; n++) {
+        tdsx_test_alloc_fail_after(n);
+        int rc = tdsx_cert_verify_pem(t, pem, len, &o, &id);
+        tdsx_test_alloc_reset();
+        assert_int_not_equal(rc, 0);
+    }
+    tdsx_free(pem);
+    free(cert);
+    tdsx_trust_free(t);
 }
 
 static void allocation_failures_in_the_ca(void **state)
@@ -966,7 +1017,9 @@ int main(void)
         cmocka_unit_test(key_usage_mixtures_are_refused),
         cmocka_unit_test(ca_certificate_is_not_a_node),
         cmocka_unit_test(refusal_is_logged),
-        cmocka_unit_test(allocation_failures_fail_closed),
+        cmocka_unit_test(caller_error_queue_is_left_alone),
+        cmocka_unit_test(allocation_failures_fail_cleanly),
+        cmocka_unit_test(allocation_failures_never_accept_revoked),
         cmocka_unit_test(allocation_failures_in_the_ca),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
