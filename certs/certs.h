@@ -90,7 +90,9 @@ void tdsx_trust_free(tdsx_trust_t *t);
  * input holds no certificate. */
 TDSX_MUST_CHECK int tdsx_trust_add_anchors_pem(tdsx_trust_t *t, const void *pem, size_t n);
 TDSX_MUST_CHECK int tdsx_trust_add_anchors_file(tdsx_trust_t *t, const char *path);
-/* Adds untrusted intermediates available for chain building. */
+/* Adds untrusted intermediates available for chain building. Input without any certificate
+ * (an empty chain.pem) adds nothing and is not an error; a malformed certificate block is
+ * TDSX_E_CERT_PARSE. */
 TDSX_MUST_CHECK int tdsx_trust_add_intermediates_pem(tdsx_trust_t *t, const void *pem, size_t n);
 /* Adds CRLs (PEM, one or more). A CRL whose signature does not verify against a trusted
  * issuer is rejected with TDSX_E_CRL_INVALID when verification uses it. */
