@@ -18,8 +18,7 @@ int tdsx_cli_fail(const char *cmd, int err, const char *what)
     case TDSX_E_NOTFOUND:
     case TDSX_E_EXISTS:
     case TDSX_E_INTERNAL:
-    case TDSX_E_CA_STATE:
-        return TDSX_EXIT_ERROR;
+    case TDSX_E_CA_STATE: return TDSX_EXIT_ERROR;
     default:
         /* Negated errno values are system failures: the command could not run. */
         return err > -4096 ? TDSX_EXIT_ERROR : TDSX_EXIT_INVALID;

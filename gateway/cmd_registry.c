@@ -46,6 +46,13 @@ int tdsx__registry_append(const char *cmd, const char *registry, const char *cre
         return TDSX_EXIT_INVALID;
     }
     rc = tdsx_file_write(registry, all.p, all.len, 0644, 1);
+    if (rc == 0) {
+        /* The new line is the last one: print its id. */
+        const char *last = (const char *)all.p + all.len - 1;
+        while (last > (const char *)all.p && last[-1] != '\n')
+            last--;
+        printf("added %.*s to %s\n", (int)strcspn(last, " "), last, registry);
+    }
     tdsx_buf_free(&all);
     return rc ? tdsx_cli_fail(cmd, rc, registry) : TDSX_EXIT_OK;
 }

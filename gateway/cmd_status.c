@@ -106,10 +106,11 @@ int tdsx_cmd_status(int argc, char **argv)
     printf("peers            %zu\n", st->n_peers);
     for (size_t i = 0; i < st->n_peers; i++) {
         const Tdsx__PeerStatus *p = st->peers[i];
-        printf("  %-3s %-40s %-10s %-10s %-22s in=%llu out=%llu streams=%u%s%s\n", p->direction,
-               *p->id ? p->id : "(unverified)", *p->role ? p->role : "-", p->state, p->address,
-               (unsigned long long)p->bytes_in, (unsigned long long)p->bytes_out, p->streams,
-               *p->last_error ? " error=" : "", p->last_error);
+        printf("  %-3s %-40s %-10s %-10s %-22s in=%llu out=%llu queued=%llu streams=%u%s%s\n",
+               p->direction, *p->id ? p->id : "(unverified)", *p->role ? p->role : "-", p->state,
+               p->address, (unsigned long long)p->bytes_in, (unsigned long long)p->bytes_out,
+               (unsigned long long)p->queued_out, p->streams, *p->last_error ? " error=" : "",
+               p->last_error);
     }
     printf("counters\n");
     for (size_t i = 0; i < st->n_counters; i++)

@@ -46,7 +46,8 @@ struct tdsx_conn_s {
     tdsx_tls_conn_t *tls;
     tdsx_frame_decoder_t dec;
     tdsx_arena_t *arena;
-    tdsx_buf_t frame_out; /* scratch for encoding one frame */
+    tdsx_buf_t tx; /* encoded frames waiting to be encrypted: coalesced into few records */
+    int in_input;  /* processing received bytes: sends are flushed once at the end */
 
     uint64_t t_state; /* uv_now when the state began */
     uint64_t t_rx;    /* last bytes received */
@@ -106,7 +107,7 @@ static void on_handle_closed(uv_handle_t *h)
     tdsx_tls_conn_free(c->tls);
     tdsx_frame_decoder_free(&c->dec);
     tdsx_arena_free(c->arena);
-    tdsx_buf_free(&c->frame_out);
+    tdsx_buf_free(&c->tx);
     tdsx_free(c);
     tdsx__node_conn_gone(n);
 }
@@ -185,9 +186,13 @@ static int send_frame(tdsx_conn_t *c, const Tdsx__Frame *f);
 
 /* Queues close_notify. A failure is already sticky in the engine and the connection is being
  * closed either way, so there is nothing more to do with it. */
+static int flush_tx(tdsx_conn_t *c);
+
 static void tls_close(tdsx_conn_t *c)
 {
-    int rc = tdsx_tls_conn_close(c->tls);
+    int rc = flush_tx(c);
+    if (rc == 0)
+        rc = tdsx_tls_conn_close(c->tls);
     (void)rc;
 }
 
@@ -289,17 +294,37 @@ static int write_plain(tdsx_conn_t *c, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* Encrypts everything waiting in tx and hands the ciphertext to libuv. */
+static int flush_tx(tdsx_conn_t *c)
+{
+    int rc = 0;
+    if (c->tx.len > 0) {
+        rc = write_plain(c, c->tx.p, c->tx.len);
+        tdsx_buf_reset(&c->tx);
+    }
+    return rc;
+}
+
+/* Queues one frame. Frames queued while input is being processed leave together when it is
+ * done (one TLS record and one write for many small answers); others leave at once. */
 static int send_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
 {
-    tdsx_buf_reset(&c->frame_out);
-    int rc = tdsx_frame_encode(f, c->node->cfg.frame_cap, &c->frame_out);
-    if (rc == 0)
-        rc = write_plain(c, c->frame_out.p, c->frame_out.len);
-    if (rc == 0) {
-        c->node->counters.frames_out++;
-        c->bytes_out += c->frame_out.len;
-        c->node->counters.bytes_out += c->frame_out.len;
+    size_t before = c->tx.len;
+    int rc = tdsx_frame_encode(f, c->node->cfg.frame_cap, &c->tx);
+    if (rc == TDSX_E_TOOBIG) {
+        rc = flush_tx(c);
+        before = 0;
+        if (rc == 0)
+            rc = tdsx_frame_encode(f, c->node->cfg.frame_cap, &c->tx);
     }
+    if (rc)
+        return rc;
+    size_t n = c->tx.len - before;
+    c->node->counters.frames_out++;
+    c->bytes_out += n;
+    c->node->counters.bytes_out += n;
+    if (!c->in_input || c->tx.len >= 64u * 1024u)
+        rc = flush_tx(c);
     return rc;
 }
 
@@ -411,7 +436,12 @@ static void after_input(tdsx_conn_t *c)
         }
         on_open(c);
     }
+    c->in_input = 1;
     int rc = pump_plaintext(c);
+    c->in_input = 0;
+    int frc_tx = flush_tx(c);
+    if (rc == 0 && frc_tx < 0)
+        rc = frc_tx;
     flush_output(c);
     if (rc == TDSX_E_CLOSED) {
         /* The peer's close_notify: a frame cut short by it is a truncated frame. */
@@ -571,7 +601,7 @@ static int conn_new(tdsx_node_t *n, int inbound, tdsx_dialer_t *d, const char *e
     c->node = n;
     c->inbound = inbound;
     c->dialer = d;
-    tdsx_buf_init(&c->frame_out, n->cfg.frame_cap + TDSX_FRAME_HEADER_LEN);
+    tdsx_buf_init(&c->tx, 2 * (n->cfg.frame_cap + TDSX_FRAME_HEADER_LEN));
     int rc = tdsx_frame_decoder_init(&c->dec, n->cfg.frame_cap);
     if (rc == 0)
         rc = tdsx_arena_new(4 * n->cfg.frame_cap + 64 * 1024, &c->arena);
@@ -739,6 +769,7 @@ void tdsx__conn_status(const tdsx_conn_t *c, Tdsx__PeerStatus *ps)
     ps->streams = c->streams_open;
     ps->cert_not_after = id ? id->not_after : 0;
     ps->last_error = c->err ? (char *)tdsx_err_name(c->err) : "";
+    ps->queued_out = c->out_inflight;
 }
 
 tdsx_conn_t *tdsx__conn_next(tdsx_node_t *n, tdsx_conn_t *c)
