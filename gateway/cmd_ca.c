@@ -136,7 +136,10 @@ int tdsx_cmd_ca_init(int argc, char **argv)
         return tdsx_cli_usage(cmd, "--name must not be empty");
     int rc = tdsx_ca_init(dir, &o);
     if (rc) {
-        tdsx_cli_fail(cmd, rc, dir);
+        tdsx_cli_fail(cmd, rc,
+                      rc == TDSX_E_INVAL
+                          ? "--name must be 1-64 characters of UTF-8 (53 with --intermediate)"
+                          : dir);
         return TDSX_EXIT_ERROR;
     }
     printf("created CA \"%s\" in %s\n", o.name, dir);
@@ -242,6 +245,10 @@ int tdsx_cmd_ca_issue(int argc, char **argv)
     }
     rc = tdsx_ca_issue(ca, &o, out);
     tdsx_ca_free(ca);
+    if (rc == TDSX_E_INVAL)
+        return tdsx_cli_fail(cmd, rc,
+                             "--org and --node must be 1-64 characters of UTF-8 without control "
+                             "characters, and --node without '/'");
     if (rc)
         return tdsx_cli_fail(cmd, rc, out);
     printf("issued %s/%s (%s) into %s\n", o.uscc, o.node, tdsx_role_name(o.role), out);

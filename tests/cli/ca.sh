@@ -61,6 +61,16 @@ expect 0 tdsx ca issue --dir ca --uscc $USCC --org "青岛海纳精密制造有�
 if cmp -s n1/auth.key auth-before.key; then echo "FAIL: --force did not replace" >&2; exit 1; fi
 mode_is 600 n1/auth.key
 
+# The GB 11714 check inside the USCC only warns; an over-long node name is refused.
+expect 0 tdsx ca issue --dir ca --uscc 91350100M000100Y56 --org O --node warned --role brain \
+  --out warned
+err_has 'warning: organisation code M000100Y5'
+long=$(printf 'n%.0s' $(seq 1 70))
+expect 1 tdsx ca issue --dir ca --uscc $USCC --org O --node "$long" --role brain --out long
+err_has 'TDSX_E_INVAL'
+expect 1 tdsx ca issue --dir ca --uscc $USCC --org O --node a/b --role brain --out slash
+err_has "without '/'"
+
 # What OpenSSL itself sees in the certificates.
 expect 0 openssl x509 -in n1/auth.pem -noout -text
 out_has "Subject: .*serialNumber ?= ?$USCC"
