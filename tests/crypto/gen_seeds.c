@@ -18,7 +18,7 @@
 
 static const char *outdir;
 
-static void die(const char *what)
+static _Noreturn void die(const char *what)
 {
     fprintf(stderr, "gen_seeds: %s\n", what);
     exit(1);
