@@ -12,7 +12,9 @@
  * Nothing here does I/O, starts threads or knows libuv: the signer is a queue the caller flushes.
  * Every function returning int returns 0 on success or a negative TDSX_E_* code; a function that
  * takes a callback and returns an error never calls that callback. Unless a comment says
- * otherwise, pointer arguments must not be NULL (violations are TDSX_E_INVAL, not crashes).
+ * otherwise, pointer arguments must not be NULL: functions returning an error code refuse NULL
+ * with TDSX_E_INVAL, accessors (returning void, a size or a pointer) simply require valid
+ * objects.
  */
 #ifndef TDSX_CRYPTO_H
 #define TDSX_CRYPTO_H
@@ -160,8 +162,9 @@ void tdsx_merkle_tree_free(tdsx_merkle_tree_t *t);
 
 /* Appends DSSE's pre-authentication encoding to `out`:
  *     "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body
- * LEN is the ASCII decimal byte length. type is NUL-terminated; body.p may be NULL when body.n
- * is 0. On error (TDSX_E_TOOBIG from out's cap, TDSX_E_NOMEM) out is unchanged. */
+ * LEN is the ASCII decimal byte length. type is NUL-terminated, at most TDSX_PAYLOAD_TYPE_MAX
+ * bytes (else TDSX_E_INVAL); body.p may be NULL when body.n is 0. On any error (also
+ * TDSX_E_TOOBIG from out's cap, TDSX_E_NOMEM) out is unchanged. */
 TDSX_MUST_CHECK int tdsx_pae(tdsx_buf_t *out, const char *type, tdsx_bytes_t body);
 
 /* key_id of a raw Ed25519 public key: SHA-256 of its 32 bytes. */
