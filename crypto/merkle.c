@@ -375,6 +375,9 @@ int tdsx_merkle_tree_new(const tdsx_hash_t *leaves, size_t n, tdsx_merkle_tree_t
     if ((!leaves && n) || !out)
         return TDSX_E_INVAL;
     *out = NULL;
+    /* The levels hold fewer than 2n + 65 hashes; keep that sum far from overflowing. */
+    if (n > SIZE_MAX / (4 * sizeof(tdsx_hash_t)))
+        return TDSX_E_TOOBIG;
 
     /* Level i+1 pairs the nodes of level i; a last node without a partner moves up unchanged.
      * Built bottom-up this way the tree is the same as §2.1.1's top-down split. */
