@@ -14,6 +14,7 @@
  * re-arms, which costs one wake-up per deadline period instead of one timer update per read.
  */
 #include "daemon.h"
+#include "exchange.h"
 
 #include <string.h>
 
@@ -58,6 +59,9 @@ struct tdsx_conn_s {
     uint64_t bytes_in, bytes_out;
     uint64_t ping_nonce;
     uint32_t streams_open;
+    uint32_t next_stream;
+    int out_blocked; /* output passed its cap; the exchange is told when it drains */
+    void *x;         /* the exchange's per-connection state */
 };
 
 typedef struct {
@@ -102,6 +106,7 @@ static void on_handle_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     tdsx_node_t *n = c->node;
+    tdsx__exchange_conn_closed(c, c->err);
     if (c->dialer)
         tdsx__dialer_closed(c->dialer, c->err);
     tdsx_tls_conn_free(c->tls);
@@ -237,6 +242,10 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     update_reading(c);
+    if (c->out_blocked && c->out_inflight < CONN_OUT_CAP(c) / 2 && !c->shutting_down) {
+        c->out_blocked = 0;
+        tdsx__exchange_writable(c);
+    }
 }
 
 /* Moves the engine's ciphertext into write requests. */
@@ -370,8 +379,7 @@ static int handle_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
     case TDSX__FRAME__BODY_WINDOW_UPDATE: return 0;
     case TDSX__FRAME__BODY__NOT_SET: return TDSX_E_PROTO_UNSUPPORTED;
     default:
-        /* Exchange messages arrive with the exchange itself (catalog, transfers). */
-        return TDSX_E_PROTO_UNSUPPORTED;
+        return tdsx__exchange_frame(c, f);
     }
 }
 
@@ -386,6 +394,7 @@ static void on_open(tdsx_conn_t *c)
              TDSX_KV_S("dir", c->inbound ? "in" : "out"));
     if (c->dialer)
         tdsx__dialer_opened(c->dialer, c);
+    tdsx__exchange_conn_open(c);
     if (c->node->draining)
         tdsx__conn_drain(c);
 }
@@ -628,6 +637,7 @@ static int conn_new(tdsx_node_t *n, int inbound, tdsx_dialer_t *d, const char *e
     n->n_conns++;
     set_state(c, TDSX_CONN_CONNECTING);
     c->t_rx = c->t_tx = c->t_ping = c->t_state;
+    c->next_stream = inbound ? 2 : 1;
     *out = c;
     return 0;
 }
@@ -775,4 +785,63 @@ void tdsx__conn_status(const tdsx_conn_t *c, Tdsx__PeerStatus *ps)
 tdsx_conn_t *tdsx__conn_next(tdsx_node_t *n, tdsx_conn_t *c)
 {
     return c ? c->next : n->conns;
+}
+
+int tdsx__conn_send(tdsx_conn_t *c, const Tdsx__Frame *f)
+{
+    if (c->err || c->shutting_down)
+        return c->err ? c->err : TDSX_E_CLOSED;
+    return send_frame(c, f);
+}
+
+uint32_t tdsx__conn_new_stream(tdsx_conn_t *c)
+{
+    uint32_t id = c->next_stream;
+    c->next_stream += 2;
+    return id;
+}
+
+const char *tdsx__conn_peer_id(const tdsx_conn_t *c)
+{
+    return peer_name(c);
+}
+
+int tdsx__conn_writable(const tdsx_conn_t *c)
+{
+    tdsx_conn_t *m = (tdsx_conn_t *)c;
+    if (c->err || c->shutting_down)
+        return 0;
+    if (c->out_inflight + c->tx.len >= CONN_OUT_CAP(c)) {
+        m->out_blocked = 1;
+        return 0;
+    }
+    return 1;
+}
+
+tdsx_node_t *tdsx__conn_node(tdsx_conn_t *c)
+{
+    return c->node;
+}
+
+void tdsx__conn_stream_count(tdsx_conn_t *c, int delta)
+{
+    if (delta < 0 && c->streams_open < (uint32_t)-delta)
+        c->streams_open = 0;
+    else
+        c->streams_open = (uint32_t)((int64_t)c->streams_open + delta);
+    if (c->streams_open == 0 && c->state == TDSX_CONN_DRAINING)
+        tdsx__conn_drain(c);
+}
+
+void **tdsx__conn_xslot(tdsx_conn_t *c)
+{
+    return &c->x;
+}
+
+tdsx_conn_t *tdsx__node_find_conn(tdsx_node_t *n, const char *id)
+{
+    for (tdsx_conn_t *c = n->conns; c; c = c->next)
+        if (c->state == TDSX_CONN_OPEN && !c->err && strcmp(peer_name(c), id) == 0)
+            return c;
+    return NULL;
 }

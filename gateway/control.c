@@ -7,6 +7,7 @@
  * blocking call for the CLI and tests.
  */
 #include "daemon.h"
+#include "exchange.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -22,6 +23,7 @@ struct tdsx_ctl_client_s {
     uv_pipe_t pipe;
     tdsx_node_t *node;
     tdsx_ctl_client_t *prev, *next;
+    uint64_t serial;
     tdsx_frame_decoder_t dec;
     tdsx_arena_t *arena;
 };
@@ -58,6 +60,27 @@ static void on_written(uv_write_t *req, int status)
 {
     (void)status;
     tdsx_free(req);
+}
+
+uint64_t tdsx__control_serial(const tdsx_ctl_client_t *cl)
+{
+    return cl->serial;
+}
+
+tdsx_ctl_client_t *tdsx__control_find(tdsx_node_t *n, uint64_t serial)
+{
+    for (tdsx_ctl_client_t *cl = n->control_clients; cl; cl = cl->next)
+        if (cl->serial == serial && !uv_is_closing((uv_handle_t *)&cl->pipe))
+            return cl;
+    return NULL;
+}
+
+static int send_response(tdsx_ctl_client_t *cl, const Tdsx__LocalResponse *resp);
+
+void tdsx__control_reply(tdsx_ctl_client_t *cl, const Tdsx__LocalResponse *resp)
+{
+    if (send_response(cl, resp) != 0)
+        close_client(cl);
 }
 
 static int send_response(tdsx_ctl_client_t *cl, const Tdsx__LocalResponse *resp)
@@ -142,8 +165,13 @@ static void handle_request(tdsx_ctl_client_t *cl, tdsx_bytes_t body)
         resp.id = req->id;
         switch (req->body_case) {
         case TDSX__LOCAL_REQUEST__BODY_STATUS: rc = answer_status(cl, &resp); break;
-        default: rc = TDSX_E_PROTO_UNSUPPORTED; break;
+        default: rc = tdsx__exchange_local(cl->node, cl, req, cl->arena, &resp); break;
         }
+    }
+    if (rc == 1) {
+        /* Answered later, when the network side is done. */
+        tdsx_arena_reset(cl->arena);
+        return;
     }
     if (rc) {
         le.code = tdsx_err_wire(rc);
@@ -197,6 +225,7 @@ static void on_control_connection(uv_stream_t *server, int status)
     }
     uv_pipe_init(n->loop, &cl->pipe, 0);
     cl->pipe.data = cl;
+    cl->serial = ++n->next_ctl_serial;
     cl->next = n->control_clients;
     if (cl->next)
         cl->next->prev = cl;

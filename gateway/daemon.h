@@ -20,6 +20,7 @@ typedef struct tdsx_node_s tdsx_node_t;
 typedef struct tdsx_conn_s tdsx_conn_t;
 typedef struct tdsx_dialer_s tdsx_dialer_t;
 typedef struct tdsx_ctl_client_s tdsx_ctl_client_t;
+typedef struct tdsx_exchange_s tdsx_exchange_t;
 
 /* Caps, defined once. */
 #define TDSX_CONN_READ_SIZE (64u * 1024u)     /* one socket read */
@@ -73,6 +74,8 @@ struct tdsx_node_s {
     size_t n_dialers;
 
     tdsx_counters_t counters;
+    tdsx_exchange_t *x; /* catalog, transfers, receipts (exchange.c) */
+    uint64_t next_ctl_serial;
 };
 
 /* Loads credentials, trust and registry named by cfg (taken: the node frees it). On failure
@@ -108,6 +111,20 @@ void tdsx__conn_fail(tdsx_conn_t *c, int err, const char *reason);
 /* Fills a PeerStatus for `tdsx status`; strings point into c and live as long as it. */
 void tdsx__conn_status(const tdsx_conn_t *c, Tdsx__PeerStatus *ps);
 
+/* For the exchange: send a frame, allocate a stream id (odd when we dialled, even when we
+ * accepted), who the verified peer is, whether more output may be queued now. */
+TDSX_MUST_CHECK int tdsx__conn_send(tdsx_conn_t *c, const Tdsx__Frame *f);
+uint32_t tdsx__conn_new_stream(tdsx_conn_t *c);
+const char *tdsx__conn_peer_id(const tdsx_conn_t *c);
+int tdsx__conn_writable(const tdsx_conn_t *c);
+tdsx_node_t *tdsx__conn_node(tdsx_conn_t *c);
+/* Open streams count toward draining: the connection closes when the last one ends. */
+void tdsx__conn_stream_count(tdsx_conn_t *c, int delta);
+/* The exchange's per-connection state. */
+void **tdsx__conn_xslot(tdsx_conn_t *c);
+/* An open connection to the member `id` (either direction), or NULL. */
+tdsx_conn_t *tdsx__node_find_conn(tdsx_node_t *n, const char *id);
+
 /* Iterates the node's connections: NULL starts, NULL ends. */
 tdsx_conn_t *tdsx__conn_next(tdsx_node_t *n, tdsx_conn_t *c);
 
@@ -121,6 +138,13 @@ void tdsx__node_conn_gone(tdsx_node_t *n);
 /* Control socket (control.c). */
 TDSX_MUST_CHECK int tdsx__control_start(tdsx_node_t *n);
 void tdsx__control_stop(tdsx_node_t *n);
+
+/* Asynchronous answers: a client is named by its serial, which is never reused, so an answer
+ * for a client that went away is dropped. */
+uint64_t tdsx__control_serial(const tdsx_ctl_client_t *cl);
+tdsx_ctl_client_t *tdsx__control_find(tdsx_node_t *n, uint64_t serial);
+/* Sends an answer; a client that cannot take it is closed (its requests end with it). */
+void tdsx__control_reply(tdsx_ctl_client_t *cl, const Tdsx__LocalResponse *resp);
 
 /* Client side, blocking: sends req to the daemon at `path` and waits up to timeout_ms for the
  * answer, decoded into `arena`. TDSX_E_NOTFOUND when no daemon listens there, TDSX_E_TIMEOUT,

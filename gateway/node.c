@@ -3,6 +3,7 @@
  * configured peers dialled (with backoff), handles signals and drains on SIGTERM (SPEC §15).
  */
 #include "daemon.h"
+#include "exchange.h"
 
 #include <string.h>
 
@@ -122,6 +123,8 @@ int tdsx_node_new(uv_loop_t *loop, tdsx_config_t *cfg, tdsx_node_t **out, char *
         set_what(what, what_size, "tls");
         goto fail;
     }
+    if ((rc = tdsx__exchange_new(n, what, what_size)) != 0)
+        goto fail;
     tdsx_buf_free(&p);
     *out = n;
     return 0;
@@ -296,6 +299,7 @@ static void close_node_handles(tdsx_node_t *n)
         if (!uv_is_closing((uv_handle_t *)&n->dialers[i].timer))
             uv_close((uv_handle_t *)&n->dialers[i].timer, NULL);
     tdsx__control_stop(n);
+    tdsx__exchange_close(n);
 }
 
 void tdsx__node_conn_gone(tdsx_node_t *n)
@@ -373,6 +377,7 @@ void tdsx_node_free(tdsx_node_t *n)
 {
     if (!n)
         return;
+    tdsx__exchange_free(n);
     tdsx_tls_ctx_free(n->tls);
     tdsx_registry_free(n->registry);
     tdsx_trust_free(n->trust);

@@ -117,6 +117,41 @@ static void dialled_peer_is_connected(void **state)
     free(out);
 }
 
+/* Reads the next frame the daemon sends, skipping its Hello (the first frame of every
+ * connection). The caller frees it with tdsx__frame__free_unpacked. NULL when none came. */
+static Tdsx__Frame *next_frame(tdsx_test_client_t *c)
+{
+    for (;;) {
+        uint8_t hdr[4];
+        if (tdsx_test_client_recv(c, hdr, 4, 3000) != 4)
+            return NULL;
+        uint32_t len =
+            (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+        uint8_t *body = malloc(len ? len : 1);
+        assert_non_null(body);
+        assert_int_equal(tdsx_test_client_recv(c, body, len, 3000), (long)len);
+        Tdsx__Frame *f = tdsx__frame__unpack(NULL, len, body);
+        free(body);
+        assert_non_null(f);
+        if (f->body_case != TDSX__FRAME__BODY_HELLO)
+            return f;
+        tdsx__frame__free_unpacked(f, NULL);
+    }
+}
+
+/* The body case of the next frame, and its error code when it is an Error. */
+static int read_frame(tdsx_test_client_t *c, uint32_t *err_code)
+{
+    Tdsx__Frame *f = next_frame(c);
+    if (!f)
+        return -1;
+    int bc = f->body_case;
+    if (bc == TDSX__FRAME__BODY_ERROR && err_code)
+        *err_code = f->error->code;
+    tdsx__frame__free_unpacked(f, NULL);
+    return bc;
+}
+
 /* Pings keep an idle link alive; the answer carries the nonce back. */
 static void ping_pong(void **state)
 {
@@ -130,13 +165,7 @@ static void ping_pong(void **state)
     f.body_case = TDSX__FRAME__BODY_PING;
     f.ping = &ping;
     tdsx_test_client_send_frame(&c, &f);
-    uint8_t buf[64];
-    long n = tdsx_test_client_recv(&c, buf, 4, 3000);
-    assert_int_equal(n, 4);
-    uint32_t len = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
-    assert_true(len > 0 && len < sizeof buf);
-    assert_int_equal(tdsx_test_client_recv(&c, buf, len, 3000), (long)len);
-    Tdsx__Frame *pong = tdsx__frame__unpack(NULL, len, buf);
+    Tdsx__Frame *pong = next_frame(&c);
     assert_non_null(pong);
     assert_int_equal(pong->body_case, TDSX__FRAME__BODY_PONG);
     assert_int_equal(pong->stream_id, 7);
@@ -228,26 +257,6 @@ static void handshake_timeout(void **state)
     close(c.fd);
     assert_true(tdsx_test_log_wait(&W.centre, 3000, "\"event\":\"conn.refused\"",
                                    "\"err\":\"TDSX_E_TIMEOUT\"", "handshake timeout", NULL));
-}
-
-/* Reads the next frame the daemon sends; returns its body case and error code (if Error). */
-static int read_frame(tdsx_test_client_t *c, uint32_t *err_code)
-{
-    uint8_t hdr[4];
-    if (tdsx_test_client_recv(c, hdr, 4, 3000) != 4)
-        return -1;
-    uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-    uint8_t *body = malloc(len ? len : 1);
-    assert_non_null(body);
-    assert_int_equal(tdsx_test_client_recv(c, body, len, 3000), (long)len);
-    Tdsx__Frame *f = tdsx__frame__unpack(NULL, len, body);
-    free(body);
-    assert_non_null(f);
-    int bc = f->body_case;
-    if (bc == TDSX__FRAME__BODY_ERROR && err_code)
-        *err_code = f->error->code;
-    tdsx__frame__free_unpacked(f, NULL);
-    return bc;
 }
 
 static void frame_over_cap_closes(void **state)

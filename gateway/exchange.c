@@ -1,0 +1,1960 @@
+/*
+ * exchange.c — Hello, catalog, push and pull transfers, dual-signed receipts (SPEC §5, §9, §10).
+ *
+ * Everything runs on the node's loop thread except what blocks on the disk for long: hashing
+ * a file before sending it and the final fsync+rename of a received object go to the libuv
+ * thread pool; file reads for sending use uv_fs_read. The batch signer is flushed once per
+ * loop turn (a uv_check handle), so many transfers finishing together share one Ed25519
+ * signature (SPEC §10).
+ */
+#include "exchange.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "crypto.h"
+#include "policy.h"
+#include "store.h"
+
+#define XS_READ_SIZE TDSX_XFER_CHUNK
+#define TID_HEX (2 * TDSX_TRANSFER_ID_LEN + 1)
+
+typedef enum {
+    XS_SEND_PREPARE = 0, /* hashing the file / waiting for the NRO signature */
+    XS_SEND_WAIT_ACCEPT,
+    XS_SEND_DATA,
+    XS_SEND_WAIT_RECEIPT,
+    XS_RECV_DATA,
+    XS_RECV_COMMIT,   /* fsync + rename on the thread pool */
+    XS_RECV_SIGN,     /* NRR waiting for the signer */
+    XS_PULL_WAIT,     /* we asked for a dataset; the owner will send TransferStart */
+    XS_DONE
+} xs_state_t;
+
+typedef struct xconn_s xconn_t;
+typedef struct xstream_s xstream_t;
+
+struct xstream_s {
+    tdsx_node_t *node;
+    tdsx_conn_t *conn; /* NULL once the connection is gone */
+    xconn_t *xc;
+    uint32_t id;
+    xs_state_t state;
+    int sender;
+    int busy; /* async operations in flight (fs read, work, signer); freed when 0 and DONE */
+    xstream_t *all_prev, *all_next; /* node-wide list, for the receipt timer */
+
+    tdsx_transfer_t rec;
+    uint8_t *nro; /* our copy of the NRO envelope bytes */
+    size_t nro_len;
+    uint8_t nro_hash[32];
+    char dataset_id[256];
+    char tags[1024];
+
+    /* sender */
+    char *path; /* file being sent */
+    uv_file fd;
+    uv_fs_t fs;
+    uint8_t *rbuf;
+    uint64_t next_offset;
+    uint64_t credit;
+    int reading;
+    uint64_t end_sent_ms;
+    int hash_rc;
+
+    /* receiver */
+    tdsx_object_writer_t *w;
+    uint64_t since_sync;
+    uint64_t granted; /* credit granted and not yet used */
+    int commit_rc;
+    uv_work_t work;
+    uint8_t got_sha[32];
+    int pulled; /* we asked for it */
+    char out_path[4096];
+
+    /* the local client waiting for the result */
+    uint64_t client;
+    uint64_t req_id;
+    int progress;
+    uint64_t progress_ms;
+};
+
+struct xconn_s {
+    tdsx_conn_t *conn;
+    int hello;             /* the peer's Hello verified */
+    uint8_t *peer_cert;    /* DER of the peer's sign certificate */
+    size_t peer_cert_len;
+    tdsx_hash_t peer_key;  /* its key id */
+    xstream_t **slots;     /* open addressing on stream id */
+    size_t cap, count;
+};
+
+struct tdsx_exchange_s {
+    tdsx_node_t *node;
+    tdsx_store_t *store;
+    tdsx_signer_t *signer;
+    tdsx_verifier_t *verifier;
+    tdsx_arena_t *arena; /* scratch for verifying statements */
+    uint8_t *own_cert;   /* DER of our sign certificate */
+    size_t own_cert_len;
+    uint8_t *chain; /* DER intermediates, concatenated as separate entries below */
+    tdsx_bytes_t chain_certs[4];
+    size_t n_chain;
+    uv_check_t flush_check;
+    uv_timer_t tick;
+    int handles;
+    xstream_t *streams; /* every live stream */
+};
+
+static tdsx_exchange_t *X(tdsx_node_t *n)
+{
+    return n->x;
+}
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void tid_hex(const uint8_t tid[TDSX_TRANSFER_ID_LEN], char out[TID_HEX])
+{
+    tdsx_hex_encode(out, tid, TDSX_TRANSFER_ID_LEN);
+}
+
+static int path_in(const tdsx_node_t *n, const char *sub, const char *name, tdsx_buf_t *b)
+{
+    tdsx_buf_init(b, 8192);
+    return tdsx_buf_printf(b, "%s/%s/%s", n->cfg.data_dir, sub, name);
+}
+
+static int tags_to_proto(const char *text, Tdsx__Tags *t, char *cat, size_t cat_size)
+{
+    tdsx_tags_t tags;
+    tdsx_tags_error_t err;
+    int rc = tdsx_tags_parse(tdsx_bytes(text, strlen(text)), &tags, &err);
+    if (rc)
+        return rc;
+    snprintf(cat, cat_size, "%s", tags.category);
+    t->grade = (Tdsx__Grade)tags.grade;
+    t->general_level = tags.level;
+    t->domain = (Tdsx__Domain)tags.domain;
+    t->category = cat;
+    t->personal = (Tdsx__Personal)tags.personal;
+    t->library = (Tdsx__Library)tags.library;
+    t->source = (Tdsx__Source)tags.source;
+    return 0;
+}
+
+static void tags_from_proto(const Tdsx__Tags *t, char *out, size_t size)
+{
+    tdsx_tags_t tags;
+    memset(&tags, 0, sizeof tags);
+    out[0] = '\0';
+    if (!t)
+        return;
+    tags.grade = (tdsx_grade_t)t->grade;
+    tags.level = (uint8_t)t->general_level;
+    tags.domain = (tdsx_domain_t)t->domain;
+    snprintf(tags.category, sizeof tags.category, "%s", t->category ? t->category : "");
+    tags.personal = (tdsx_personal_t)t->personal;
+    tags.library = (tdsx_library_t)t->library;
+    tags.source = (tdsx_source_t)t->source;
+    if (tdsx_tags_format(&tags, out, size) != 0)
+        out[0] = '\0';
+}
+
+/* ---- stream table ------------------------------------------------------------------------- */
+
+static xconn_t *xconn_of(tdsx_conn_t *c)
+{
+    return *tdsx__conn_xslot(c);
+}
+
+static xstream_t *stream_find(xconn_t *xc, uint32_t id)
+{
+    if (!xc || xc->cap == 0)
+        return NULL;
+    for (size_t i = id & (xc->cap - 1), k = 0; k < xc->cap; i = (i + 1) & (xc->cap - 1), k++) {
+        if (!xc->slots[i])
+            return NULL;
+        if (xc->slots[i] != (xstream_t *)xc && xc->slots[i]->id == id)
+            return xc->slots[i];
+    }
+    return NULL;
+}
+
+static int stream_insert(xconn_t *xc, xstream_t *s);
+
+static int table_grow(xconn_t *xc)
+{
+    size_t ncap = xc->cap ? xc->cap * 2 : 64;
+    xstream_t **old = xc->slots;
+    size_t ocap = xc->cap;
+    xc->slots = tdsx_calloc(ncap, sizeof *xc->slots);
+    if (!xc->slots) {
+        xc->slots = old;
+        return TDSX_E_NOMEM;
+    }
+    xc->cap = ncap;
+    xc->count = 0;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i] && old[i] != (xstream_t *)xc && stream_insert(xc, old[i]) != 0)
+            return TDSX_E_INTERNAL;
+    tdsx_free(old);
+    return 0;
+}
+
+static int stream_insert(xconn_t *xc, xstream_t *s)
+{
+    if ((xc->count + 1) * 2 > xc->cap) {
+        int rc = table_grow(xc);
+        if (rc)
+            return rc;
+    }
+    size_t i = s->id & (xc->cap - 1);
+    /* The tombstone (xc itself) may be reused. */
+    while (xc->slots[i] && xc->slots[i] != (xstream_t *)xc)
+        i = (i + 1) & (xc->cap - 1);
+    xc->slots[i] = s;
+    xc->count++;
+    return 0;
+}
+
+static void stream_remove(xconn_t *xc, xstream_t *s)
+{
+    for (size_t i = s->id & (xc->cap - 1), k = 0; xc->cap && k < xc->cap;
+         i = (i + 1) & (xc->cap - 1), k++) {
+        if (!xc->slots[i])
+            return;
+        if (xc->slots[i] == s) {
+            xc->slots[i] = (xstream_t *)xc; /* tombstone keeps probe chains intact */
+            xc->count--;
+            return;
+        }
+    }
+}
+
+/* ---- local answers ------------------------------------------------------------------------ */
+
+static void reply_result(xstream_t *s, int err, const char *state, const char *msg,
+                         tdsx_bytes_t receipt)
+{
+    if (!s->client)
+        return;
+    tdsx_ctl_client_t *cl = tdsx__control_find(s->node, s->client);
+    s->client = 0;
+    if (!cl)
+        return;
+    Tdsx__LocalResponse resp = TDSX__LOCAL_RESPONSE__INIT;
+    Tdsx__TransferResult r = TDSX__TRANSFER_RESULT__INIT;
+    char path[4096] = "";
+    resp.id = s->req_id;
+    resp.body_case = TDSX__LOCAL_RESPONSE__BODY_RESULT;
+    resp.result = &r;
+    r.transfer_id.data = s->rec.id;
+    r.transfer_id.len = TDSX_TRANSFER_ID_LEN;
+    r.state = (char *)state;
+    r.error = tdsx_err_wire(err);
+    r.message = (char *)(msg ? msg : (err ? tdsx_strerror(err) : ""));
+    r.receipt.data = (uint8_t *)receipt.p;
+    r.receipt.len = receipt.n;
+    r.length = s->rec.length;
+    r.sha256.data = s->rec.sha256;
+    r.sha256.len = 32;
+    if (!s->sender && err == 0 &&
+        tdsx_store_object_path(X(s->node)->store, s->rec.sha256, path, sizeof path) == 0)
+        r.object_path = path;
+    tdsx__control_reply(cl, &resp);
+}
+
+static void reply_progress(xstream_t *s, uint64_t done)
+{
+    if (!s->client || !s->progress)
+        return;
+    uint64_t now = uv_now(s->node->loop);
+    if (now - s->progress_ms < TDSX_XFER_PROGRESS_MS && done < s->rec.length)
+        return;
+    s->progress_ms = now;
+    tdsx_ctl_client_t *cl = tdsx__control_find(s->node, s->client);
+    if (!cl)
+        return;
+    Tdsx__LocalResponse resp = TDSX__LOCAL_RESPONSE__INIT;
+    Tdsx__TransferProgress p = TDSX__TRANSFER_PROGRESS__INIT;
+    resp.id = s->req_id;
+    resp.body_case = TDSX__LOCAL_RESPONSE__BODY_PROGRESS;
+    resp.progress = &p;
+    p.transfer_id.data = s->rec.id;
+    p.transfer_id.len = TDSX_TRANSFER_ID_LEN;
+    p.done = done;
+    p.total = s->rec.length;
+    tdsx__control_reply(cl, &resp);
+}
+
+/* Records the transfer's state. A failure here loses only bookkeeping the log and the
+ * receipts also carry, so it is logged rather than failing the transfer. */
+static void save_state(xstream_t *s)
+{
+    int rc = tdsx_store_transfer_update(X(s->node)->store, &s->rec);
+    if (rc) {
+        char hex[TID_HEX];
+        tid_hex(s->rec.id, hex);
+        tdsx_log(TDSX_LOG_ERROR, "store.update_failed", TDSX_KV_S("transfer", hex),
+                 TDSX_KV_E("err", rc));
+    }
+}
+
+/* Sends a frame whose loss the peer survives (it times out or retries); a failed send means
+ * the connection is failing and will be reported there. */
+static void send_quietly(tdsx_conn_t *c, const Tdsx__Frame *f)
+{
+    int rc = tdsx__conn_send(c, f);
+    if (rc)
+        tdsx_log(TDSX_LOG_DEBUG, "conn.send_dropped", TDSX_KV_E("err", rc));
+}
+
+/* Keeps a statement we must be able to show again (an NRO to resume, an NRD). */
+static void keep_file(xstream_t *s, const char *sub, const char *suffix, tdsx_bytes_t data)
+{
+    tdsx_buf_t p;
+    char hex[TID_HEX];
+    tid_hex(s->rec.id, hex);
+    int rc = path_in(s->node, sub, hex, &p);
+    if (rc == 0)
+        rc = tdsx_buf_append_str(&p, suffix);
+    if (rc == 0)
+        rc = tdsx_file_write((const char *)p.p, data.p, data.n, 0600, 1);
+    if (rc)
+        tdsx_log(TDSX_LOG_ERROR, "store.keep_failed", TDSX_KV_S("what", sub), TDSX_KV_E("err", rc));
+    tdsx_buf_free(&p);
+}
+
+/* ---- stream lifecycle ---------------------------------------------------------------------- */
+
+static xstream_t *stream_new(tdsx_node_t *n, tdsx_conn_t *c, uint32_t id, int sender)
+{
+    xstream_t *s = tdsx_calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->node = n;
+    s->conn = c;
+    s->xc = xconn_of(c);
+    s->id = id;
+    s->sender = sender;
+    s->fd = -1;
+    if (stream_insert(s->xc, s) != 0) {
+        tdsx_free(s);
+        return NULL;
+    }
+    tdsx__conn_stream_count(c, 1);
+    tdsx_exchange_t *x = X(n);
+    s->all_next = x->streams;
+    if (x->streams)
+        x->streams->all_prev = s;
+    x->streams = s;
+    return s;
+}
+
+static void stream_maybe_free(xstream_t *s)
+{
+    if (s->state != XS_DONE || s->busy > 0)
+        return;
+    tdsx_exchange_t *x = X(s->node);
+    if (s->all_prev)
+        s->all_prev->all_next = s->all_next;
+    else
+        x->streams = s->all_next;
+    if (s->all_next)
+        s->all_next->all_prev = s->all_prev;
+    if (s->fd >= 0) {
+        uv_fs_t req;
+        uv_fs_close(NULL, &req, s->fd, NULL);
+        uv_fs_req_cleanup(&req);
+    }
+    tdsx_object_abort(s->w, 1);
+    tdsx_free(s->rbuf);
+    tdsx_free(s->nro);
+    tdsx_free(s->path);
+    tdsx_free(s);
+}
+
+/* Ends the stream's life on the connection (the table entry and the stream count). */
+static void stream_finish(xstream_t *s)
+{
+    if (s->state == XS_DONE)
+        return;
+    s->state = XS_DONE;
+    if (s->conn) {
+        stream_remove(s->xc, s);
+        tdsx__conn_stream_count(s->conn, -1);
+        s->conn = NULL;
+        s->xc = NULL;
+    }
+    stream_maybe_free(s);
+}
+
+static int send_abort(tdsx_conn_t *c, uint32_t stream, int err, const char *msg)
+{
+    Tdsx__TransferAbort a = TDSX__TRANSFER_ABORT__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    a.code = tdsx_err_wire(err);
+    a.message = (char *)(msg ? msg : tdsx_strerror(err));
+    f.stream_id = stream;
+    f.body_case = TDSX__FRAME__BODY_TRANSFER_ABORT;
+    f.transfer_abort = &a;
+    return tdsx__conn_send(c, &f);
+}
+
+static void log_transfer(const xstream_t *s, tdsx_log_level_t lvl, const char *event, int err)
+{
+    char hex[TID_HEX];
+    tid_hex(s->rec.id, hex);
+    if (err)
+        tdsx_log(lvl, event, TDSX_KV_S("transfer", hex), TDSX_KV_S("peer", s->rec.peer),
+                 TDSX_KV_S("dir", s->sender ? "out" : "in"), TDSX_KV_I("length", s->rec.length),
+                 TDSX_KV_E("err", err));
+    else
+        tdsx_log(lvl, event, TDSX_KV_S("transfer", hex), TDSX_KV_S("peer", s->rec.peer),
+                 TDSX_KV_S("dir", s->sender ? "out" : "in"), TDSX_KV_S("dataset", s->dataset_id),
+                 TDSX_KV_I("length", s->rec.length));
+}
+
+/* Fails a transfer locally: records it, tells the peer (when asked and possible) and the
+ * local client. `resumable` keeps the record STARTED (and the part file) for a retry. */
+static void stream_fail(xstream_t *s, int err, int tell_peer, int resumable)
+{
+    if (s->state == XS_DONE)
+        return;
+    if (tell_peer && s->conn)
+        (void)send_abort(s->conn, s->id, err, NULL);
+    if (s->rec.started_at) {
+        if (!resumable) {
+            s->rec.state = TDSX_XFER_ABORTED;
+            s->rec.error = err;
+            s->rec.finished_at = tdsx_now();
+        }
+        save_state(s);
+    }
+    if (s->w && s->state != XS_RECV_COMMIT) {
+        tdsx_object_abort(s->w, resumable);
+        s->w = NULL;
+    }
+    log_transfer(s, TDSX_LOG_WARN, resumable ? "transfer.interrupted" : "transfer.aborted", err);
+    reply_result(s, err, resumable ? "interrupted" : "aborted", NULL, tdsx_bytes(NULL, 0));
+    stream_finish(s);
+}
+
+/* ---- receipts ------------------------------------------------------------------------------ */
+
+static int bundle_pack(const tdsx_receipt_t *r, const tdsx_exchange_t *x, tdsx_buf_t *out)
+{
+    Tdsx__ReceiptBundle b = TDSX__RECEIPT_BUNDLE__INIT;
+    ProtobufCBinaryData chain[4];
+    b.nro.data = (uint8_t *)r->nro.p;
+    b.nro.len = r->nro.n;
+    b.nrr.data = (uint8_t *)r->nrr.p;
+    b.nrr.len = r->nrr.n;
+    b.sender_cert.data = (uint8_t *)r->sender_cert.p;
+    b.sender_cert.len = r->sender_cert.n;
+    b.receiver_cert.data = (uint8_t *)r->receiver_cert.p;
+    b.receiver_cert.len = r->receiver_cert.n;
+    for (size_t i = 0; i < x->n_chain; i++) {
+        chain[i].data = (uint8_t *)x->chain_certs[i].p;
+        chain[i].len = x->chain_certs[i].n;
+    }
+    b.n_chain = x->n_chain;
+    b.chain = chain;
+    size_t len = tdsx__receipt_bundle__get_packed_size(&b);
+    int rc = tdsx_buf_reserve(out, len);
+    if (rc)
+        return rc;
+    tdsx__receipt_bundle__pack(&b, out->p + out->len);
+    out->len += len;
+    return 0;
+}
+
+/* Stores the complete receipt and answers the local client with it. */
+static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int err)
+{
+    tdsx_exchange_t *x = X(s->node);
+    xconn_t *xc = s->xc;
+    tdsx_receipt_t r;
+    memset(&r, 0, sizeof r);
+    memcpy(r.transfer_id, s->rec.id, TDSX_TRANSFER_ID_LEN);
+    snprintf(r.sender, sizeof r.sender, "%s", s->sender ? s->node->self_id : s->rec.peer);
+    snprintf(r.receiver, sizeof r.receiver, "%s", s->sender ? s->rec.peer : s->node->self_id);
+    r.nro = tdsx_bytes(s->nro, s->nro_len);
+    r.nrr = nrr;
+    tdsx_bytes_t peer = xc ? tdsx_bytes(xc->peer_cert, xc->peer_cert_len) : tdsx_bytes(NULL, 0);
+    tdsx_bytes_t own = tdsx_bytes(x->own_cert, x->own_cert_len);
+    r.sender_cert = s->sender ? own : peer;
+    r.receiver_cert = s->sender ? peer : own;
+    r.stored_at = tdsx_now();
+    s->rec.finished_at = r.stored_at;
+    s->rec.error = err;
+    int rc = tdsx_store_receipt_put(x->store, &r, refused);
+    if (rc == 0) {
+        s->rec.state = refused ? TDSX_XFER_REFUSED : TDSX_XFER_RECEIPTED;
+        log_transfer(s, refused ? TDSX_LOG_WARN : TDSX_LOG_INFO,
+                     refused ? "transfer.refused" : "transfer.receipted", err);
+    } else {
+        log_transfer(s, TDSX_LOG_ERROR, "transfer.receipt_store_failed", rc);
+    }
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 2 * TDSX_ENVELOPE_MAX);
+    if (bundle_pack(&r, x, &b) != 0)
+        tdsx_buf_reset(&b);
+    reply_result(s, rc ? rc : err, rc ? "aborted" : refused ? "refused" : "receipted", NULL,
+                 tdsx_buf_bytes(&b));
+    tdsx_buf_free(&b);
+    if (s->sender) {
+        /* The NRO kept for resuming is no longer needed. */
+        tdsx_buf_t p;
+        char hex[TID_HEX];
+        tid_hex(s->rec.id, hex);
+        if (path_in(s->node, "tmp", hex, &p) == 0 && tdsx_buf_append_str(&p, ".nro") == 0)
+            unlink((const char *)p.p);
+        tdsx_buf_free(&p);
+    }
+    stream_finish(s);
+}
+
+/* ---- sender ------------------------------------------------------------------------------- */
+
+static void send_more(xstream_t *s);
+
+static void on_read_done(uv_fs_t *req)
+{
+    xstream_t *s = req->data;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    s->busy--;
+    s->reading = 0;
+    if (s->state != XS_SEND_DATA || !s->conn) {
+        stream_maybe_free(s);
+        return;
+    }
+    if (r <= 0) {
+        stream_fail(s, TDSX_E_IO, 1, 1);
+        return;
+    }
+    Tdsx__TransferData d = TDSX__TRANSFER_DATA__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    d.offset = s->next_offset;
+    d.chunk.data = s->rbuf;
+    d.chunk.len = (size_t)r;
+    f.stream_id = s->id;
+    f.body_case = TDSX__FRAME__BODY_TRANSFER_DATA;
+    f.transfer_data = &d;
+    int rc = tdsx__conn_send(s->conn, &f);
+    if (rc) {
+        stream_fail(s, rc, 0, 1);
+        return;
+    }
+    s->next_offset += (uint64_t)r;
+    s->credit -= (uint64_t)r;
+    reply_progress(s, s->next_offset);
+    send_more(s);
+}
+
+/* Sends the next chunk when credit and the connection allow; TransferEnd after the last. */
+static void send_more(xstream_t *s)
+{
+    if (s->state != XS_SEND_DATA || s->reading || !s->conn)
+        return;
+    if (s->next_offset >= s->rec.length) {
+        Tdsx__TransferEnd e = TDSX__TRANSFER_END__INIT;
+        Tdsx__Frame f = TDSX__FRAME__INIT;
+        e.length = s->rec.length;
+        e.sha256.data = s->rec.sha256;
+        e.sha256.len = 32;
+        f.stream_id = s->id;
+        f.body_case = TDSX__FRAME__BODY_TRANSFER_END;
+        f.transfer_end = &e;
+        int rc = tdsx__conn_send(s->conn, &f);
+        if (rc) {
+            stream_fail(s, rc, 0, 1);
+            return;
+        }
+        s->state = XS_SEND_WAIT_RECEIPT;
+        s->end_sent_ms = uv_now(s->node->loop);
+        return;
+    }
+    if (s->credit == 0 || !tdsx__conn_writable(s->conn))
+        return;
+    uint64_t want = s->rec.length - s->next_offset;
+    if (want > XS_READ_SIZE)
+        want = XS_READ_SIZE;
+    if (want > s->credit)
+        want = s->credit;
+    if (!s->rbuf && !(s->rbuf = tdsx_malloc(XS_READ_SIZE))) {
+        stream_fail(s, TDSX_E_NOMEM, 1, 1);
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)s->rbuf, (unsigned)want);
+    s->fs.data = s;
+    if (uv_fs_read(s->node->loop, &s->fs, s->fd, &b, 1, (int64_t)s->next_offset, on_read_done) !=
+        0) {
+        stream_fail(s, TDSX_E_IO, 1, 1);
+        return;
+    }
+    s->reading = 1;
+    s->busy++;
+}
+
+static void send_start(xstream_t *s)
+{
+    Tdsx__TransferStart st = TDSX__TRANSFER_START__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    st.nro.data = s->nro;
+    st.nro.len = s->nro_len;
+    f.stream_id = s->id;
+    f.body_case = TDSX__FRAME__BODY_TRANSFER_START;
+    f.transfer_start = &st;
+    int rc = tdsx__conn_send(s->conn, &f);
+    if (rc) {
+        stream_fail(s, rc, 0, 1);
+        return;
+    }
+    s->state = XS_SEND_WAIT_ACCEPT;
+}
+
+static void on_nro_signed(void *ud, int status, tdsx_bytes_t env)
+{
+    xstream_t *s = ud;
+    s->busy--;
+    if (s->state != XS_SEND_PREPARE || !s->conn) {
+        stream_maybe_free(s);
+        return;
+    }
+    if (status) {
+        stream_fail(s, status, 1, 0);
+        return;
+    }
+    s->nro = tdsx_malloc(env.n);
+    if (!s->nro) {
+        stream_fail(s, TDSX_E_NOMEM, 1, 0);
+        return;
+    }
+    memcpy(s->nro, env.p, env.n);
+    s->nro_len = env.n;
+    tdsx_hash_t h;
+    if (tdsx_envelope_hash(env, &h) == 0)
+        memcpy(s->nro_hash, h.b, 32);
+    /* Kept for a resume after an interruption (removed once receipted). */
+    keep_file(s, "tmp", ".nro", tdsx_bytes(s->nro, s->nro_len));
+    send_start(s);
+}
+
+/* With the payload's hash and length known: record the transfer, sign the NRO. */
+static void sign_nro(xstream_t *s)
+{
+    tdsx_exchange_t *x = X(s->node);
+    Tdsx__Nro nro = TDSX__NRO__INIT;
+    Tdsx__Tags tags = TDSX__TAGS__INIT;
+    char cat[256];
+    int rc = 0;
+    if (s->tags[0] && (rc = tags_to_proto(s->tags, &tags, cat, sizeof cat)) != 0) {
+        stream_fail(s, rc, 0, 0);
+        return;
+    }
+    if ((rc = tdsx_store_next_sequence(x->store, s->node->self_id, s->rec.peer,
+                                       &s->rec.sequence)) != 0 ||
+        (rc = tdsx_store_transfer_begin(x->store, &s->rec)) != 0) {
+        stream_fail(s, rc, 0, 0);
+        return;
+    }
+    nro.transfer_id.data = s->rec.id;
+    nro.transfer_id.len = TDSX_TRANSFER_ID_LEN;
+    nro.sender = s->node->self_id;
+    nro.receiver = s->rec.peer;
+    nro.dataset_id = s->dataset_id;
+    nro.tags = s->tags[0] ? &tags : NULL;
+    nro.payload_sha256.data = s->rec.sha256;
+    nro.payload_sha256.len = 32;
+    nro.payload_length = s->rec.length;
+    nro.sequence = s->rec.sequence;
+    nro.time = tdsx_now();
+    rc = tdsx_statement_submit(x->signer, TDSX_STATEMENT_NRO, &nro.base, on_nro_signed, s);
+    if (rc) {
+        stream_fail(s, rc, 0, 0);
+        return;
+    }
+    s->busy++;
+}
+
+static void hash_file_work(uv_work_t *req)
+{
+    xstream_t *s = req->data;
+    tdsx_sha256_t h;
+    uint8_t buf[1 << 16];
+    uint64_t total = 0;
+    s->hash_rc = tdsx_sha256_init(&h);
+    if (s->hash_rc)
+        return;
+    for (;;) {
+        ssize_t r = pread(s->fd, buf, sizeof buf, (off_t)total);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            s->hash_rc = TDSX_E_IO;
+            break;
+        }
+        if (r == 0)
+            break;
+        if ((s->hash_rc = tdsx_sha256_update(&h, buf, (size_t)r)) != 0)
+            break;
+        total += (uint64_t)r;
+    }
+    if (s->hash_rc == 0)
+        s->hash_rc = tdsx_sha256_final(&h, s->rec.sha256);
+    tdsx_sha256_free(&h);
+    s->rec.length = total;
+}
+
+static void hash_file_done(uv_work_t *req, int status)
+{
+    xstream_t *s = req->data;
+    s->busy--;
+    if (s->state != XS_SEND_PREPARE || !s->conn) {
+        stream_maybe_free(s);
+        return;
+    }
+    if (status || s->hash_rc) {
+        stream_fail(s, status ? TDSX_E_CANCELED : s->hash_rc, 0, 0);
+        return;
+    }
+    sign_nro(s);
+}
+
+/* ---- receiving ---------------------------------------------------------------------------- */
+
+static int grant(xstream_t *s, uint64_t credit)
+{
+    Tdsx__WindowUpdate wu = TDSX__WINDOW_UPDATE__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    wu.stream_id = s->id;
+    wu.credit = credit;
+    f.stream_id = s->id;
+    f.body_case = TDSX__FRAME__BODY_WINDOW_UPDATE;
+    f.window_update = &wu;
+    s->granted += credit;
+    return tdsx__conn_send(s->conn, &f);
+}
+
+static void on_nrr_signed(void *ud, int status, tdsx_bytes_t env)
+{
+    xstream_t *s = ud;
+    s->busy--;
+    if (status) {
+        if (s->state != XS_DONE)
+            stream_fail(s, status, 1, 0);
+        else
+            stream_maybe_free(s);
+        return;
+    }
+    int refused = s->commit_rc != 0;
+    if (s->conn) {
+        Tdsx__TransferReceipt tr = TDSX__TRANSFER_RECEIPT__INIT;
+        Tdsx__Frame f = TDSX__FRAME__INIT;
+        tr.nrr.data = (uint8_t *)env.p;
+        tr.nrr.len = env.n;
+        f.stream_id = s->id;
+        f.body_case = TDSX__FRAME__BODY_TRANSFER_RECEIPT;
+        f.transfer_receipt = &tr;
+        send_quietly(s->conn, &f);
+    }
+    /* Our half is stored whether or not the sender is still there to hear it. */
+    s->state = XS_RECV_SIGN;
+    finish_with_receipt(s, env, refused, s->commit_rc);
+}
+
+static void sign_nrr(xstream_t *s)
+{
+    tdsx_exchange_t *x = X(s->node);
+    Tdsx__Nrr nrr = TDSX__NRR__INIT;
+    uint8_t sig_hash[32] = {0};
+    tdsx_verified_t info;
+    ProtobufCMessage *m = NULL;
+    /* Re-open our stored NRO (verified when it arrived) for the signature hash. */
+    int rc = tdsx_statement_open(x->verifier, TDSX_STATEMENT_NRO, tdsx_bytes(s->nro, s->nro_len),
+                                 x->arena, &m, &info);
+    if (rc == 0)
+        rc = tdsx_sha256(info.sig, sizeof info.sig, sig_hash);
+    tdsx_arena_reset(x->arena);
+    if (rc) {
+        stream_fail(s, rc, 1, 0);
+        return;
+    }
+    nrr.transfer_id.data = s->rec.id;
+    nrr.transfer_id.len = TDSX_TRANSFER_ID_LEN;
+    nrr.nro_hash.data = s->nro_hash;
+    nrr.nro_hash.len = 32;
+    nrr.nro_signature_hash.data = sig_hash;
+    nrr.nro_signature_hash.len = 32;
+    nrr.received_sha256.data = s->got_sha;
+    nrr.received_sha256.len = 32;
+    nrr.received_length = s->since_sync;
+    nrr.status = s->commit_rc ? TDSX__NRR_STATUS__NRR_STATUS_INTEGRITY_FAILED
+                              : TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED;
+    nrr.time = tdsx_now();
+    nrr.receiver = s->node->self_id;
+    s->state = XS_RECV_SIGN;
+    rc = tdsx_statement_submit(x->signer, TDSX_STATEMENT_NRR, &nrr.base, on_nrr_signed, s);
+    if (rc) {
+        stream_fail(s, rc, 1, 0);
+        return;
+    }
+    s->busy++;
+}
+
+static void commit_work(uv_work_t *req)
+{
+    xstream_t *s = req->data;
+    s->commit_rc = tdsx_object_commit(s->w, s->rec.sha256, s->rec.length, s->got_sha);
+}
+
+static void commit_done(uv_work_t *req, int status)
+{
+    xstream_t *s = req->data;
+    s->busy--;
+    s->w = NULL; /* commit frees the writer whatever the result */
+    if (status)
+        s->commit_rc = TDSX_E_CANCELED;
+    if (s->state != XS_RECV_COMMIT) {
+        stream_maybe_free(s);
+        return;
+    }
+    s->rec.durable = s->since_sync;
+    if (s->commit_rc && s->commit_rc != TDSX_E_INTEGRITY) {
+        stream_fail(s, s->commit_rc, 1, 0);
+        return;
+    }
+    sign_nrr(s);
+}
+
+static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, xstream_t *s)
+{
+    tdsx_node_t *node = s ? s->node : NULL;
+    const Tdsx__TransferStart *st = f->transfer_start;
+    if (!node) {
+        /* A fresh stream opened by the peer. */
+        node = tdsx__conn_node(c);
+        s = stream_new(node, c, f->stream_id, 0);
+        if (!s)
+            return TDSX_E_NOMEM;
+    } else if (s->state != XS_PULL_WAIT) {
+        return TDSX_E_PROTOCOL;
+    }
+    tdsx_exchange_t *x = X(node);
+    s->sender = 0;
+    ProtobufCMessage *m = NULL;
+    tdsx_verified_t info;
+    tdsx_bytes_t env = tdsx_bytes(st->nro.data, st->nro.len);
+    int rc = tdsx_statement_open(x->verifier, TDSX_STATEMENT_NRO, env, x->arena, &m, &info);
+    const Tdsx__Nro *nro = (const Tdsx__Nro *)m;
+    const char *why = NULL;
+    if (rc == 0 && memcmp(info.key_id.b, xc->peer_key.b, 32) != 0) {
+        rc = TDSX_E_SIG_INVALID;
+        why = "NRO not signed by the connected peer";
+    }
+    if (rc == 0 && (strcmp(nro->sender, tdsx__conn_peer_id(c)) != 0 ||
+                    strcmp(nro->receiver, node->self_id) != 0)) {
+        rc = TDSX_E_PROTO_FIELD;
+        why = "NRO sender or receiver is not this connection's";
+    }
+    if (rc == 0 && (nro->transfer_id.len != TDSX_TRANSFER_ID_LEN || nro->payload_sha256.len != 32)) {
+        rc = TDSX_E_PROTO_FIELD;
+        why = "NRO transfer id or hash has the wrong length";
+    }
+    if (rc) {
+        tdsx_arena_reset(x->arena);
+        tdsx_log(TDSX_LOG_WARN, "transfer.refused", TDSX_KV_S("peer", tdsx__conn_peer_id(c)),
+                 TDSX_KV_E("err", rc), TDSX_KV_S("reason", why ? why : "NRO does not verify"));
+        (void)send_abort(c, f->stream_id, rc, why);
+        s->rec.started_at = 0;
+        reply_result(s, rc, "aborted", why, tdsx_bytes(NULL, 0));
+        stream_finish(s);
+        return 0;
+    }
+    memcpy(s->rec.id, nro->transfer_id.data, TDSX_TRANSFER_ID_LEN);
+    s->rec.inbound = 1;
+    snprintf(s->rec.peer, sizeof s->rec.peer, "%s", nro->sender);
+    snprintf(s->rec.dataset_id, sizeof s->rec.dataset_id, "%s", nro->dataset_id);
+    snprintf(s->dataset_id, sizeof s->dataset_id, "%s", nro->dataset_id);
+    memcpy(s->rec.sha256, nro->payload_sha256.data, 32);
+    s->rec.length = nro->payload_length;
+    s->rec.sequence = nro->sequence;
+    s->rec.state = TDSX_XFER_STARTED;
+    s->rec.started_at = tdsx_now();
+    tags_from_proto(nro->tags, s->tags, sizeof s->tags);
+    tdsx_arena_reset(x->arena);
+    s->nro = tdsx_malloc(env.n);
+    if (!s->nro)
+        return TDSX_E_NOMEM;
+    memcpy(s->nro, env.p, env.n);
+    s->nro_len = env.n;
+    tdsx_hash_t h;
+    if ((rc = tdsx_envelope_hash(env, &h)) != 0)
+        return rc;
+    memcpy(s->nro_hash, h.b, 32);
+
+    int resume = 0;
+    rc = tdsx_store_transfer_begin(x->store, &s->rec);
+    if (rc == TDSX_E_EXISTS) {
+        resume = 1;
+        rc = 0;
+    } else if (rc == TDSX_E_DUPLICATE) {
+        /* Never accepted twice; if it is the same NRO and we hold the receipt, give it
+         * again so a sender that missed it can finish. */
+        tdsx_receipt_t r;
+        memset(&r, 0, sizeof r);
+        if (tdsx_store_receipt_get(x->store, s->rec.id, &r) == 0 &&
+            tdsx_bytes_equal(r.nro, env)) {
+            Tdsx__TransferReceipt tr = TDSX__TRANSFER_RECEIPT__INIT;
+            Tdsx__Frame out = TDSX__FRAME__INIT;
+            tr.nrr.data = (uint8_t *)r.nrr.p;
+            tr.nrr.len = r.nrr.n;
+            out.stream_id = s->id;
+            out.body_case = TDSX__FRAME__BODY_TRANSFER_RECEIPT;
+            out.transfer_receipt = &tr;
+            send_quietly(c, &out);
+            tdsx_receipt_clear(&r);
+            s->rec.started_at = 0;
+            stream_finish(s);
+            return 0;
+        }
+        tdsx_receipt_clear(&r);
+    }
+    if (rc) {
+        log_transfer(s, TDSX_LOG_WARN, "transfer.refused", rc);
+        s->rec.started_at = 0;
+        (void)send_abort(c, f->stream_id, rc, NULL);
+        reply_result(s, rc, "aborted", NULL, tdsx_bytes(NULL, 0));
+        stream_finish(s);
+        return 0;
+    }
+    rc = tdsx_object_begin(x->store, s->rec.id, resume, resume ? s->rec.durable : 0, &s->w);
+    if (rc == TDSX_E_STATE) {
+        /* The part file lost bytes it was said to hold: start over. */
+        rc = tdsx_object_begin(x->store, s->rec.id, 0, 0, &s->w);
+        s->rec.durable = 0;
+    }
+    if (rc) {
+        stream_fail(s, rc, 1, 0);
+        return 0;
+    }
+    s->since_sync = tdsx_object_length(s->w);
+    s->state = XS_RECV_DATA;
+    log_transfer(s, TDSX_LOG_INFO, resume ? "transfer.resumed" : "transfer.started", 0);
+    Tdsx__TransferAccept acc = TDSX__TRANSFER_ACCEPT__INIT;
+    Tdsx__Frame out = TDSX__FRAME__INIT;
+    acc.offset = s->since_sync;
+    acc.window = node->cfg.stream_window;
+    s->granted = acc.window;
+    out.stream_id = s->id;
+    out.body_case = TDSX__FRAME__BODY_TRANSFER_ACCEPT;
+    out.transfer_accept = &acc;
+    return tdsx__conn_send(c, &out);
+}
+
+static int on_transfer_data(xstream_t *s, const Tdsx__TransferData *d)
+{
+    if (s->state != XS_RECV_DATA)
+        return TDSX_E_PROTOCOL;
+    if (d->chunk.len > s->granted)
+        return TDSX_E_FLOW;
+    if (d->offset != s->since_sync || d->chunk.len > s->rec.length - s->since_sync) {
+        stream_fail(s, TDSX_E_INTEGRITY, 1, 0);
+        return 0;
+    }
+    int rc = tdsx_object_write(s->w, d->chunk.data, d->chunk.len);
+    if (rc) {
+        stream_fail(s, rc, 1, 1);
+        return 0;
+    }
+    s->since_sync += d->chunk.len;
+    s->granted -= d->chunk.len;
+    reply_progress(s, s->since_sync);
+    /* Durable checkpoints for resuming large transfers. */
+    if (s->since_sync - s->rec.durable >= TDSX_XFER_SYNC_EVERY) {
+        uint64_t durable;
+        if (tdsx_object_sync(s->w, &durable) == 0) {
+            s->rec.durable = durable;
+            save_state(s);
+        }
+    }
+    /* Keep the sender's window open: top it up once half of it is used. */
+    uint64_t window = s->node->cfg.stream_window;
+    if (s->granted <= window / 2 && s->since_sync + s->granted < s->rec.length)
+        return grant(s, window - s->granted);
+    return 0;
+}
+
+static int on_transfer_end(xstream_t *s, const Tdsx__TransferEnd *e)
+{
+    if (s->state != XS_RECV_DATA)
+        return TDSX_E_PROTOCOL;
+    if (e->length != s->rec.length || e->sha256.len != 32 ||
+        memcmp(e->sha256.data, s->rec.sha256, 32) != 0 || s->since_sync != s->rec.length) {
+        /* What was sent is not what the NRO promised: an integrity failure, signed. */
+        tdsx_object_abort(s->w, 0);
+        s->w = NULL;
+        s->commit_rc = TDSX_E_INTEGRITY;
+        memset(s->got_sha, 0, sizeof s->got_sha);
+        sign_nrr(s);
+        return 0;
+    }
+    s->state = XS_RECV_COMMIT;
+    s->work.data = s;
+    if (uv_queue_work(s->node->loop, &s->work, commit_work, commit_done) != 0) {
+        stream_fail(s, TDSX_E_IO, 1, 0);
+        return 0;
+    }
+    s->busy++;
+    return 0;
+}
+
+/* ---- sender side of the reply ---------------------------------------------------------------- */
+
+static int on_transfer_accept(xstream_t *s, const Tdsx__TransferAccept *a)
+{
+    if (s->state != XS_SEND_WAIT_ACCEPT)
+        return TDSX_E_PROTOCOL;
+    if (a->offset > s->rec.length)
+        return TDSX_E_PROTO_FIELD;
+    s->next_offset = a->offset;
+    s->credit = a->window;
+    s->state = XS_SEND_DATA;
+    log_transfer(s, TDSX_LOG_INFO, a->offset ? "transfer.resumed" : "transfer.started", 0);
+    send_more(s);
+    return 0;
+}
+
+static int on_transfer_receipt(xstream_t *s, const Tdsx__TransferReceipt *tr)
+{
+    if (s->state != XS_SEND_WAIT_RECEIPT && s->state != XS_SEND_WAIT_ACCEPT &&
+        s->state != XS_SEND_DATA)
+        return TDSX_E_PROTOCOL;
+    tdsx_exchange_t *x = X(s->node);
+    tdsx_bytes_t env = tdsx_bytes(tr->nrr.data, tr->nrr.len);
+    ProtobufCMessage *m = NULL;
+    tdsx_verified_t info;
+    int rc = tdsx_statement_open(x->verifier, TDSX_STATEMENT_NRR, env, x->arena, &m, &info);
+    const Tdsx__Nrr *nrr = (const Tdsx__Nrr *)m;
+    if (rc == 0 && memcmp(info.key_id.b, s->xc->peer_key.b, 32) != 0)
+        rc = TDSX_E_SIG_INVALID;
+    if (rc == 0 && (nrr->nro_hash.len != 32 || memcmp(nrr->nro_hash.data, s->nro_hash, 32) != 0 ||
+                    nrr->transfer_id.len != TDSX_TRANSFER_ID_LEN ||
+                    memcmp(nrr->transfer_id.data, s->rec.id, TDSX_TRANSFER_ID_LEN) != 0))
+        rc = TDSX_E_HASH_MISMATCH;
+    if (rc) {
+        tdsx_arena_reset(x->arena);
+        stream_fail(s, rc, 1, 0);
+        return 0;
+    }
+    int refused = nrr->status != TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED;
+    int err = nrr->status == TDSX__NRR_STATUS__NRR_STATUS_INTEGRITY_FAILED ? TDSX_E_INTEGRITY
+              : refused                                                  ? TDSX_E_POLICY_DENY
+                                                                         : 0;
+    tdsx_arena_reset(x->arena);
+    finish_with_receipt(s, env, refused, err);
+    return 0;
+}
+
+static int on_window_update(xstream_t *s, const Tdsx__WindowUpdate *wu)
+{
+    if (!s->sender)
+        return TDSX_E_PROTOCOL;
+    if (wu->credit > UINT64_MAX - s->credit)
+        return TDSX_E_FLOW;
+    s->credit += wu->credit;
+    send_more(s);
+    return 0;
+}
+
+static int on_transfer_abort(xstream_t *s, const Tdsx__TransferAbort *a)
+{
+    int err = tdsx_err_from_wire(a->code);
+    tdsx_log(TDSX_LOG_WARN, "transfer.peer_abort", TDSX_KV_S("peer", s->rec.peer),
+             TDSX_KV_E("err", err), TDSX_KV_S("message", a->message));
+    /* A refusal by the peer is final for this transfer id. */
+    stream_fail(s, err, 0, 0);
+    return 0;
+}
+
+/* ---- pull ---------------------------------------------------------------------------------- */
+
+static int open_for_send(xstream_t *s, const char *path)
+{
+    uv_fs_t req;
+    int fd = uv_fs_open(NULL, &req, path, O_RDONLY | O_CLOEXEC, 0, NULL);
+    uv_fs_req_cleanup(&req);
+    if (fd < 0)
+        return fd == UV_ENOENT ? TDSX_E_NOTFOUND : TDSX_E_IO;
+    s->fd = fd;
+    return 0;
+}
+
+/* Starts sending a catalog dataset of ours on stream s (push or the answer to a pull). */
+static int start_dataset(xstream_t *s, const char *dataset_id)
+{
+    tdsx_exchange_t *x = X(s->node);
+    tdsx_dataset_t d;
+    int rc = tdsx_store_catalog_get(x->store, s->node->self_id, dataset_id, &d);
+    if (rc == 0 && d.withdrawn)
+        rc = TDSX_E_NOTFOUND;
+    char path[4096];
+    if (rc == 0)
+        rc = tdsx_store_object_path(x->store, d.sha256, path, sizeof path);
+    if (rc == 0)
+        rc = open_for_send(s, path);
+    if (rc)
+        return rc;
+    memcpy(s->rec.sha256, d.sha256, 32);
+    s->rec.length = d.size;
+    snprintf(s->dataset_id, sizeof s->dataset_id, "%s", d.id);
+    snprintf(s->rec.dataset_id, sizeof s->rec.dataset_id, "%s", d.id);
+    snprintf(s->tags, sizeof s->tags, "%s", d.tags);
+    sign_nro(s);
+    return 0;
+}
+
+static int on_transfer_pull(tdsx_conn_t *c, const Tdsx__Frame *f)
+{
+    tdsx_node_t *n = tdsx__conn_node(c);
+    xstream_t *s = stream_new(n, c, f->stream_id, 1);
+    if (!s)
+        return TDSX_E_NOMEM;
+    randombytes_buf(s->rec.id, TDSX_TRANSFER_ID_LEN);
+    snprintf(s->rec.peer, sizeof s->rec.peer, "%s", tdsx__conn_peer_id(c));
+    s->rec.state = TDSX_XFER_STARTED;
+    int rc = start_dataset(s, f->transfer_pull->dataset_id);
+    if (rc) {
+        tdsx_log(TDSX_LOG_WARN, "transfer.pull_refused", TDSX_KV_S("peer", s->rec.peer),
+                 TDSX_KV_S("dataset", f->transfer_pull->dataset_id), TDSX_KV_E("err", rc));
+        (void)send_abort(c, f->stream_id, rc, rc == TDSX_E_NOTFOUND ? "no such dataset" : NULL);
+        stream_finish(s);
+    }
+    return 0;
+}
+
+/* ---- catalog over the wire ------------------------------------------------------------------ */
+
+static int dataset_to_proto(tdsx_arena_t *a, const tdsx_dataset_t *d, Tdsx__DatasetDescriptor **out)
+{
+    Tdsx__DatasetDescriptor *p = tdsx_arena_alloc(a, sizeof *p);
+    Tdsx__Tags *t = tdsx_arena_alloc(a, sizeof *t);
+    tdsx_dataset_t *copy = tdsx_arena_alloc(a, sizeof *copy);
+    char *cat = tdsx_arena_alloc(a, 256);
+    if (!p || !t || !copy || !cat)
+        return TDSX_E_NOMEM;
+    *copy = *d;
+    tdsx__dataset_descriptor__init(p);
+    tdsx__tags__init(t);
+    p->id = copy->id;
+    p->owner = copy->owner;
+    p->title = copy->title;
+    p->description = copy->description;
+    p->media_type = copy->media_type;
+    p->size = copy->size;
+    p->sha256.data = copy->sha256;
+    p->sha256.len = 32;
+    if (copy->tags[0] && tags_to_proto(copy->tags, t, cat, 256) == 0)
+        p->tags = t;
+    *out = p;
+    return 0;
+}
+
+typedef struct {
+    tdsx_arena_t *arena;
+    Tdsx__DatasetDescriptor **items;
+    size_t n;
+} collect_t;
+
+static int collect_dataset(void *ud, const tdsx_dataset_t *d)
+{
+    collect_t *c = ud;
+    return dataset_to_proto(c->arena, d, &c->items[c->n++]);
+}
+
+static int list_catalog(tdsx_exchange_t *x, const char *text, const char *token, unsigned size,
+                        tdsx_arena_t *a, Tdsx__CatalogListResponse *out, char *next,
+                        size_t next_size)
+{
+    if (size == 0 || size > 100)
+        size = 100;
+    collect_t c = {a, tdsx_arena_alloc(a, size * sizeof(Tdsx__DatasetDescriptor *)), 0};
+    if (!c.items)
+        return TDSX_E_NOMEM;
+    int rc = tdsx_store_catalog_list(x->store, NULL, text && *text ? text : NULL,
+                                     token ? token : "", size, collect_dataset, &c, next,
+                                     next_size);
+    if (rc)
+        return rc;
+    out->datasets = c.items;
+    out->n_datasets = c.n;
+    out->next_page_token = next;
+    return 0;
+}
+
+static int on_catalog_query(tdsx_conn_t *c, const Tdsx__Frame *f, tdsx_exchange_t *x)
+{
+    const Tdsx__CatalogQuery *q = f->catalog_query;
+    Tdsx__CatalogListResponse page = TDSX__CATALOG_LIST_RESPONSE__INIT;
+    Tdsx__CatalogResult res = TDSX__CATALOG_RESULT__INIT;
+    Tdsx__Frame out = TDSX__FRAME__INIT;
+    char next[600];
+    tdsx_arena_t *a = NULL;
+    int rc = tdsx_arena_new(1u << 22, &a);
+    if (rc == 0)
+        rc = list_catalog(x, q->filter ? q->filter->text : NULL, q->page_token, q->page_size, a,
+                          &page, next, sizeof next);
+    if (rc == 0) {
+        res.datasets = page.datasets;
+        res.n_datasets = page.n_datasets;
+        res.next_page_token = page.next_page_token;
+        out.stream_id = f->stream_id;
+        out.body_case = TDSX__FRAME__BODY_CATALOG_RESULT;
+        out.catalog_result = &res;
+        rc = tdsx__conn_send(c, &out);
+    } else {
+        rc = send_abort(c, f->stream_id, rc, NULL);
+    }
+    tdsx_arena_free(a);
+    return rc;
+}
+
+/* A peer's catalog answer to a local `tdsx catalog list --from`: forwarded to the client. */
+static int on_catalog_result(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f)
+{
+    (void)c;
+    xstream_t *s = stream_find(xc, f->stream_id);
+    if (!s || s->state != XS_PULL_WAIT || !s->tags[0] || strcmp(s->tags, "catalog") != 0)
+        return TDSX_E_STREAM;
+    tdsx_ctl_client_t *cl = tdsx__control_find(s->node, s->client);
+    if (cl) {
+        Tdsx__LocalResponse resp = TDSX__LOCAL_RESPONSE__INIT;
+        Tdsx__CatalogListResponse page = TDSX__CATALOG_LIST_RESPONSE__INIT;
+        page.datasets = f->catalog_result->datasets;
+        page.n_datasets = f->catalog_result->n_datasets;
+        page.next_page_token = f->catalog_result->next_page_token;
+        resp.id = s->req_id;
+        resp.body_case = TDSX__LOCAL_RESPONSE__BODY_CATALOG;
+        resp.catalog = &page;
+        tdsx__control_reply(cl, &resp);
+    }
+    s->client = 0;
+    stream_finish(s);
+    return 0;
+}
+
+/* ---- hello ---------------------------------------------------------------------------------- */
+
+static int on_hello(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Hello *h, tdsx_exchange_t *x)
+{
+    tdsx_node_t *n = x->node;
+    if (xc->hello)
+        return TDSX_E_PROTOCOL;
+    const uint8_t *p = h->sign_cert.data;
+    X509 *cert = d2i_X509(NULL, &p, (long)h->sign_cert.len);
+    if (!cert || p != h->sign_cert.data + h->sign_cert.len) {
+        X509_free(cert);
+        return TDSX_E_CERT_PARSE;
+    }
+    STACK_OF(X509) *extra = sk_X509_new_null();
+    for (size_t i = 0; extra && i < h->n_chain && i < 4; i++) {
+        const uint8_t *q = h->chain[i].data;
+        X509 *ic = d2i_X509(NULL, &q, (long)h->chain[i].len);
+        if (ic && !sk_X509_push(extra, ic))
+            X509_free(ic);
+    }
+    tdsx_identity_t id;
+    tdsx_verify_opts_t o = {TDSX_PURPOSE_SIGN, TDSX_ROLE_NONE, 0, 0};
+    int rc = tdsx_cert_verify(n->trust, cert, extra, &o, &id);
+    sk_X509_pop_free(extra, X509_free);
+    X509_free(cert);
+    char sid[TDSX_ID_SIZE];
+    if (rc == 0) {
+        tdsx_identity_id(&id, sid, sizeof sid);
+        const tdsx_member_t *m = tdsx_registry_find(n->registry, sid);
+        if (strcmp(sid, tdsx__conn_peer_id(c)) != 0)
+            rc = TDSX_E_PEER_CERT;
+        else if (!m || memcmp(m->sign_fp, id.fingerprint, 32) != 0)
+            rc = TDSX_E_CERT_FINGERPRINT;
+    }
+    if (rc == 0)
+        rc = tdsx_verifier_add_key(x->verifier, id.pubkey);
+    if (rc == 0)
+        rc = tdsx_key_id(id.pubkey, &xc->peer_key);
+    if (rc == 0) {
+        xc->peer_cert = tdsx_malloc(h->sign_cert.len);
+        if (!xc->peer_cert)
+            return TDSX_E_NOMEM;
+        memcpy(xc->peer_cert, h->sign_cert.data, h->sign_cert.len);
+        xc->peer_cert_len = h->sign_cert.len;
+        xc->hello = 1;
+        int prc = tdsx_store_peer_cert_put(x->store, sid,
+                                           tdsx_bytes(xc->peer_cert, xc->peer_cert_len));
+        if (prc)
+            tdsx_log(TDSX_LOG_ERROR, "store.peer_cert_failed", TDSX_KV_S("peer", sid),
+                     TDSX_KV_E("err", prc));
+    }
+    return rc;
+}
+
+void tdsx__exchange_conn_open(tdsx_conn_t *c)
+{
+    tdsx_exchange_t *x = X(tdsx__conn_node(c));
+    xconn_t *xc = tdsx_calloc(1, sizeof *xc);
+    if (!xc) {
+        tdsx__conn_fail(c, TDSX_E_NOMEM, "exchange state");
+        return;
+    }
+    xc->conn = c;
+    *tdsx__conn_xslot(c) = xc;
+    Tdsx__Hello h = TDSX__HELLO__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    ProtobufCBinaryData chain[4];
+    h.sign_cert.data = x->own_cert;
+    h.sign_cert.len = x->own_cert_len;
+    for (size_t i = 0; i < x->n_chain; i++) {
+        chain[i].data = (uint8_t *)x->chain_certs[i].p;
+        chain[i].len = x->chain_certs[i].n;
+    }
+    h.chain = chain;
+    h.n_chain = x->n_chain;
+    h.software = "tdsx/" TDSX_VERSION;
+    f.body_case = TDSX__FRAME__BODY_HELLO;
+    f.hello = &h;
+    int rc = tdsx__conn_send(c, &f);
+    if (rc)
+        tdsx__conn_fail(c, rc, "hello");
+}
+
+void tdsx__exchange_conn_closed(tdsx_conn_t *c, int err)
+{
+    xconn_t *xc = xconn_of(c);
+    if (!xc)
+        return;
+    for (size_t i = 0; i < xc->cap; i++) {
+        xstream_t *s = xc->slots[i];
+        if (!s || s == (xstream_t *)xc)
+            continue;
+        int e = err ? err : TDSX_E_CLOSED;
+        if (s->state == XS_SEND_WAIT_RECEIPT || s->state == XS_RECV_COMMIT ||
+            s->state == XS_RECV_SIGN) {
+            /* Past the data phase the work continues without the connection: the receiver
+             * still commits and signs, the sender waits for the NRD deadline. */
+            stream_remove(xc, s);
+            tdsx__conn_stream_count(c, -1);
+            s->conn = NULL;
+            s->xc = NULL;
+            continue;
+        }
+        stream_fail(s, e, 0, 1);
+    }
+    tdsx_free(xc->slots);
+    tdsx_free(xc->peer_cert);
+    tdsx_free(xc);
+    *tdsx__conn_xslot(c) = NULL;
+}
+
+void tdsx__exchange_writable(tdsx_conn_t *c)
+{
+    xconn_t *xc = xconn_of(c);
+    if (!xc)
+        return;
+    for (size_t i = 0; i < xc->cap && tdsx__conn_writable(c); i++) {
+        xstream_t *s = xc->slots[i];
+        if (s && s != (xstream_t *)xc && s->state == XS_SEND_DATA)
+            send_more(s);
+    }
+}
+
+int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
+{
+    tdsx_exchange_t *x = X(tdsx__conn_node(c));
+    xconn_t *xc = xconn_of(c);
+    if (!xc)
+        return TDSX_E_STATE;
+    if (f->body_case == TDSX__FRAME__BODY_HELLO)
+        return on_hello(c, xc, f->hello, x);
+    if (!xc->hello)
+        return TDSX_E_PROTOCOL; /* nothing before the peer said who signs for it */
+    if (f->stream_id == 0)
+        return TDSX_E_STREAM;
+    xstream_t *s = stream_find(xc, f->stream_id);
+    switch (f->body_case) {
+    case TDSX__FRAME__BODY_TRANSFER_START:
+        /* A new stream from the peer, or the owner answering our pull. */
+        if (s && s->state != XS_PULL_WAIT)
+            return TDSX_E_STREAM;
+        return on_transfer_start(c, xc, f, s);
+    case TDSX__FRAME__BODY_TRANSFER_PULL:
+        if (s)
+            return TDSX_E_STREAM;
+        return on_transfer_pull(c, f);
+    case TDSX__FRAME__BODY_CATALOG_QUERY:
+        return on_catalog_query(c, f, x);
+    case TDSX__FRAME__BODY_CATALOG_RESULT:
+        return on_catalog_result(c, xc, f);
+    default:
+        break;
+    }
+    if (!s) {
+        /* Late frames for a stream we already finished are ignored, not fatal. */
+        return f->body_case == TDSX__FRAME__BODY_TRANSFER_DATA ||
+                       f->body_case == TDSX__FRAME__BODY_TRANSFER_ABORT ||
+                       f->body_case == TDSX__FRAME__BODY_WINDOW_UPDATE
+                   ? 0
+                   : TDSX_E_STREAM;
+    }
+    switch (f->body_case) {
+    case TDSX__FRAME__BODY_TRANSFER_ACCEPT: return on_transfer_accept(s, f->transfer_accept);
+    case TDSX__FRAME__BODY_TRANSFER_DATA: return on_transfer_data(s, f->transfer_data);
+    case TDSX__FRAME__BODY_TRANSFER_END: return on_transfer_end(s, f->transfer_end);
+    case TDSX__FRAME__BODY_TRANSFER_RECEIPT: return on_transfer_receipt(s, f->transfer_receipt);
+    case TDSX__FRAME__BODY_TRANSFER_ABORT: return on_transfer_abort(s, f->transfer_abort);
+    case TDSX__FRAME__BODY_WINDOW_UPDATE: return on_window_update(s, f->window_update);
+    default: return TDSX_E_PROTO_UNSUPPORTED;
+    }
+}
+
+/* ---- NRD: a receipt that never came --------------------------------------------------------- */
+
+static void on_nrd_signed(void *ud, int status, tdsx_bytes_t env)
+{
+    xstream_t *s = ud;
+    s->busy--;
+    if (status == 0) {
+        keep_file(s, "nrd", ".env", env);
+        s->rec.state = TDSX_XFER_NRD;
+        s->rec.error = TDSX_E_TIMEOUT;
+        s->rec.finished_at = tdsx_now();
+        save_state(s);
+        log_transfer(s, TDSX_LOG_WARN, "transfer.nrd", TDSX_E_TIMEOUT);
+    }
+    reply_result(s, TDSX_E_TIMEOUT, "nrd", "no receipt from the receiver: NRD signed", env);
+    s->state = XS_SEND_WAIT_RECEIPT;
+    stream_finish(s);
+}
+
+static void sign_nrd(xstream_t *s, const char *reason)
+{
+    Tdsx__Nrd nrd = TDSX__NRD__INIT;
+    nrd.transfer_id.data = s->rec.id;
+    nrd.transfer_id.len = TDSX_TRANSFER_ID_LEN;
+    nrd.nro_hash.data = s->nro_hash;
+    nrd.nro_hash.len = 32;
+    nrd.sender = s->node->self_id;
+    nrd.receiver = s->rec.peer;
+    nrd.time = tdsx_now();
+    nrd.reason = (char *)reason;
+    /* No frame handler accepts a stream in this state, and the tick does not time it. */
+    s->state = XS_SEND_PREPARE;
+    if (tdsx_statement_submit(X(s->node)->signer, TDSX_STATEMENT_NRD, &nrd.base, on_nrd_signed,
+                              s) == 0) {
+        s->busy++;
+        s->end_sent_ms = UINT64_MAX; /* not again */
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    tdsx_exchange_t *x = t->data;
+    uint64_t now = uv_now(x->node->loop);
+    for (xstream_t *s = x->streams, *next; s; s = next) {
+        next = s->all_next;
+        if (s->sender && s->state == XS_SEND_WAIT_RECEIPT && s->end_sent_ms != UINT64_MAX &&
+            now - s->end_sent_ms >= TDSX_XFER_RECEIPT_TIMEOUT_MS)
+            sign_nrd(s, s->conn ? "no receipt before the deadline" : "connection lost");
+    }
+}
+
+static void on_check(uv_check_t *h)
+{
+    tdsx_exchange_t *x = h->data;
+    if (tdsx_signer_pending(x->signer) > 0 && tdsx_signer_flush(x->signer) != 0)
+        tdsx_log(TDSX_LOG_ERROR, "signer.flush_failed", TDSX_KV_I("pending",
+                                                                   tdsx_signer_pending(x->signer)));
+}
+
+/* ---- local requests -------------------------------------------------------------------------- */
+
+static tdsx_conn_t *peer_conn(tdsx_node_t *n, const char *id, int *err)
+{
+    tdsx_conn_t *c = tdsx__node_find_conn(n, id);
+    if (!c) {
+        *err = TDSX_E_NOTFOUND;
+        return NULL;
+    }
+    xconn_t *xc = xconn_of(c);
+    if (!xc || !xc->hello) {
+        *err = TDSX_E_AGAIN;
+        return NULL;
+    }
+    return c;
+}
+
+static int local_send(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
+                      const Tdsx__SendRequest *r)
+{
+    int rc = 0;
+    tdsx_conn_t *c = peer_conn(n, r->to, &rc);
+    if (!c)
+        return rc;
+    if (!*r->path && !*r->dataset_id)
+        return TDSX_E_INVAL;
+    if (*r->path && r->path[0] != '/')
+        return TDSX_E_INVAL;
+    xstream_t *s = stream_new(n, c, tdsx__conn_new_stream(c), 1);
+    if (!s)
+        return TDSX_E_NOMEM;
+    s->client = tdsx__control_serial(cl);
+    s->req_id = req_id;
+    s->progress = r->progress;
+    snprintf(s->rec.peer, sizeof s->rec.peer, "%s", r->to);
+    s->rec.state = TDSX_XFER_STARTED;
+    s->state = XS_SEND_PREPARE;
+    if (r->resume.len) {
+        /* Same NRO, same transfer id: the receiver tells us where to go on from. */
+        if (r->resume.len != TDSX_TRANSFER_ID_LEN) {
+            stream_finish(s);
+            return TDSX_E_INVAL;
+        }
+        memcpy(s->rec.id, r->resume.data, TDSX_TRANSFER_ID_LEN);
+        tdsx_transfer_t old;
+        char hex[TID_HEX];
+        tid_hex(s->rec.id, hex);
+        tdsx_buf_t p;
+        uint8_t *nro = NULL;
+        size_t len = 0;
+        rc = tdsx_store_transfer_get(X(n)->store, s->rec.id, &old);
+        if (rc == 0 && (old.inbound || strcmp(old.peer, r->to) != 0))
+            rc = TDSX_E_STATE;
+        if (rc == 0 && (rc = path_in(n, "tmp", hex, &p)) == 0 &&
+            (rc = tdsx_buf_append_str(&p, ".nro")) == 0)
+            rc = tdsx_file_read((const char *)p.p, TDSX_ENVELOPE_MAX, &nro, &len);
+        tdsx_buf_free(&p);
+        if (rc == 0)
+            rc = *r->path ? open_for_send(s, r->path) : 0;
+        if (rc == 0 && !*r->path) {
+            tdsx_dataset_t d;
+            char path[4096];
+            rc = tdsx_store_catalog_get(X(n)->store, n->self_id, old.dataset_id, &d);
+            if (rc == 0)
+                rc = tdsx_store_object_path(X(n)->store, d.sha256, path, sizeof path);
+            if (rc == 0)
+                rc = open_for_send(s, path);
+        }
+        if (rc) {
+            tdsx_free(nro);
+            stream_finish(s);
+            return rc;
+        }
+        s->rec = old;
+        s->nro = nro;
+        s->nro_len = len;
+        tdsx_hash_t h;
+        if (tdsx_envelope_hash(tdsx_bytes(nro, len), &h) == 0)
+            memcpy(s->nro_hash, h.b, 32);
+        snprintf(s->dataset_id, sizeof s->dataset_id, "%s", old.dataset_id);
+        send_start(s);
+        return 1;
+    }
+    randombytes_buf(s->rec.id, TDSX_TRANSFER_ID_LEN);
+    if (*r->path) {
+        snprintf(s->dataset_id, sizeof s->dataset_id, "%s", r->dataset_id);
+        snprintf(s->rec.dataset_id, sizeof s->rec.dataset_id, "%s", r->dataset_id);
+        snprintf(s->tags, sizeof s->tags, "%s", r->tags);
+        if (s->tags[0]) {
+            tdsx_tags_t t;
+            tdsx_tags_error_t te;
+            if ((rc = tdsx_tags_parse(tdsx_bytes(s->tags, strlen(s->tags)), &t, &te)) != 0) {
+                stream_finish(s);
+                return rc;
+            }
+        }
+        if ((rc = open_for_send(s, r->path)) != 0) {
+            stream_finish(s);
+            return rc;
+        }
+        s->work.data = s;
+        if (uv_queue_work(n->loop, &s->work, hash_file_work, hash_file_done) != 0) {
+            stream_finish(s);
+            return TDSX_E_IO;
+        }
+        s->busy++;
+        return 1;
+    }
+    rc = start_dataset(s, r->dataset_id);
+    if (rc) {
+        stream_finish(s);
+        return rc;
+    }
+    return 1;
+}
+
+static int local_pull(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
+                      const Tdsx__PullRequest *r)
+{
+    int rc = 0;
+    tdsx_conn_t *c = peer_conn(n, r->from, &rc);
+    if (!c)
+        return rc;
+    xstream_t *s = stream_new(n, c, tdsx__conn_new_stream(c), 0);
+    if (!s)
+        return TDSX_E_NOMEM;
+    s->client = tdsx__control_serial(cl);
+    s->req_id = req_id;
+    s->progress = r->progress;
+    s->pulled = 1;
+    s->state = XS_PULL_WAIT;
+    snprintf(s->rec.peer, sizeof s->rec.peer, "%s", r->from);
+    snprintf(s->dataset_id, sizeof s->dataset_id, "%s", r->dataset_id);
+    Tdsx__TransferPull p = TDSX__TRANSFER_PULL__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    p.dataset_id = r->dataset_id;
+    f.stream_id = s->id;
+    f.body_case = TDSX__FRAME__BODY_TRANSFER_PULL;
+    f.transfer_pull = &p;
+    rc = tdsx__conn_send(c, &f);
+    if (rc) {
+        stream_finish(s);
+        return rc;
+    }
+    return 1;
+}
+
+static int local_catalog_remote(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
+                                const Tdsx__CatalogListRequest *r)
+{
+    int rc = 0;
+    tdsx_conn_t *c = peer_conn(n, r->from, &rc);
+    if (!c)
+        return rc;
+    xstream_t *s = stream_new(n, c, tdsx__conn_new_stream(c), 0);
+    if (!s)
+        return TDSX_E_NOMEM;
+    s->client = tdsx__control_serial(cl);
+    s->req_id = req_id;
+    s->state = XS_PULL_WAIT;
+    snprintf(s->tags, sizeof s->tags, "catalog");
+    Tdsx__CatalogQuery q = TDSX__CATALOG_QUERY__INIT;
+    Tdsx__CatalogFilter filt = TDSX__CATALOG_FILTER__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    filt.text = r->text;
+    q.filter = &filt;
+    q.page_token = r->page_token;
+    q.page_size = r->page_size;
+    f.stream_id = s->id;
+    f.body_case = TDSX__FRAME__BODY_CATALOG_QUERY;
+    f.catalog_query = &q;
+    rc = tdsx__conn_send(c, &f);
+    if (rc) {
+        stream_finish(s);
+        return rc;
+    }
+    return 1;
+}
+
+static int local_publish(tdsx_node_t *n, const Tdsx__PublishRequest *r, tdsx_arena_t *a,
+                         Tdsx__LocalResponse *resp)
+{
+    tdsx_exchange_t *x = X(n);
+    tdsx_dataset_t *d = tdsx_arena_alloc(a, sizeof *d);
+    if (!d)
+        return TDSX_E_NOMEM;
+    memset(d, 0, sizeof *d);
+    if (!*r->path || r->path[0] != '/' || !*r->dataset_id || strlen(r->dataset_id) >= sizeof d->id)
+        return TDSX_E_INVAL;
+    tdsx_tags_t t;
+    tdsx_tags_error_t te;
+    int rc = tdsx_tags_parse(tdsx_bytes(r->tags, strlen(r->tags)), &t, &te);
+    if (rc)
+        return rc;
+    if (tdsx_tags_format(&t, d->tags, sizeof d->tags) != 0)
+        return TDSX_E_TAGS;
+    if (strlen(r->title) >= sizeof d->title || strlen(r->description) >= sizeof d->description ||
+        strlen(r->media_type) >= sizeof d->media_type)
+        return TDSX_E_TOOBIG;
+    snprintf(d->id, sizeof d->id, "%s", r->dataset_id);
+    snprintf(d->owner, sizeof d->owner, "%s", n->self_id);
+    snprintf(d->title, sizeof d->title, "%s", r->title);
+    snprintf(d->description, sizeof d->description, "%s", r->description);
+    snprintf(d->media_type, sizeof d->media_type, "%s",
+             *r->media_type ? r->media_type : "application/octet-stream");
+    /* Import blocks on the disk: publishing is an operator action, not a hot path. */
+    rc = tdsx_store_import(x->store, r->path, d->sha256, &d->size);
+    if (rc)
+        return rc;
+    d->published_at = tdsx_now();
+    if ((rc = tdsx_store_catalog_put(x->store, d)) != 0)
+        return rc;
+    tdsx_log(TDSX_LOG_INFO, "catalog.published", TDSX_KV_S("dataset", d->id),
+             TDSX_KV_S("tags", d->tags), TDSX_KV_I("size", d->size));
+    Tdsx__DatasetDescriptor *p;
+    if ((rc = dataset_to_proto(a, d, &p)) != 0)
+        return rc;
+    resp->body_case = TDSX__LOCAL_RESPONSE__BODY_DATASET;
+    resp->dataset = p;
+    return 0;
+}
+
+typedef struct {
+    tdsx_arena_t *arena;
+    Tdsx__ReceiptSummary **items;
+    size_t n;
+} rcollect_t;
+
+static int collect_receipt(void *ud, const tdsx_receipt_t *r)
+{
+    rcollect_t *c = ud;
+    Tdsx__ReceiptSummary *s = tdsx_arena_alloc(c->arena, sizeof *s);
+    char *sender = tdsx_arena_alloc(c->arena, 256), *receiver = tdsx_arena_alloc(c->arena, 256);
+    uint8_t *tid = tdsx_arena_alloc(c->arena, TDSX_TRANSFER_ID_LEN);
+    if (!s || !sender || !receiver || !tid)
+        return TDSX_E_NOMEM;
+    tdsx__receipt_summary__init(s);
+    memcpy(tid, r->transfer_id, TDSX_TRANSFER_ID_LEN);
+    snprintf(sender, 256, "%s", r->sender);
+    snprintf(receiver, 256, "%s", r->receiver);
+    s->transfer_id.data = tid;
+    s->transfer_id.len = TDSX_TRANSFER_ID_LEN;
+    s->sender = sender;
+    s->receiver = receiver;
+    s->stored_at = r->stored_at;
+    c->items[c->n++] = s;
+    return 0;
+}
+
+static int local_receipts(tdsx_node_t *n, const Tdsx__ReceiptsRequest *r, tdsx_arena_t *a,
+                          Tdsx__LocalResponse *resp)
+{
+    tdsx_exchange_t *x = X(n);
+    Tdsx__ReceiptsResponse *out = tdsx_arena_alloc(a, sizeof *out);
+    if (!out)
+        return TDSX_E_NOMEM;
+    tdsx__receipts_response__init(out);
+    resp->body_case = TDSX__LOCAL_RESPONSE__BODY_RECEIPTS;
+    resp->receipts = out;
+    if (r->transfer_id.len) {
+        if (r->transfer_id.len != TDSX_TRANSFER_ID_LEN)
+            return TDSX_E_INVAL;
+        tdsx_receipt_t rec;
+        memset(&rec, 0, sizeof rec);
+        int rc = tdsx_store_receipt_get(x->store, r->transfer_id.data, &rec);
+        if (rc)
+            return rc;
+        tdsx_buf_t b;
+        tdsx_buf_init(&b, 2 * TDSX_ENVELOPE_MAX);
+        rc = bundle_pack(&rec, x, &b);
+        tdsx_receipt_clear(&rec);
+        if (rc == 0) {
+            uint8_t *copy = tdsx_arena_alloc(a, b.len);
+            if (!copy)
+                rc = TDSX_E_NOMEM;
+            else {
+                memcpy(copy, b.p, b.len);
+                out->receipt.data = copy;
+                out->receipt.len = b.len;
+            }
+        }
+        tdsx_buf_free(&b);
+        return rc;
+    }
+    unsigned size = r->page_size && r->page_size <= 200 ? r->page_size : 50;
+    rcollect_t c = {a, tdsx_arena_alloc(a, size * sizeof(Tdsx__ReceiptSummary *)), 0};
+    char *next = tdsx_arena_alloc(a, 600);
+    if (!c.items || !next)
+        return TDSX_E_NOMEM;
+    int rc = tdsx_store_receipt_list(x->store, r->page_token, size, collect_receipt, &c, next, 600);
+    out->receipts = c.items;
+    out->n_receipts = c.n;
+    out->next_page_token = next;
+    return rc;
+}
+
+int tdsx__exchange_local(tdsx_node_t *n, tdsx_ctl_client_t *cl, const Tdsx__LocalRequest *req,
+                         tdsx_arena_t *a, Tdsx__LocalResponse *resp)
+{
+    tdsx_exchange_t *x = X(n);
+    if (n->draining && (req->body_case == TDSX__LOCAL_REQUEST__BODY_SEND ||
+                        req->body_case == TDSX__LOCAL_REQUEST__BODY_PULL))
+        return TDSX_E_DRAINING;
+    switch (req->body_case) {
+    case TDSX__LOCAL_REQUEST__BODY_SEND: return local_send(n, cl, req->id, req->send);
+    case TDSX__LOCAL_REQUEST__BODY_PULL: return local_pull(n, cl, req->id, req->pull);
+    case TDSX__LOCAL_REQUEST__BODY_PUBLISH: return local_publish(n, req->publish, a, resp);
+    case TDSX__LOCAL_REQUEST__BODY_WITHDRAW: {
+        int rc = tdsx_store_catalog_withdraw(x->store, n->self_id, req->withdraw->dataset_id);
+        if (rc == 0) {
+            Tdsx__CatalogListResponse *page = tdsx_arena_alloc(a, sizeof *page);
+            if (!page)
+                return TDSX_E_NOMEM;
+            tdsx__catalog_list_response__init(page);
+            resp->body_case = TDSX__LOCAL_RESPONSE__BODY_CATALOG;
+            resp->catalog = page;
+        }
+        return rc;
+    }
+    case TDSX__LOCAL_REQUEST__BODY_CATALOG_LIST: {
+        const Tdsx__CatalogListRequest *r = req->catalog_list;
+        if (*r->from)
+            return local_catalog_remote(n, cl, req->id, r);
+        Tdsx__CatalogListResponse *page = tdsx_arena_alloc(a, sizeof *page);
+        char *next = tdsx_arena_alloc(a, 600);
+        if (!page || !next)
+            return TDSX_E_NOMEM;
+        tdsx__catalog_list_response__init(page);
+        resp->body_case = TDSX__LOCAL_RESPONSE__BODY_CATALOG;
+        resp->catalog = page;
+        return list_catalog(x, r->text, r->page_token, r->page_size, a, page, next, 600);
+    }
+    case TDSX__LOCAL_REQUEST__BODY_RECEIPTS: return local_receipts(n, req->receipts, a, resp);
+    default: return TDSX_E_PROTO_UNSUPPORTED;
+    }
+}
+
+/* ---- setup ----------------------------------------------------------------------------------- */
+
+static int load_der(const char *path, uint8_t **der, size_t *len, tdsx_exchange_t *x, int chain)
+{
+    STACK_OF(X509) *sk = NULL;
+    int rc = tdsx_cert_load_file(path, &sk);
+    if (rc)
+        return rc;
+    for (int i = 0; i < sk_X509_num(sk) && (chain ? x->n_chain < 4 : i < 1); i++) {
+        unsigned char *buf = NULL;
+        int n = i2d_X509(sk_X509_value(sk, i), &buf);
+        if (n <= 0) {
+            rc = TDSX_E_CERT_PARSE;
+            break;
+        }
+        uint8_t *copy = tdsx_malloc((size_t)n);
+        if (!copy) {
+            OPENSSL_free(buf);
+            rc = TDSX_E_NOMEM;
+            break;
+        }
+        memcpy(copy, buf, (size_t)n);
+        OPENSSL_free(buf);
+        if (chain) {
+            x->chain_certs[x->n_chain++] = tdsx_bytes(copy, (size_t)n);
+        } else {
+            *der = copy;
+            *len = (size_t)n;
+        }
+    }
+    sk_X509_pop_free(sk, X509_free);
+    return rc;
+}
+
+static int make_dir(const char *base, const char *sub)
+{
+    tdsx_buf_t p;
+    tdsx_buf_init(&p, 8192);
+    int rc = tdsx_buf_printf(&p, "%s/%s", base, sub);
+    if (rc == 0 && mkdir((const char *)p.p, 0700) != 0 && errno != EEXIST)
+        rc = TDSX_E_IO;
+    tdsx_buf_free(&p);
+    return rc;
+}
+
+int tdsx__exchange_new(tdsx_node_t *n, char *what, size_t what_size)
+{
+    tdsx_exchange_t *x = tdsx_calloc(1, sizeof *x);
+    uint8_t seed[32];
+    tdsx_buf_t p;
+    int rc;
+    if (!x)
+        return TDSX_E_NOMEM;
+    x->node = n;
+    n->x = x;
+    tdsx_buf_init(&p, 8192);
+    if ((rc = tdsx_store_open(n->cfg.data_dir, &x->store)) != 0) {
+        snprintf(what, what_size, "%s", n->cfg.data_dir);
+        goto fail;
+    }
+    if ((rc = make_dir(n->cfg.data_dir, "tmp")) != 0 || (rc = make_dir(n->cfg.data_dir, "nrd")) != 0) {
+        snprintf(what, what_size, "%s", n->cfg.data_dir);
+        goto fail;
+    }
+    if ((rc = tdsx_buf_printf(&p, "%s/%s", n->cfg.credentials, TDSX_CRED_SIGN_KEY)) != 0)
+        goto fail;
+    if ((rc = tdsx_key_load_ed25519((const char *)p.p, seed)) != 0) {
+        snprintf(what, what_size, "%s", TDSX_CRED_SIGN_KEY);
+        goto fail;
+    }
+    rc = tdsx_signer_new(seed, NULL, &x->signer);
+    sodium_memzero(seed, sizeof seed);
+    if (rc)
+        goto fail;
+    uint8_t pk[32];
+    tdsx_signer_public_key(x->signer, pk);
+    if (memcmp(pk, n->self_sign.pubkey, 32) != 0) {
+        snprintf(what, what_size, "%s does not match %s", TDSX_CRED_SIGN_KEY, TDSX_CRED_SIGN_CERT);
+        rc = TDSX_E_KEY;
+        goto fail;
+    }
+    if ((rc = tdsx_verifier_new(0, &x->verifier)) != 0 ||
+        (rc = tdsx_verifier_add_key(x->verifier, pk)) != 0 ||
+        (rc = tdsx_arena_new(TDSX_ENVELOPE_ARENA_BUDGET, &x->arena)) != 0)
+        goto fail;
+    tdsx_buf_reset(&p);
+    if ((rc = tdsx_buf_printf(&p, "%s/%s", n->cfg.credentials, TDSX_CRED_SIGN_CERT)) != 0 ||
+        (rc = load_der((const char *)p.p, &x->own_cert, &x->own_cert_len, x, 0)) != 0)
+        goto fail;
+    tdsx_buf_reset(&p);
+    if ((rc = tdsx_buf_printf(&p, "%s/%s", n->cfg.credentials, TDSX_CRED_CHAIN)) != 0)
+        goto fail;
+    if (load_der((const char *)p.p, NULL, NULL, x, 1) != 0)
+        x->n_chain = 0; /* no intermediates */
+    uv_check_init(n->loop, &x->flush_check);
+    x->flush_check.data = x;
+    uv_check_start(&x->flush_check, on_check);
+    uv_timer_init(n->loop, &x->tick);
+    x->tick.data = x;
+    uv_timer_start(&x->tick, on_tick, 1000, 1000);
+    x->handles = 1;
+    tdsx_buf_free(&p);
+    return 0;
+fail:
+    tdsx_buf_free(&p);
+    return rc;
+}
+
+void tdsx__exchange_close(tdsx_node_t *n)
+{
+    tdsx_exchange_t *x = X(n);
+    if (!x || !x->handles)
+        return;
+    x->handles = 0;
+    uv_close((uv_handle_t *)&x->flush_check, NULL);
+    uv_close((uv_handle_t *)&x->tick, NULL);
+}
+
+void tdsx__exchange_free(tdsx_node_t *n)
+{
+    tdsx_exchange_t *x = n ? X(n) : NULL;
+    if (!x)
+        return;
+    /* Streams left (only when the loop was cut short) are released without callbacks. */
+    for (xstream_t *s = x->streams, *next; s; s = next) {
+        next = s->all_next;
+        s->state = XS_DONE;
+        s->busy = 0;
+        stream_maybe_free(s);
+    }
+    tdsx_signer_free(x->signer);
+    tdsx_verifier_free(x->verifier);
+    tdsx_arena_free(x->arena);
+    tdsx_store_close(x->store);
+    tdsx_free(x->own_cert);
+    for (size_t i = 0; i < x->n_chain; i++)
+        tdsx_free((void *)x->chain_certs[i].p);
+    tdsx_free(x);
+    n->x = NULL;
+}

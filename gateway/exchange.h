@@ -1,0 +1,54 @@
+/*
+ * exchange.h — the exchange on top of connections (SPEC §5, §9, §10): Hello (sign
+ * certificates), catalog, push and pull transfers with dual-signed receipts. Internal to
+ * gateway/.
+ *
+ * A transfer owns one stream on a connection:
+ *
+ *   sender                                   receiver
+ *   TransferStart{nro}            ------>    verify NRO, record, open part file
+ *                                 <------    TransferAccept{offset, window} | TransferAbort
+ *   TransferData{offset, chunk}*  ------>    write + hash; WindowUpdate as bytes land
+ *   TransferEnd{length, sha256}   ------>    fsync, check length and hash, rename
+ *                                 <------    TransferReceipt{nrr}  (accepted or integrity-failed)
+ *   verify NRR, store receipt                store receipt
+ *
+ * A pull is TransferPull from the requester on a new stream; the owner answers on the same
+ * stream as the sender above. Resuming uses the same transfer id and NRO bytes: the receiver
+ * answers with the offset it holds durably.
+ */
+#ifndef TDSX_GATEWAY_EXCHANGE_H
+#define TDSX_GATEWAY_EXCHANGE_H
+
+#include "daemon.h"
+
+/* Caps and timings, defined once. */
+#define TDSX_XFER_CHUNK (256u * 1024u)           /* TransferData chunk, = TDSX_CHUNK_MAX */
+#define TDSX_XFER_SYNC_EVERY (64u * 1024u * 1024u) /* receiver fdatasync period, bytes */
+#define TDSX_XFER_PROGRESS_MS 250u
+#define TDSX_XFER_RECEIPT_TIMEOUT_MS 30000u /* after TransferEnd: then the sender signs an NRD */
+
+typedef struct tdsx_exchange_s tdsx_exchange_t;
+
+/* Opens the store, loads the sign key and certificate, starts the signer. */
+TDSX_MUST_CHECK int tdsx__exchange_new(tdsx_node_t *n, char *what, size_t what_size);
+/* Closes the exchange's libuv handles (at node shutdown). */
+void tdsx__exchange_close(tdsx_node_t *n);
+/* After uv_run returned. NULL-safe. */
+void tdsx__exchange_free(tdsx_node_t *n);
+
+/* Connection events (conn.c). */
+void tdsx__exchange_conn_open(tdsx_conn_t *c);
+void tdsx__exchange_conn_closed(tdsx_conn_t *c, int err);
+/* An exchange frame arrived; a negative return is a connection-level error. */
+TDSX_MUST_CHECK int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f);
+/* The connection's output drained below its low-water mark. */
+void tdsx__exchange_writable(tdsx_conn_t *c);
+
+/* A local request (control.c). Returns 1 when it will be answered later through
+ * tdsx__control_reply, 0 when *resp was filled now (arena-allocated parts), or an error. */
+TDSX_MUST_CHECK int tdsx__exchange_local(tdsx_node_t *n, tdsx_ctl_client_t *cl,
+                                         const Tdsx__LocalRequest *req, tdsx_arena_t *arena,
+                                         Tdsx__LocalResponse *resp);
+
+#endif
