@@ -12,6 +12,22 @@
  * Integrity rule: an object appears under objects/ only after its bytes were fsynced and their
  * length and SHA-256 matched what was expected; a rejected or interrupted payload never
  * becomes visible there, and nothing already stored is touched by a failed write.
+ *
+ * Durability: SQLite runs in WAL mode with synchronous=NORMAL (safe from a process crash, the
+ * last commits may roll back after a power loss) for the catalog and peers' certificates, and
+ * with synchronous=FULL (the WAL is fsynced at each commit) for what is promised to others:
+ * transfer records and their updates, sequence numbers, receipts and catalog withdrawals. Once
+ * one of those calls returns 0 the change survives a power loss.
+ *
+ * Memory: our allocations and SQLite's own (configured once, before SQLite initialises) go
+ * through tdsx_malloc, so injected allocation failures reach both; they surface as
+ * TDSX_E_NOMEM and leave the store usable.
+ *
+ * Unless a comment says otherwise, pointer arguments must not be NULL (TDSX_E_INVAL), string
+ * arguments must not be empty (TDSX_E_INVAL), and a string or fixed-array field longer than
+ * its array (or than TDSX_STORE_NAME_MAX for identities and ids given as arguments) is
+ * refused with TDSX_E_TOOBIG, never truncated. Any call on the store made from inside a
+ * listing callback fails with TDSX_E_STATE.
  */
 #ifndef TDSX_GATEWAY_STORE_H
 #define TDSX_GATEWAY_STORE_H
@@ -22,13 +38,20 @@
 #define TDSX_SHA256_LEN 32
 #define TDSX_STORE_TEXT_MAX 4096u /* title, description, tags text, media type, ids */
 #define TDSX_STORE_PAGE_MAX 1000u /* catalog and receipt listings */
+#define TDSX_STORE_NAME_MAX 255u  /* identities, peers, owners, dataset ids (char[256] fields) */
+#define TDSX_STORE_TOKEN_MAX 600u /* size of a page token buffer (`next`), NUL included */
+#define TDSX_STORE_BLOB_MAX (1024u * 1024u) /* each receipt envelope or certificate */
 
 typedef struct tdsx_store_s tdsx_store_t;
 
 /* Opens (creating when absent) the store under data_dir: directories 0700, files 0600,
  * SQLite in WAL mode with foreign keys on, schema created or migrated (PRAGMA user_version).
- * Leftover tmp/*.part files are kept (they are resumable). Errors: TDSX_E_IO, TDSX_E_PERM
- * (data_dir readable by others), TDSX_E_FORMAT (a database that is not ours or is newer). */
+ * Only the last component of data_dir is created. Leftover tmp/<tid>.part files are kept
+ * (they are resumable); leftovers of interrupted imports are removed. Errors: TDSX_E_IO,
+ * TDSX_E_NOMEM, TDSX_E_TOOBIG (data_dir longer than about 3960 bytes), TDSX_E_PERM (data_dir,
+ * objects/, tmp/ or meta.db and its -wal/-shm files accessible to group or others, or owned by
+ * another user: refused, not repaired), TDSX_E_FORMAT (a file that is not a database, a
+ * database that is not ours, or one with a newer schema version). */
 TDSX_MUST_CHECK int tdsx_store_open(const char *data_dir, tdsx_store_t **out);
 void tdsx_store_close(tdsx_store_t *s); /* NULL is allowed */
 
@@ -39,33 +62,41 @@ typedef struct tdsx_object_writer_s tdsx_object_writer_t;
 /* Starts (or resumes) receiving the payload of transfer `tid` into tmp/<tid>.part. With
  * resume = 1 an existing part file is kept up to its durable length (what the last
  * tdsx_object_sync reported, stored in the transfer record by the caller and passed as
- * `offset`); its bytes are re-hashed so the final hash covers the whole payload. With
- * resume = 0 any old part file is replaced. Errors: TDSX_E_IO, TDSX_E_NOMEM, TDSX_E_STATE
- * (resume asked but the part file is shorter than offset). */
+ * `offset`); bytes past it are cut off and the kept ones re-hashed so the final hash covers
+ * the whole payload (resume = 1 with offset 0 and no part file starts afresh). With
+ * resume = 0 any old part file is replaced (offset is ignored). The writer holds an exclusive
+ * lock on its part file and does not refer to the store (it may outlive it). Errors:
+ * TDSX_E_IO, TDSX_E_NOMEM, TDSX_E_STATE (resume asked but the part file is shorter than
+ * offset, or another writer has this part file open); the part file is left as it was. */
 TDSX_MUST_CHECK int tdsx_object_begin(tdsx_store_t *s, const uint8_t tid[TDSX_TRANSFER_ID_LEN],
                                       int resume, uint64_t offset, tdsx_object_writer_t **out);
-/* Appends and hashes. TDSX_E_IO. */
+/* Appends and hashes. TDSX_E_IO; after a failure every later write, sync and commit returns
+ * the same error (the bytes past the durable offset are uncertain; resume from it). */
 TDSX_MUST_CHECK int tdsx_object_write(tdsx_object_writer_t *w, const void *p, size_t n);
 /* Bytes written so far (durable or not). */
 uint64_t tdsx_object_length(const tdsx_object_writer_t *w);
-/* fdatasync; afterwards *durable = the length now safe on disk. */
+/* fdatasync (and, the first time, fsync of tmp/ so the part file's name is durable too);
+ * afterwards *durable = the length now safe on disk. */
 TDSX_MUST_CHECK int tdsx_object_sync(tdsx_object_writer_t *w, uint64_t *durable);
-/* Finishes: fsync, compare the length and SHA-256 with the expected ones, then rename into
- * objects/ and fsync the directory. got (may be NULL) receives the hash actually computed.
- * On TDSX_E_INTEGRITY (mismatch) the part file is deleted and nothing is stored. The writer is
- * freed whatever the result. An object with the same hash already present is kept (the bytes
- * are the same) and the part file removed. */
+/* Finishes: fsync, compare the length and SHA-256 with the expected ones, then link into
+ * objects/ (link, not rename: it never replaces an existing object) and fsync the directory. got
+ * (may be NULL) receives the hash actually computed. On TDSX_E_INTEGRITY (mismatch) the part file
+ * is deleted and nothing is stored. The writer is freed whatever the result; after an I/O failure
+ * the part file is kept (resumable). An object with the same hash already present is kept (the
+ * bytes are the same) and the part file removed. */
 TDSX_MUST_CHECK int tdsx_object_commit(tdsx_object_writer_t *w, const uint8_t sha[TDSX_SHA256_LEN],
                                        uint64_t length, uint8_t got[TDSX_SHA256_LEN]);
 /* Abandons: closes the writer and keeps the part file when keep = 1 (resumable), deletes it
  * otherwise. Frees the writer. NULL is allowed. */
 void tdsx_object_abort(tdsx_object_writer_t *w, int keep);
 
-/* Copies a local file into the object store (hashing it on the way, fsync, rename). Returns
- * its SHA-256 and length. Errors: TDSX_E_NOTFOUND, TDSX_E_IO. */
+/* Copies a local regular file into the object store (streamed in 64 KiB chunks, hashed on
+ * the way, fsync, link into place). Returns its SHA-256 and length. Errors: TDSX_E_NOTFOUND,
+ * TDSX_E_IO (also for a path that is not a regular file), TDSX_E_NOMEM. */
 TDSX_MUST_CHECK int tdsx_store_import(tdsx_store_t *s, const char *path,
                                       uint8_t sha[TDSX_SHA256_LEN], uint64_t *length);
-/* Writes the path of a committed object into out (TDSX_E_NOTFOUND when absent). */
+/* Writes the path of a committed object into out (TDSX_E_NOTFOUND when absent, TDSX_E_TOOBIG
+ * when size is too small). */
 TDSX_MUST_CHECK int tdsx_store_object_path(const tdsx_store_t *s,
                                            const uint8_t sha[TDSX_SHA256_LEN], char *out,
                                            size_t size);
@@ -85,23 +116,28 @@ typedef struct tdsx_dataset_s {
     int withdrawn;
 } tdsx_dataset_t;
 
-/* Inserts or replaces (same owner and id) a descriptor. */
+/* Inserts or replaces (same owner and id) a descriptor, withdrawn flag included (putting an
+ * entry again with withdrawn = 0 publishes it again). id and owner must not be empty
+ * (TDSX_E_INVAL); an unterminated field or size > INT64_MAX is TDSX_E_TOOBIG. */
 TDSX_MUST_CHECK int tdsx_store_catalog_put(tdsx_store_t *s, const tdsx_dataset_t *d);
 /* TDSX_E_NOTFOUND when absent (a withdrawn entry is found, with withdrawn = 1). */
 TDSX_MUST_CHECK int tdsx_store_catalog_get(tdsx_store_t *s, const char *owner, const char *id,
                                            tdsx_dataset_t *out);
-TDSX_MUST_CHECK int tdsx_store_catalog_withdraw(tdsx_store_t *s, const char *owner,
-                                                const char *id);
+/* Hides an entry from listings (durable). TDSX_E_NOTFOUND when absent; twice is fine. */
+TDSX_MUST_CHECK int tdsx_store_catalog_withdraw(tdsx_store_t *s, const char *owner, const char *id);
 /* Pages through entries that are not withdrawn, ordered by (owner, id). `after` is the page
  * token returned by the previous call ("" for the first page); at most `limit` entries
- * (<= TDSX_STORE_PAGE_MAX) go to cb; next (size >= 600) receives the token of the next page
- * or "" at the end. `owner` and `text` (substring of title/description) filter when not
- * NULL. cb returning non-zero stops the listing and is returned. */
+ * (1..TDSX_STORE_PAGE_MAX, else TDSX_E_INVAL) go to cb; next (next_size >=
+ * TDSX_STORE_TOKEN_MAX, else TDSX_E_INVAL) receives the token of the next page or "" at the
+ * end (a page ending exactly at the last entry already gives ""). `owner` (exact) and `text`
+ * (case-sensitive substring of title or description) filter when not NULL. A malformed token
+ * is TDSX_E_INVAL. The entry passed to cb is valid only during the call, and cb must not call
+ * the store. cb returning non-zero stops the listing and is returned; on any non-zero return
+ * next is "". after may be NULL (first page). */
 typedef int (*tdsx_dataset_cb)(void *ud, const tdsx_dataset_t *d);
 TDSX_MUST_CHECK int tdsx_store_catalog_list(tdsx_store_t *s, const char *owner, const char *text,
-                                            const char *after, unsigned limit,
-                                            tdsx_dataset_cb cb, void *ud, char *next,
-                                            size_t next_size);
+                                            const char *after, unsigned limit, tdsx_dataset_cb cb,
+                                            void *ud, char *next, size_t next_size);
 
 /* ---- transfers ---------------------------------------------------------------------------- */
 
@@ -129,15 +165,21 @@ typedef struct tdsx_transfer_s {
 } tdsx_transfer_t;
 
 /* Records a new transfer. TDSX_E_DUPLICATE when the id is already known in a final state
- * (a transfer id is never accepted twice); when known and not final, TDSX_E_EXISTS and *t is
- * overwritten with the stored record (the caller may resume it). */
+ * (a transfer id is never accepted twice; *t is left alone); when known and not final,
+ * TDSX_E_EXISTS and *t is overwritten with the stored record (the caller may resume it).
+ * started_at 0 is set to tdsx_now() (in *t too). peer must not be empty; TDSX_E_INVAL for an
+ * unknown state or inbound other than 0/1, TDSX_E_TOOBIG for unterminated fields or numbers
+ * above INT64_MAX. */
 TDSX_MUST_CHECK int tdsx_store_transfer_begin(tdsx_store_t *s, tdsx_transfer_t *t);
-/* Updates state, durable, error, finished_at of an existing record. */
+/* Updates state, durable, error, finished_at of an existing record (the other fields of *t
+ * are ignored). TDSX_E_NOTFOUND when unknown. Allowed moves: STARTED to any state, COMMITTED
+ * to COMMITTED or a final state; a final record never changes (TDSX_E_STATE). finished_at 0
+ * with a final state is set to tdsx_now(). */
 TDSX_MUST_CHECK int tdsx_store_transfer_update(tdsx_store_t *s, const tdsx_transfer_t *t);
-TDSX_MUST_CHECK int tdsx_store_transfer_get(tdsx_store_t *s,
-                                            const uint8_t id[TDSX_TRANSFER_ID_LEN],
+TDSX_MUST_CHECK int tdsx_store_transfer_get(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN],
                                             tdsx_transfer_t *out);
-/* The next sequence number for (sender, receiver), starting at 1, durable. */
+/* The next sequence number for (sender, receiver), starting at 1, durable, strictly
+ * increasing across reopen and crashes. TDSX_E_TOOBIG when the pair reached INT64_MAX. */
 TDSX_MUST_CHECK int tdsx_store_next_sequence(tdsx_store_t *s, const char *sender,
                                              const char *receiver, uint64_t *out);
 
@@ -156,24 +198,33 @@ typedef struct tdsx_receipt_s {
 } tdsx_receipt_t;
 
 /* Stores a receipt (copies the bytes) and marks the transfer RECEIPTED or REFUSED (from the
- * NRR status, given as `refused`), in one SQLite transaction. TDSX_E_DUPLICATE when a receipt
- * for the transfer id exists already. */
+ * NRR status, given as `refused`, 0 or 1), in one SQLite transaction; stored_at is set by the
+ * store (r->stored_at is ignored). The four byte strings must not be empty (TDSX_E_INVAL) nor
+ * exceed TDSX_STORE_BLOB_MAX (TDSX_E_TOOBIG). TDSX_E_DUPLICATE when a receipt for the
+ * transfer id exists already; TDSX_E_NOTFOUND when no transfer with that id was recorded
+ * (tdsx_store_transfer_begin first); TDSX_E_STATE when the transfer is already final
+ * (ABORTED, NRD, ...). On any error nothing is stored. */
 TDSX_MUST_CHECK int tdsx_store_receipt_put(tdsx_store_t *s, const tdsx_receipt_t *r, int refused);
-TDSX_MUST_CHECK int tdsx_store_receipt_get(tdsx_store_t *s,
-                                           const uint8_t id[TDSX_TRANSFER_ID_LEN],
+/* The receipt of a transfer, with heap copies of its bytes (tdsx_receipt_clear).
+ * TDSX_E_NOTFOUND. *out is zeroed on every error, so clearing it is always safe. */
+TDSX_MUST_CHECK int tdsx_store_receipt_get(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN],
                                            tdsx_receipt_t *out);
-/* Receipts newest first, paged like the catalog (token = "" first). */
+/* Receipts newest first (in the order they were stored), paged like the catalog (token = ""
+ * or NULL first). The receipt passed to cb borrows its bytes from the store, valid only during
+ * the call: copy what must outlive it, and do not tdsx_receipt_clear it. */
 typedef int (*tdsx_receipt_cb)(void *ud, const tdsx_receipt_t *r);
 TDSX_MUST_CHECK int tdsx_store_receipt_list(tdsx_store_t *s, const char *after, unsigned limit,
                                             tdsx_receipt_cb cb, void *ud, char *next,
                                             size_t next_size);
+/* Frees the byte buffers of a receipt returned by tdsx_store_receipt_get and zeroes it. NULL
+ * is allowed. */
 void tdsx_receipt_clear(tdsx_receipt_t *r);
 
 /* ---- peers' sign certificates --------------------------------------------------------------- */
 
-/* Remembers the DER sign certificate a peer presented (verified by the caller). */
-TDSX_MUST_CHECK int tdsx_store_peer_cert_put(tdsx_store_t *s, const char *peer,
-                                             tdsx_bytes_t der);
+/* Remembers the DER sign certificate a peer presented (verified by the caller), replacing
+ * the previous one. der must not be empty (TDSX_E_INVAL) nor exceed TDSX_STORE_BLOB_MAX. */
+TDSX_MUST_CHECK int tdsx_store_peer_cert_put(tdsx_store_t *s, const char *peer, tdsx_bytes_t der);
 /* Heap copy of the stored certificate (tdsx_free). TDSX_E_NOTFOUND. */
 TDSX_MUST_CHECK int tdsx_store_peer_cert_get(tdsx_store_t *s, const char *peer, uint8_t **der,
                                              size_t *len);
