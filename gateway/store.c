@@ -1349,15 +1349,17 @@ fail:
     (XFER_BIT(TDSX_XFER_RECEIPTED) | XFER_BIT(TDSX_XFER_REFUSED) | XFER_BIT(TDSX_XFER_ABORTED) |   \
      XFER_BIT(TDSX_XFER_NRD))
 
-/* The states a record may move to from each state. A final state accepts nothing: a receipt,
- * a refusal or an abort is never rewritten, and bytes once committed are not "started" again. */
+/* The states a record may move to from each state. A receipt, a refusal or an abort is never
+ * rewritten, and bytes once committed are not "started" again. NRD is the one final state that
+ * can still end in a receipt: the sender keeps listening after signing it, and a late NRR is
+ * better evidence than its absence (the NRD stays in the log either way). */
 static const unsigned xfer_next[] = {
     [TDSX_XFER_STARTED] = XFER_BIT(TDSX_XFER_STARTED) | XFER_BIT(TDSX_XFER_COMMITTED) | XFER_FINAL,
     [TDSX_XFER_COMMITTED] = XFER_BIT(TDSX_XFER_COMMITTED) | XFER_FINAL,
     [TDSX_XFER_RECEIPTED] = 0,
     [TDSX_XFER_REFUSED] = 0,
     [TDSX_XFER_ABORTED] = 0,
-    [TDSX_XFER_NRD] = 0,
+    [TDSX_XFER_NRD] = XFER_BIT(TDSX_XFER_RECEIPTED) | XFER_BIT(TDSX_XFER_REFUSED),
 };
 
 static int state_ok(int state)
@@ -1572,9 +1574,9 @@ int tdsx_store_next_sequence(tdsx_store_t *s, const char *sender, const char *re
  * Receipts
  * ---------------------------------------------------------------------------------------- */
 
-static int blob_ok(tdsx_bytes_t b)
+static int blob_ok(tdsx_bytes_t b, int required)
 {
-    if (!b.p || b.n == 0)
+    if ((!b.p && b.n) || (required && b.n == 0))
         return TDSX_E_INVAL;
     return b.n > TDSX_STORE_BLOB_MAX ? TDSX_E_TOOBIG : 0;
 }
@@ -1585,13 +1587,15 @@ static int receipt_ok(const tdsx_receipt_t *r)
     if (rc == 0)
         rc = field_ok(r->receiver, sizeof r->receiver, 1);
     if (rc == 0)
-        rc = blob_ok(r->nro);
+        rc = blob_ok(r->nro, 1);
     if (rc == 0)
-        rc = blob_ok(r->nrr);
+        rc = blob_ok(r->nrr, 1);
+    /* A certificate the caller does not have (the connection is gone) must not cost the
+     * receipt itself; the peer's certificate is also kept in peer_certs. */
     if (rc == 0)
-        rc = blob_ok(r->sender_cert);
+        rc = blob_ok(r->sender_cert, 0);
     if (rc == 0)
-        rc = blob_ok(r->receiver_cert);
+        rc = blob_ok(r->receiver_cert, 0);
     return rc;
 }
 
@@ -1655,13 +1659,14 @@ int tdsx_store_receipt_put(tdsx_store_t *s, const tdsx_receipt_t *r, int refused
     if (rc)
         goto fail;
     /* Checked after the insert so that a second receipt reads as the duplicate it is. */
-    if (is_final((int)t.state)) {
+    tdsx_xfer_state_t to = refused ? TDSX_XFER_REFUSED : TDSX_XFER_RECEIPTED;
+    if (!(xfer_next[t.state] & XFER_BIT(to))) {
         rc = TDSX_E_STATE;
         goto fail;
     }
     st = s->st[ST_XFER_UPDATE];
     bind_blob(st, 1, t.id, sizeof t.id, &b);
-    bind_i64(st, 2, refused ? TDSX_XFER_REFUSED : TDSX_XFER_RECEIPTED, &b);
+    bind_i64(st, 2, (int64_t)to, &b);
     bind_i64(st, 3, (int64_t)t.durable, &b);
     bind_i64(st, 4, t.error, &b);
     bind_i64(st, 5, now, &b);
@@ -1805,7 +1810,7 @@ int tdsx_store_peer_cert_put(tdsx_store_t *s, const char *peer, tdsx_bytes_t der
         return rc;
     rc = arg_ok(peer, TDSX_STORE_NAME_MAX);
     if (rc == 0)
-        rc = blob_ok(der);
+        rc = blob_ok(der, 1);
     if (rc == 0)
         rc = set_sync(s, 0); /* the peer presents it again at its next handshake */
     if (rc)

@@ -147,7 +147,8 @@ typedef enum {
     TDSX_XFER_RECEIPTED = 2, /* both halves held: final */
     TDSX_XFER_REFUSED = 3,   /* integrity-failed or policy-refused NRR: final */
     TDSX_XFER_ABORTED = 4,   /* abandoned by either side: final */
-    TDSX_XFER_NRD = 5        /* sender: no acknowledgement, NRD logged: final */
+    TDSX_XFER_NRD = 5        /* sender: no acknowledgement, NRD logged: final, except that a
+                              * late receipt may still move it to RECEIPTED or REFUSED */
 } tdsx_xfer_state_t;
 
 typedef struct tdsx_transfer_s {
@@ -173,8 +174,9 @@ typedef struct tdsx_transfer_s {
 TDSX_MUST_CHECK int tdsx_store_transfer_begin(tdsx_store_t *s, tdsx_transfer_t *t);
 /* Updates state, durable, error, finished_at of an existing record (the other fields of *t
  * are ignored). TDSX_E_NOTFOUND when unknown. Allowed moves: STARTED to any state, COMMITTED
- * to COMMITTED or a final state; a final record never changes (TDSX_E_STATE). finished_at 0
- * with a final state is set to tdsx_now(). */
+ * to COMMITTED or a final state, NRD to RECEIPTED or REFUSED (a late receipt); nothing else
+ * changes a final record (TDSX_E_STATE). finished_at 0 with a final state is set to
+ * tdsx_now(). */
 TDSX_MUST_CHECK int tdsx_store_transfer_update(tdsx_store_t *s, const tdsx_transfer_t *t);
 TDSX_MUST_CHECK int tdsx_store_transfer_get(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN],
                                             tdsx_transfer_t *out);
@@ -199,11 +201,13 @@ typedef struct tdsx_receipt_s {
 
 /* Stores a receipt (copies the bytes) and marks the transfer RECEIPTED or REFUSED (from the
  * NRR status, given as `refused`, 0 or 1), in one SQLite transaction; stored_at is set by the
- * store (r->stored_at is ignored). The four byte strings must not be empty (TDSX_E_INVAL) nor
- * exceed TDSX_STORE_BLOB_MAX (TDSX_E_TOOBIG). TDSX_E_DUPLICATE when a receipt for the
- * transfer id exists already; TDSX_E_NOTFOUND when no transfer with that id was recorded
- * (tdsx_store_transfer_begin first); TDSX_E_STATE when the transfer is already final
- * (ABORTED, NRD, ...). On any error nothing is stored. */
+ * store (r->stored_at is ignored). nro and nrr must not be empty (TDSX_E_INVAL); the
+ * certificates may be (stored empty, e.g. when the peer's connection is gone: its certificate
+ * is then in peer_certs); none may exceed TDSX_STORE_BLOB_MAX (TDSX_E_TOOBIG).
+ * TDSX_E_DUPLICATE when a receipt for the transfer id exists already; TDSX_E_NOTFOUND when no
+ * transfer with that id was recorded (tdsx_store_transfer_begin first); TDSX_E_STATE when the
+ * transfer already ended otherwise (ABORTED, REFUSED or RECEIPTED by an update; NRD is allowed:
+ * a late receipt). On any error nothing is stored. */
 TDSX_MUST_CHECK int tdsx_store_receipt_put(tdsx_store_t *s, const tdsx_receipt_t *r, int refused);
 /* The receipt of a transfer, with heap copies of its bytes (tdsx_receipt_clear).
  * TDSX_E_NOTFOUND. *out is zeroed on every error, so clearing it is always safe. */

@@ -978,7 +978,14 @@ static void receipt_refusals_store_nothing(void **state)
     receipt(&r, &b, unknown, 5);
     assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), TDSX_E_NOTFOUND);
     assert_int_equal(tdsx_store_receipt_get(f->s, unknown, &got), TDSX_E_NOTFOUND);
-    /* A transfer that already ended without a receipt. */
+    /* A transfer that already ended without a receipt (aborted; refused by an update). */
+    transfer(&t, 36, 1);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &t), 0);
+    t.state = TDSX_XFER_REFUSED;
+    assert_int_equal(tdsx_store_transfer_update(f->s, &t), 0);
+    receipt(&r, &b, t.id, 8);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 1), TDSX_E_STATE);
+    assert_int_equal(tdsx_store_receipt_get(f->s, t.id, &got), TDSX_E_NOTFOUND);
     transfer(&t, 34, 0);
     assert_int_equal(tdsx_store_transfer_begin(f->s, &t), 0);
     t.state = TDSX_XFER_ABORTED;
@@ -995,8 +1002,14 @@ static void receipt_refusals_store_nothing(void **state)
     r.nrr = tdsx_bytes(NULL, 0);
     assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), TDSX_E_INVAL);
     receipt(&r, &b, t.id, 7);
-    r.sender_cert.n = 0;
+    r.nro.n = 0;
     assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), TDSX_E_INVAL);
+    receipt(&r, &b, t.id, 7);
+    r.sender_cert.p = NULL; /* a length without bytes */
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), TDSX_E_INVAL);
+    receipt(&r, &b, t.id, 7);
+    r.receiver_cert.n = TDSX_STORE_BLOB_MAX + 1;
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), TDSX_E_TOOBIG);
     receipt(&r, &b, t.id, 7);
     r.sender[0] = '\0';
     assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), TDSX_E_INVAL);
@@ -1015,6 +1028,39 @@ static void receipt_refusals_store_nothing(void **state)
     assert_int_equal(got_t.state, TDSX_XFER_STARTED);
     /* And the good one is still accepted afterwards. */
     assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), 0);
+}
+
+static void late_receipt_after_nrd_and_missing_certificate(void **state)
+{
+    fx_t *f = *state;
+    tdsx_transfer_t t, got_t;
+    transfer(&t, 37, 0);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &t), 0);
+    t.state = TDSX_XFER_NRD;
+    t.error = TDSX_E_TIMEOUT;
+    assert_int_equal(tdsx_store_transfer_update(f->s, &t), 0);
+    /* NRD does not go back to running, nor to aborted. */
+    t.state = TDSX_XFER_STARTED;
+    assert_int_equal(tdsx_store_transfer_update(f->s, &t), TDSX_E_STATE);
+    t.state = TDSX_XFER_ABORTED;
+    assert_int_equal(tdsx_store_transfer_update(f->s, &t), TDSX_E_STATE);
+    /* The receipt arrives late, and the receiver's connection is gone: no certificate. */
+    rbufs_t b;
+    tdsx_receipt_t r, got;
+    receipt(&r, &b, t.id, 12);
+    r.receiver_cert = tdsx_bytes(NULL, 0);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), 0);
+    assert_int_equal(tdsx_store_transfer_get(f->s, t.id, &got_t), 0);
+    assert_int_equal(got_t.state, TDSX_XFER_RECEIPTED);
+    assert_int_equal(got_t.error, TDSX_E_TIMEOUT);
+    assert_int_equal(tdsx_store_receipt_get(f->s, t.id, &got), 0);
+    assert_int_equal(got.receiver_cert.n, 0);
+    assert_true(tdsx_bytes_equal(got.nrr, r.nrr));
+    assert_true(tdsx_bytes_equal(got.sender_cert, r.sender_cert));
+    tdsx_receipt_clear(&got);
+    /* Once receipted it is final like any other. */
+    t.state = TDSX_XFER_REFUSED;
+    assert_int_equal(tdsx_store_transfer_update(f->s, &t), TDSX_E_STATE);
 }
 
 typedef struct seen_s {
@@ -1580,6 +1626,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(receipt_duplicate_is_refused, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(receipt_refusals_store_nothing, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(late_receipt_after_nrd_and_missing_certificate, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(receipt_list_pages_newest_first, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(receipt_list_refuses_bad_input, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(receipt_list_callback_stops_and_cannot_reenter, fx_setup,
