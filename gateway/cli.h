@@ -39,6 +39,21 @@ int tdsx_cmd_ca_revoke(int argc, char **argv);
 int tdsx_cmd_ca_crl(int argc, char **argv);
 int tdsx_cmd_ca_verify(int argc, char **argv);
 int tdsx_cmd_status(int argc, char **argv);
+int tdsx_cmd_send(int argc, char **argv);
+int tdsx_cmd_pull(int argc, char **argv);
+int tdsx_cmd_catalog_publish(int argc, char **argv);
+int tdsx_cmd_catalog_list(int argc, char **argv);
+int tdsx_cmd_catalog_withdraw(int argc, char **argv);
+int tdsx_cmd_receipts_list(int argc, char **argv);
+int tdsx_cmd_receipts_show(int argc, char **argv);
+int tdsx_cmd_receipts_verify(int argc, char **argv);
+
+/* Finds the daemon's control socket: --socket PATH, else the one named by the config file
+ * (-c), else $TDSX_SOCKET. Returns 0 with a heap path, or the exit code after a message. */
+int tdsx__cli_socket(const char *cmd, const char *sock, const char *conf, char **out);
+
+/* Arena budget for answers from the daemon (a receipt bundle holds two envelopes). */
+#define TDSX_ENVELOPE_ARENA_BUDGET_CLI (64u << 20)
 int tdsx_cmd_registry_add(int argc, char **argv);
 int tdsx_cmd_registry_check(int argc, char **argv);
 int tdsx_cmd_policy_check(int argc, char **argv);

@@ -21,8 +21,6 @@ static void print_time(const char *label, int64_t t)
     printf("%-16s %s\n", label, buf);
 }
 
-/* Finds the control socket: --socket, else the one named by -c CONFIG, else $TDSX_SOCKET. */
-int tdsx__cli_socket(const char *cmd, const char *sock, const char *conf, char **out);
 int tdsx__cli_socket(const char *cmd, const char *sock, const char *conf, char **out)
 {
     if (!sock && !conf)
@@ -83,7 +81,7 @@ int tdsx_cmd_status(int argc, char **argv)
     req.status = &sreq;
     rc = tdsx_arena_new(1u << 22, &arena);
     if (rc == 0)
-        rc = tdsx_control_call(path, &req, arena, STATUS_TIMEOUT_MS, &resp);
+        rc = tdsx_control_call(path, &req, arena, STATUS_TIMEOUT_MS, NULL, NULL, &resp);
     if (rc == 0 && resp->body_case == TDSX__LOCAL_RESPONSE__BODY_ERROR)
         rc = tdsx_err_from_wire(resp->error->code);
     else if (rc == 0 && resp->body_case != TDSX__LOCAL_RESPONSE__BODY_STATUS)

@@ -399,7 +399,11 @@ int tdsx_config_load(tdsx_config_t *c, const char *path, tdsx_config_diags_t *d)
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
-    rc = tdsx_config_parse(c, (const char *)text, n, slash ? dir : ".", d);
+    /* Relative paths in the file are relative to the file, made absolute once so that
+     * nothing depends on the daemon's working directory. */
+    char *abs = realpath(slash ? (*dir ? dir : "/") : ".", NULL);
+    rc = tdsx_config_parse(c, (const char *)text, n, abs ? abs : (slash ? dir : "."), d);
+    free(abs);
     tdsx_free(dir);
     tdsx_free(text);
     return rc;

@@ -376,10 +376,8 @@ static int handle_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
         }
         return 0;
     }
-    case TDSX__FRAME__BODY_WINDOW_UPDATE: return 0;
     case TDSX__FRAME__BODY__NOT_SET: return TDSX_E_PROTO_UNSUPPORTED;
-    default:
-        return tdsx__exchange_frame(c, f);
+    default: return tdsx__exchange_frame(c, f);
     }
 }
 

@@ -296,7 +296,8 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 }
 
 int tdsx_control_call(const char *path, const Tdsx__LocalRequest *req, tdsx_arena_t *arena,
-                      int timeout_ms, Tdsx__LocalResponse **resp)
+                      int timeout_ms, tdsx_control_progress_cb progress, void *ud,
+                      Tdsx__LocalResponse **resp)
 {
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
@@ -310,10 +311,13 @@ int tdsx_control_call(const char *path, const Tdsx__LocalRequest *req, tdsx_aren
     int rc = 0;
     tdsx_buf_t out;
     tdsx_frame_decoder_t dec;
+    tdsx_arena_t *scratch = NULL;
     tdsx_buf_init(&out, TDSX_CONTROL_FRAME_CAP + 4);
-    if (tdsx_frame_decoder_init(&dec, TDSX_CONTROL_FRAME_CAP) != 0) {
+    if (tdsx_frame_decoder_init(&dec, TDSX_CONTROL_FRAME_CAP) != 0 ||
+        tdsx_arena_new(1u << 20, &scratch) != 0) {
         close(fd);
-        return TDSX_E_INTERNAL;
+        tdsx_frame_decoder_free(&dec);
+        return TDSX_E_NOMEM;
     }
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         rc = errno == ENOENT || errno == ECONNREFUSED ? TDSX_E_NOTFOUND : TDSX_E_IO;
@@ -344,16 +348,28 @@ int tdsx_control_call(const char *path, const Tdsx__LocalRequest *req, tdsx_aren
             goto done;
         }
         tdsx_bytes_t in = tdsx_bytes(buf, (size_t)r), body;
-        rc = tdsx_frame_decoder_next(&dec, &in, &body);
-        if (rc < 0)
-            goto done;
-        if (rc > 0) {
+        while ((rc = tdsx_frame_decoder_next(&dec, &in, &body)) > 0) {
+            Tdsx__LocalResponse *m = NULL;
+            rc = tdsx_proto_unpack(scratch, &tdsx__local_response__descriptor, body,
+                                   (ProtobufCMessage **)&m);
+            if (rc)
+                goto done;
+            if (m->body_case == TDSX__LOCAL_RESPONSE__BODY_PROGRESS) {
+                if (progress)
+                    progress(ud, m);
+                tdsx_arena_reset(scratch);
+                continue;
+            }
+            /* The final answer is decoded again into the caller's arena, where it lives. */
             rc = tdsx_proto_unpack(arena, &tdsx__local_response__descriptor, body,
                                    (ProtobufCMessage **)resp);
             goto done;
         }
+        if (rc < 0)
+            goto done;
     }
 done:
+    tdsx_arena_free(scratch);
     tdsx_frame_decoder_free(&dec);
     tdsx_buf_free(&out);
     close(fd);

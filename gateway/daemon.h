@@ -149,8 +149,10 @@ void tdsx__control_reply(tdsx_ctl_client_t *cl, const Tdsx__LocalResponse *resp)
 /* Client side, blocking: sends req to the daemon at `path` and waits up to timeout_ms for the
  * answer, decoded into `arena`. TDSX_E_NOTFOUND when no daemon listens there, TDSX_E_TIMEOUT,
  * TDSX_E_CLOSED, framing and decoding errors. */
+typedef void (*tdsx_control_progress_cb)(void *ud, const Tdsx__LocalResponse *progress);
 TDSX_MUST_CHECK int tdsx_control_call(const char *path, const Tdsx__LocalRequest *req,
                                       tdsx_arena_t *arena, int timeout_ms,
+                                      tdsx_control_progress_cb progress, void *ud,
                                       Tdsx__LocalResponse **resp);
 
 #endif

@@ -30,9 +30,9 @@ typedef enum {
     XS_SEND_DATA,
     XS_SEND_WAIT_RECEIPT,
     XS_RECV_DATA,
-    XS_RECV_COMMIT,   /* fsync + rename on the thread pool */
-    XS_RECV_SIGN,     /* NRR waiting for the signer */
-    XS_PULL_WAIT,     /* we asked for a dataset; the owner will send TransferStart */
+    XS_RECV_COMMIT, /* fsync + rename on the thread pool */
+    XS_RECV_SIGN,   /* NRR waiting for the signer */
+    XS_PULL_WAIT,   /* we asked for a dataset; the owner will send TransferStart */
     XS_DONE
 } xs_state_t;
 
@@ -86,11 +86,11 @@ struct xstream_s {
 
 struct xconn_s {
     tdsx_conn_t *conn;
-    int hello;             /* the peer's Hello verified */
-    uint8_t *peer_cert;    /* DER of the peer's sign certificate */
+    int hello;          /* the peer's Hello verified */
+    uint8_t *peer_cert; /* DER of the peer's sign certificate */
     size_t peer_cert_len;
-    tdsx_hash_t peer_key;  /* its key id */
-    xstream_t **slots;     /* open addressing on stream id */
+    tdsx_hash_t peer_key; /* its key id */
+    xstream_t **slots;    /* open addressing on stream id */
     size_t cap, count;
 };
 
@@ -505,8 +505,11 @@ static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int
     tdsx_buf_init(&b, 2 * TDSX_ENVELOPE_MAX);
     if (bundle_pack(&r, x, &b) != 0)
         tdsx_buf_reset(&b);
-    reply_result(s, rc ? rc : err, rc ? "aborted" : refused ? "refused" : "receipted", NULL,
-                 tdsx_buf_bytes(&b));
+    reply_result(s, rc ? rc : err,
+                 rc        ? "aborted"
+                 : refused ? "refused"
+                           : "receipted",
+                 NULL, tdsx_buf_bytes(&b));
     tdsx_buf_free(&b);
     if (s->sender) {
         /* The NRO kept for resuming is no longer needed. */
@@ -864,7 +867,8 @@ static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, 
         rc = TDSX_E_PROTO_FIELD;
         why = "NRO sender or receiver is not this connection's";
     }
-    if (rc == 0 && (nro->transfer_id.len != TDSX_TRANSFER_ID_LEN || nro->payload_sha256.len != 32)) {
+    if (rc == 0 &&
+        (nro->transfer_id.len != TDSX_TRANSFER_ID_LEN || nro->payload_sha256.len != 32)) {
         rc = TDSX_E_PROTO_FIELD;
         why = "NRO transfer id or hash has the wrong length";
     }
@@ -910,8 +914,7 @@ static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, 
          * again so a sender that missed it can finish. */
         tdsx_receipt_t r;
         memset(&r, 0, sizeof r);
-        if (tdsx_store_receipt_get(x->store, s->rec.id, &r) == 0 &&
-            tdsx_bytes_equal(r.nro, env)) {
+        if (tdsx_store_receipt_get(x->store, s->rec.id, &r) == 0 && tdsx_bytes_equal(r.nro, env)) {
             Tdsx__TransferReceipt tr = TDSX__TRANSFER_RECEIPT__INIT;
             Tdsx__Frame out = TDSX__FRAME__INIT;
             tr.nrr.data = (uint8_t *)r.nrr.p;
@@ -1056,8 +1059,8 @@ static int on_transfer_receipt(xstream_t *s, const Tdsx__TransferReceipt *tr)
     }
     int refused = nrr->status != TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED;
     int err = nrr->status == TDSX__NRR_STATUS__NRR_STATUS_INTEGRITY_FAILED ? TDSX_E_INTEGRITY
-              : refused                                                  ? TDSX_E_POLICY_DENY
-                                                                         : 0;
+              : refused                                                    ? TDSX_E_POLICY_DENY
+                                                                           : 0;
     tdsx_arena_reset(x->arena);
     finish_with_receipt(s, env, refused, err);
     return 0;
@@ -1188,9 +1191,9 @@ static int list_catalog(tdsx_exchange_t *x, const char *text, const char *token,
     collect_t c = {a, tdsx_arena_alloc(a, size * sizeof(Tdsx__DatasetDescriptor *)), 0};
     if (!c.items)
         return TDSX_E_NOMEM;
-    int rc = tdsx_store_catalog_list(x->store, NULL, text && *text ? text : NULL,
-                                     token ? token : "", size, collect_dataset, &c, next,
-                                     next_size);
+    int rc =
+        tdsx_store_catalog_list(x->store, NULL, text && *text ? text : NULL, token ? token : "",
+                                size, collect_dataset, &c, next, next_size);
     if (rc)
         return rc;
     out->datasets = c.items;
@@ -1295,8 +1298,8 @@ static int on_hello(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Hello *h, tdsx_exch
         memcpy(xc->peer_cert, h->sign_cert.data, h->sign_cert.len);
         xc->peer_cert_len = h->sign_cert.len;
         xc->hello = 1;
-        int prc = tdsx_store_peer_cert_put(x->store, sid,
-                                           tdsx_bytes(xc->peer_cert, xc->peer_cert_len));
+        int prc =
+            tdsx_store_peer_cert_put(x->store, sid, tdsx_bytes(xc->peer_cert, xc->peer_cert_len));
         if (prc)
             tdsx_log(TDSX_LOG_ERROR, "store.peer_cert_failed", TDSX_KV_S("peer", sid),
                      TDSX_KV_E("err", prc));
@@ -1329,7 +1332,9 @@ void tdsx__exchange_conn_open(tdsx_conn_t *c)
     f.body_case = TDSX__FRAME__BODY_HELLO;
     f.hello = &h;
     int rc = tdsx__conn_send(c, &f);
-    if (rc)
+    /* TDSX_E_CLOSED: the peer's close_notify came with its last handshake bytes; the input
+     * still to be processed says why, so the connection is not failed here. */
+    if (rc && rc != TDSX_E_CLOSED)
         tdsx__conn_fail(c, rc, "hello");
 }
 
@@ -1396,12 +1401,9 @@ int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
         if (s)
             return TDSX_E_STREAM;
         return on_transfer_pull(c, f);
-    case TDSX__FRAME__BODY_CATALOG_QUERY:
-        return on_catalog_query(c, f, x);
-    case TDSX__FRAME__BODY_CATALOG_RESULT:
-        return on_catalog_result(c, xc, f);
-    default:
-        break;
+    case TDSX__FRAME__BODY_CATALOG_QUERY: return on_catalog_query(c, f, x);
+    case TDSX__FRAME__BODY_CATALOG_RESULT: return on_catalog_result(c, xc, f);
+    default: break;
     }
     if (!s) {
         /* Late frames for a stream we already finished are ignored, not fatal. */
@@ -1477,8 +1479,8 @@ static void on_check(uv_check_t *h)
 {
     tdsx_exchange_t *x = h->data;
     if (tdsx_signer_pending(x->signer) > 0 && tdsx_signer_flush(x->signer) != 0)
-        tdsx_log(TDSX_LOG_ERROR, "signer.flush_failed", TDSX_KV_I("pending",
-                                                                   tdsx_signer_pending(x->signer)));
+        tdsx_log(TDSX_LOG_ERROR, "signer.flush_failed",
+                 TDSX_KV_I("pending", tdsx_signer_pending(x->signer)));
 }
 
 /* ---- local requests -------------------------------------------------------------------------- */
@@ -1874,14 +1876,6 @@ int tdsx__exchange_new(tdsx_node_t *n, char *what, size_t what_size)
     x->node = n;
     n->x = x;
     tdsx_buf_init(&p, 8192);
-    if ((rc = tdsx_store_open(n->cfg.data_dir, &x->store)) != 0) {
-        snprintf(what, what_size, "%s", n->cfg.data_dir);
-        goto fail;
-    }
-    if ((rc = make_dir(n->cfg.data_dir, "tmp")) != 0 || (rc = make_dir(n->cfg.data_dir, "nrd")) != 0) {
-        snprintf(what, what_size, "%s", n->cfg.data_dir);
-        goto fail;
-    }
     if ((rc = tdsx_buf_printf(&p, "%s/%s", n->cfg.credentials, TDSX_CRED_SIGN_KEY)) != 0)
         goto fail;
     if ((rc = tdsx_key_load_ed25519((const char *)p.p, seed)) != 0) {
@@ -1912,6 +1906,25 @@ int tdsx__exchange_new(tdsx_node_t *n, char *what, size_t what_size)
         goto fail;
     if (load_der((const char *)p.p, NULL, NULL, x, 1) != 0)
         x->n_chain = 0; /* no intermediates */
+    tdsx_buf_free(&p);
+    return 0;
+fail:
+    tdsx_buf_free(&p);
+    return rc;
+}
+
+int tdsx__exchange_start(tdsx_node_t *n)
+{
+    tdsx_exchange_t *x = X(n);
+    int rc = tdsx_store_open(n->cfg.data_dir, &x->store);
+    if (rc) {
+        tdsx_log(TDSX_LOG_ERROR, "store.open_failed", TDSX_KV_S("data_dir", n->cfg.data_dir),
+                 TDSX_KV_E("err", rc));
+        return rc;
+    }
+    if ((rc = make_dir(n->cfg.data_dir, "tmp")) != 0 ||
+        (rc = make_dir(n->cfg.data_dir, "nrd")) != 0)
+        return rc;
     uv_check_init(n->loop, &x->flush_check);
     x->flush_check.data = x;
     uv_check_start(&x->flush_check, on_check);
@@ -1919,11 +1932,7 @@ int tdsx__exchange_new(tdsx_node_t *n, char *what, size_t what_size)
     x->tick.data = x;
     uv_timer_start(&x->tick, on_tick, 1000, 1000);
     x->handles = 1;
-    tdsx_buf_free(&p);
     return 0;
-fail:
-    tdsx_buf_free(&p);
-    return rc;
 }
 
 void tdsx__exchange_close(tdsx_node_t *n)

@@ -23,15 +23,17 @@
 #include "daemon.h"
 
 /* Caps and timings, defined once. */
-#define TDSX_XFER_CHUNK (256u * 1024u)           /* TransferData chunk, = TDSX_CHUNK_MAX */
+#define TDSX_XFER_CHUNK (256u * 1024u)             /* TransferData chunk, = TDSX_CHUNK_MAX */
 #define TDSX_XFER_SYNC_EVERY (64u * 1024u * 1024u) /* receiver fdatasync period, bytes */
 #define TDSX_XFER_PROGRESS_MS 250u
 #define TDSX_XFER_RECEIPT_TIMEOUT_MS 30000u /* after TransferEnd: then the sender signs an NRD */
 
 typedef struct tdsx_exchange_s tdsx_exchange_t;
 
-/* Opens the store, loads the sign key and certificate, starts the signer. */
+/* Loads the sign key and certificate and makes the signer (what --check-config checks). */
 TDSX_MUST_CHECK int tdsx__exchange_new(tdsx_node_t *n, char *what, size_t what_size);
+/* Opens the store and starts the signer's flush and the receipt timer. */
+TDSX_MUST_CHECK int tdsx__exchange_start(tdsx_node_t *n);
 /* Closes the exchange's libuv handles (at node shutdown). */
 void tdsx__exchange_close(tdsx_node_t *n);
 /* After uv_run returned. NULL-safe. */

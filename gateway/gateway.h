@@ -283,4 +283,35 @@ int tdsx_tls_conn_alert_sent(const tdsx_tls_conn_t *c);
 const tdsx_identity_t *tdsx_tls_conn_peer(const tdsx_tls_conn_t *c);
 const char *tdsx_tls_conn_peer_id(const tdsx_tls_conn_t *c);
 
+/* ==========================================================================================
+ * Receipts (SPEC §10, §13)
+ *
+ * A complete receipt travels as a serialised ReceiptBundle (proto/transfer.proto): the exact
+ * NRO and NRR envelopes and the DER sign certificates of both parties. Verifying it trusts only
+ * `trust` (the auditor's anchor): both certificates must chain to it with purpose SIGN at the
+ * time the NRO was signed, the NRO must be signed by the sender's key and the NRR by the
+ * receiver's, and the NRR must name the NRO by its envelope hash and signature hash. An
+ * accepted NRR must report the length and SHA-256 the NRO promised.
+ * ======================================================================================== */
+typedef struct tdsx_receipt_info_s {
+    uint8_t transfer_id[16];
+    char sender[TDSX_ID_SIZE];
+    char receiver[TDSX_ID_SIZE];
+    char dataset_id[256];
+    uint8_t sha256[32];
+    uint64_t length;
+    uint64_t sequence;
+    int64_t sent_at, received_at;
+    int accepted;
+    const char *status; /* "accepted", "integrity-failed", "policy-refused" */
+    uint8_t received_sha256[32];
+    uint64_t received_length;
+} tdsx_receipt_info_t;
+
+/* 0 when the receipt verifies (out filled); otherwise the specific code (TDSX_E_PROTO_DECODE,
+ * a TDSX_E_CERT_* code, TDSX_E_SIG_INVALID, TDSX_E_SIGNER_UNKNOWN, TDSX_E_SIG_TYPE,
+ * TDSX_E_HASH_MISMATCH, ...) and *what (may be NULL) names the part at fault. */
+TDSX_MUST_CHECK int tdsx_receipt_verify(tdsx_bytes_t bundle, const tdsx_trust_t *trust,
+                                        tdsx_receipt_info_t *out, const char **what);
+
 #endif

@@ -356,7 +356,9 @@ int tdsx_node_start(tdsx_node_t *n)
     uv_signal_start(&n->sig_term, on_signal, SIGTERM);
     uv_signal_start(&n->sig_int, on_signal, SIGINT);
     uv_signal_start(&n->sig_hup, on_signal, SIGHUP);
-    int rc = start_listener(n);
+    int rc = tdsx__exchange_start(n);
+    if (rc == 0)
+        rc = start_listener(n);
     if (rc == 0)
         rc = tdsx__control_start(n);
     if (rc == 0)

@@ -14,6 +14,14 @@ static const tdsx_cmd_t commands[] = {
     {"registry", "check", tdsx_cmd_registry_check, "validate a member registry file"},
     {"policy", "check", tdsx_cmd_policy_check, "lint a policy file and print its hash"},
     {"policy", "explain", tdsx_cmd_policy_explain, "show which rule decides a transfer, and why"},
+    {NULL, "send", tdsx_cmd_send, "push a file or a catalog dataset to a peer, with receipt"},
+    {NULL, "pull", tdsx_cmd_pull, "pull a dataset from a peer's catalog, with receipt"},
+    {"catalog", "publish", tdsx_cmd_catalog_publish, "register a file as a dataset (数据登记/上架)"},
+    {"catalog", "list", tdsx_cmd_catalog_list, "list this node's or a peer's catalog"},
+    {"catalog", "withdraw", tdsx_cmd_catalog_withdraw, "withdraw a dataset from the catalog"},
+    {"receipts", "list", tdsx_cmd_receipts_list, "list the receipts this node holds"},
+    {"receipts", "show", tdsx_cmd_receipts_show, "fetch, verify and print one receipt"},
+    {"receipts", "verify", tdsx_cmd_receipts_verify, "verify a receipt file offline"},
     {NULL, "status", tdsx_cmd_status, "show the local daemon: identity, peers, counters"},
 };
 
