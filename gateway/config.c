@@ -55,6 +55,7 @@ static const key_t_ keys[] = {
     {"ping_interval", K_DURATION, OFF(ping_interval_ms), 100, 3600000, 0},
     {"redial_min", K_DURATION, OFF(redial_min_ms), 10, 600000, 0},
     {"redial_max", K_DURATION, OFF(redial_max_ms), 10, 3600000, 0},
+    {"sync_every", K_SIZE, OFF(sync_every), 64 * KIB, 64 * 1024 * MIB, 0},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -74,6 +75,7 @@ void tdsx_config_defaults(tdsx_config_t *c)
     c->ping_interval_ms = 30000;
     c->redial_min_ms = 200;
     c->redial_max_ms = 30000;
+    c->sync_every = 64 * MIB;
 }
 
 static void diag(tdsx_config_diags_t *d, unsigned line, int err, const char *fmt, ...)

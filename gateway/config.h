@@ -51,6 +51,7 @@ typedef struct tdsx_config_s {
     uint64_t ping_interval_ms;
     uint64_t redial_min_ms;
     uint64_t redial_max_ms;
+    uint64_t sync_every; /* receiver: fdatasync a transfer's part file every this many bytes */
 } tdsx_config_t;
 
 /* One problem found in a config file. */

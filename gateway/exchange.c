@@ -950,7 +950,12 @@ static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, 
     }
     s->since_sync = tdsx_object_length(s->w);
     s->state = XS_RECV_DATA;
-    log_transfer(s, TDSX_LOG_INFO, resume ? "transfer.resumed" : "transfer.started", 0);
+    if (resume)
+        tdsx_log(TDSX_LOG_INFO, "transfer.resumed", TDSX_KV_S("peer", s->rec.peer),
+                 TDSX_KV_S("dataset", s->dataset_id), TDSX_KV_I("offset", s->since_sync),
+                 TDSX_KV_I("length", s->rec.length));
+    else
+        log_transfer(s, TDSX_LOG_INFO, "transfer.started", 0);
     Tdsx__TransferAccept acc = TDSX__TRANSFER_ACCEPT__INIT;
     Tdsx__Frame out = TDSX__FRAME__INIT;
     acc.offset = s->since_sync;
@@ -981,7 +986,7 @@ static int on_transfer_data(xstream_t *s, const Tdsx__TransferData *d)
     s->granted -= d->chunk.len;
     reply_progress(s, s->since_sync);
     /* Durable checkpoints for resuming large transfers. */
-    if (s->since_sync - s->rec.durable >= TDSX_XFER_SYNC_EVERY) {
+    if (s->since_sync - s->rec.durable >= s->node->cfg.sync_every) {
         uint64_t durable;
         if (tdsx_object_sync(s->w, &durable) == 0) {
             s->rec.durable = durable;

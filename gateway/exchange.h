@@ -24,7 +24,6 @@
 
 /* Caps and timings, defined once. */
 #define TDSX_XFER_CHUNK (256u * 1024u)             /* TransferData chunk, = TDSX_CHUNK_MAX */
-#define TDSX_XFER_SYNC_EVERY (64u * 1024u * 1024u) /* receiver fdatasync period, bytes */
 #define TDSX_XFER_PROGRESS_MS 250u
 #define TDSX_XFER_RECEIPT_TIMEOUT_MS 30000u /* after TransferEnd: then the sender signs an NRD */
 
