@@ -52,6 +52,11 @@ int tdsx_cmd_receipts_verify(int argc, char **argv);
  * (-c), else $TDSX_SOCKET. Returns 0 with a heap path, or the exit code after a message. */
 int tdsx__cli_socket(const char *cmd, const char *sock, const char *conf, char **out);
 
+/* Appends the node in cred_dir, reachable at endpoint, to a member registry file (atomically,
+ * refusing duplicates). Returns an exit code. */
+int tdsx__registry_append(const char *cmd, const char *registry, const char *cred_dir,
+                          const char *endpoint);
+
 /* Arena budget for answers from the daemon (a receipt bundle holds two envelopes). */
 #define TDSX_ENVELOPE_ARENA_BUDGET_CLI (64u << 20)
 int tdsx_cmd_registry_add(int argc, char **argv);

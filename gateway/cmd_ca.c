@@ -160,6 +160,7 @@ static void issue_usage(FILE *f)
     fputs("usage: tdsx ca issue --dir DIR --uscc USCC --org ORG --node NODE\n"
           "                     --role centre|brain|enterprise --out OUTDIR\n"
           "                     [--days N] [--not-before UNIX_SECONDS] [--force]\n"
+          "                     [--registry FILE --endpoint HOST:PORT]\n"
           "\n"
           "Issues a node's credentials from the CA in DIR into OUTDIR (created 0700):\n"
           "  ca.pem, chain.pem         the root and any intermediate\n"
@@ -176,6 +177,8 @@ static void issue_usage(FILE *f)
           "  --days N                 validity in days (default 365)\n"
           "  --not-before SECONDS     start of validity (default now)\n"
           "  --force                  overwrite existing credential files\n"
+          "  --registry FILE          also add the node to this member registry file,\n"
+          "  --endpoint HOST:PORT     reachable at HOST:PORT (duplicates are refused)\n"
           "\n"
           "Exit status: 0 issued, 1 refused (invalid USCC, name), 2 usage or I/O error.\n",
           f);
@@ -192,11 +195,13 @@ int tdsx_cmd_ca_issue(int argc, char **argv)
                                              {"days", required_argument, NULL, 'D'},
                                              {"not-before", required_argument, NULL, 'b'},
                                              {"force", no_argument, NULL, 'f'},
+                                             {"registry", required_argument, NULL, 'R'},
+                                             {"endpoint", required_argument, NULL, 'E'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     const char *cmd = argv[0];
     tdsx_issue_opts_t o = {0};
-    const char *dir = NULL, *out = NULL, *role = NULL;
+    const char *dir = NULL, *out = NULL, *role = NULL, *registry = NULL, *endpoint = NULL;
     tdsx_ca_t *ca = NULL;
     if (tdsx_cli_wants_help(argc, argv)) {
         issue_usage(stdout);
@@ -213,6 +218,8 @@ int tdsx_cmd_ca_issue(int argc, char **argv)
         case 'r': role = optarg; break;
         case 'O': out = optarg; break;
         case 'f': o.force = 1; break;
+        case 'R': registry = optarg; break;
+        case 'E': endpoint = optarg; break;
         case 'D':
             if (parse_num(optarg, 1, CLI_DAYS_MAX, &o.days))
                 return tdsx_cli_usage(cmd, "--days must be 1..%d", CLI_DAYS_MAX);
@@ -230,6 +237,8 @@ int tdsx_cmd_ca_issue(int argc, char **argv)
         return tdsx_cli_usage(cmd, "--dir, --uscc, --org, --node, --role and --out are required");
     if (tdsx_role_parse(role, &o.role) != 0)
         return tdsx_cli_usage(cmd, "--role must be centre, brain or enterprise");
+    if (!registry != !endpoint)
+        return tdsx_cli_usage(cmd, "--registry and --endpoint go together");
     int warning = 0;
     int rc = tdsx_uscc_check(o.uscc, &warning);
     if (rc)
@@ -255,6 +264,9 @@ int tdsx_cmd_ca_issue(int argc, char **argv)
     if ((rc = print_cert("auth", out, TDSX_CRED_AUTH_CERT)) ||
         (rc = print_cert("sign", out, TDSX_CRED_SIGN_CERT)))
         return tdsx_cli_fail(cmd, rc, out);
+    /* Until the trust bundle carries the member registry, the CA appends to a local one. */
+    if (registry)
+        return tdsx__registry_append(cmd, registry, out, endpoint);
     return TDSX_EXIT_OK;
 }
 

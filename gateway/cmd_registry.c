@@ -12,8 +12,6 @@
  * would not parse (a duplicate id or fingerprint): the file is rewritten atomically with the
  * new line, never left half-written. */
 int tdsx__registry_append(const char *cmd, const char *registry, const char *cred_dir,
-                          const char *endpoint);
-int tdsx__registry_append(const char *cmd, const char *registry, const char *cred_dir,
                           const char *endpoint)
 {
     tdsx_buf_t all;

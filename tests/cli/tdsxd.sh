@@ -79,6 +79,20 @@ sed 's/^role enterprise/role centre/' good.conf > liar.conf
 expect 1 tdsxd -c liar.conf --check-config
 err_has 'TDSX_E_CERT_ROLE'
 
+# tdsx ca issue can add the node to the registry itself; a duplicate is refused and the
+# registry left as it was (the credentials were issued; the registry line was not added).
+expect 0 tdsx ca issue --dir ca --uscc $USCC --org "测试企业" --node n2 --role brain --out n2 \
+  --registry reg.txt --endpoint 127.0.0.1:3
+out_has "^added $USCC/n2 to reg.txt"
+grep -q "^$USCC/n2 brain 127.0.0.1:3 auth=" reg.txt
+cp reg.txt reg-before.txt
+expect 1 tdsx ca issue --dir ca --uscc $USCC --org "测试企业" --node n2 --role brain --out n2b \
+  --registry reg.txt --endpoint 127.0.0.1:4
+err_has 'duplicate id'
+same_file reg.txt reg-before.txt
+expect 2 tdsx ca issue --dir ca --uscc $USCC --org O --node n3 --role brain --out n3 --registry reg.txt
+err_has 'go together'
+
 # status without a daemon: could not run.
 expect 2 tdsx status --socket "$work/none.sock"
 err_has 'TDSX_E_NOTFOUND'
