@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -108,6 +109,7 @@ struct tdsx_exchange_s {
     uv_check_t flush_check;
     uv_timer_t tick;
     int handles;
+    int lock_fd; /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
     xstream_t *streams; /* every live stream */
 };
 
@@ -1879,6 +1881,7 @@ int tdsx__exchange_new(tdsx_node_t *n, char *what, size_t what_size)
     if (!x)
         return TDSX_E_NOMEM;
     x->node = n;
+    x->lock_fd = -1;
     n->x = x;
     tdsx_buf_init(&p, 8192);
     if ((rc = tdsx_buf_printf(&p, "%s/%s", n->cfg.credentials, TDSX_CRED_SIGN_KEY)) != 0)
@@ -1921,7 +1924,25 @@ fail:
 int tdsx__exchange_start(tdsx_node_t *n)
 {
     tdsx_exchange_t *x = X(n);
-    int rc = tdsx_store_open(n->cfg.data_dir, &x->store);
+    tdsx_buf_t lp;
+    tdsx_buf_init(&lp, 8192);
+    int rc = tdsx_buf_printf(&lp, "%s/tdsxd.lock", n->cfg.data_dir);
+    if (rc == 0) {
+        x->lock_fd = open((const char *)lp.p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (x->lock_fd < 0)
+            rc = TDSX_E_IO;
+        else if (flock(x->lock_fd, LOCK_EX | LOCK_NB) != 0)
+            rc = TDSX_E_BUSY;
+    }
+    tdsx_buf_free(&lp);
+    if (rc) {
+        tdsx_log(TDSX_LOG_ERROR, "node.data_dir_busy", TDSX_KV_S("data_dir", n->cfg.data_dir),
+                 TDSX_KV_E("err", rc),
+                 TDSX_KV_S("reason", rc == TDSX_E_BUSY ? "another tdsxd uses this data_dir"
+                                                         : "cannot open the lock file"));
+        return rc;
+    }
+    rc = tdsx_store_open(n->cfg.data_dir, &x->store);
     if (rc) {
         tdsx_log(TDSX_LOG_ERROR, "store.open_failed", TDSX_KV_S("data_dir", n->cfg.data_dir),
                  TDSX_KV_E("err", rc));
@@ -1967,6 +1988,8 @@ void tdsx__exchange_free(tdsx_node_t *n)
     tdsx_arena_free(x->arena);
     tdsx_store_close(x->store);
     tdsx_free(x->own_cert);
+    if (x->lock_fd >= 0)
+        close(x->lock_fd);
     for (size_t i = 0; i < x->n_chain; i++)
         tdsx_free((void *)x->chain_certs[i].p);
     tdsx_free(x);
