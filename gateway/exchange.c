@@ -72,6 +72,7 @@ struct xstream_s {
     tdsx_object_writer_t *w;
     uint64_t since_sync;
     uint64_t granted; /* credit granted and not yet used */
+    int starved;      /* wants credit the connection window could not give yet */
     int commit_rc;
     uv_work_t work;
     uint8_t got_sha[32];
@@ -93,6 +94,8 @@ struct xconn_s {
     tdsx_hash_t peer_key; /* its key id */
     xstream_t **slots;    /* open addressing on stream id */
     size_t cap, count;
+    uint64_t granted; /* receive credit granted on all streams and not yet used */
+    size_t starved;   /* receiving streams waiting for connection credit */
 };
 
 struct tdsx_exchange_s {
@@ -109,7 +112,7 @@ struct tdsx_exchange_s {
     uv_check_t flush_check;
     uv_timer_t tick;
     int handles;
-    int lock_fd; /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
+    int lock_fd;        /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
     xstream_t *streams; /* every live stream */
 };
 
@@ -381,6 +384,9 @@ static void stream_maybe_free(xstream_t *s)
     tdsx_free(s);
 }
 
+static void credit_release(xstream_t *s);
+static int feed_starved(xconn_t *xc);
+
 /* Ends the stream's life on the connection (the table entry and the stream count). */
 static void stream_finish(xstream_t *s)
 {
@@ -388,6 +394,9 @@ static void stream_finish(xstream_t *s)
         return;
     s->state = XS_DONE;
     if (s->conn) {
+        credit_release(s);
+        if (s->xc->starved && feed_starved(s->xc) != 0)
+            tdsx_log(TDSX_LOG_DEBUG, "flow.feed_failed", TDSX_KV_I("stream", s->id));
         stream_remove(s->xc, s);
         tdsx__conn_stream_count(s->conn, -1);
         s->conn = NULL;
@@ -735,8 +744,52 @@ static void hash_file_done(uv_work_t *req, int status)
 
 /* ---- receiving ---------------------------------------------------------------------------- */
 
-static int grant(xstream_t *s, uint64_t credit)
+/* Receive credit (SPEC §4: per-stream and per-connection flow control). A stream gets at most
+ * stream_window outstanding, never more than it still needs, and all streams of a connection
+ * together at most conn_window; a stream the connection cannot serve now is starved and served
+ * first when credit comes back. Returns the credit to announce (0: nothing now). */
+static uint64_t credit_due(xstream_t *s)
 {
+    const tdsx_config_t *cfg = &s->node->cfg;
+    xconn_t *xc = s->xc;
+    uint64_t need = s->rec.length - s->since_sync - s->granted;
+    uint64_t room = cfg->stream_window - s->granted;
+    uint64_t conn = cfg->conn_window > xc->granted ? cfg->conn_window - xc->granted : 0;
+    uint64_t give = need < room ? need : room;
+    int starved = give > conn;
+    if (starved)
+        give = conn;
+    if (starved != s->starved) {
+        s->starved = starved;
+        if (starved)
+            xc->starved++;
+        else
+            xc->starved--;
+    }
+    s->granted += give;
+    xc->granted += give;
+    return give;
+}
+
+/* Hands back what a finished stream was granted and did not use. */
+static void credit_release(xstream_t *s)
+{
+    xconn_t *xc = s->xc;
+    if (!xc)
+        return;
+    xc->granted -= s->granted < xc->granted ? s->granted : xc->granted;
+    s->granted = 0;
+    if (s->starved) {
+        s->starved = 0;
+        xc->starved--;
+    }
+}
+
+static int grant(xstream_t *s)
+{
+    uint64_t credit = credit_due(s);
+    if (credit == 0)
+        return 0;
     Tdsx__WindowUpdate wu = TDSX__WINDOW_UPDATE__INIT;
     Tdsx__Frame f = TDSX__FRAME__INIT;
     wu.stream_id = s->id;
@@ -744,8 +797,21 @@ static int grant(xstream_t *s, uint64_t credit)
     f.stream_id = s->id;
     f.body_case = TDSX__FRAME__BODY_WINDOW_UPDATE;
     f.window_update = &wu;
-    s->granted += credit;
     return tdsx__conn_send(s->conn, &f);
+}
+
+/* Credit came back to the connection: serve starved streams. */
+static int feed_starved(xconn_t *xc)
+{
+    for (size_t i = 0; xc->starved > 0 && i < xc->cap; i++) {
+        xstream_t *t = xc->slots[i];
+        if (t && t != (xstream_t *)xc && t->starved && t->state == XS_RECV_DATA) {
+            int rc = grant(t);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
 }
 
 static void on_nrr_signed(void *ud, int status, tdsx_bytes_t env)
@@ -961,8 +1027,8 @@ static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, 
     Tdsx__TransferAccept acc = TDSX__TRANSFER_ACCEPT__INIT;
     Tdsx__Frame out = TDSX__FRAME__INIT;
     acc.offset = s->since_sync;
-    acc.window = node->cfg.stream_window;
-    s->granted = acc.window;
+    s->granted = 0;
+    acc.window = credit_due(s);
     out.stream_id = s->id;
     out.body_case = TDSX__FRAME__BODY_TRANSFER_ACCEPT;
     out.transfer_accept = &acc;
@@ -986,6 +1052,7 @@ static int on_transfer_data(xstream_t *s, const Tdsx__TransferData *d)
     }
     s->since_sync += d->chunk.len;
     s->granted -= d->chunk.len;
+    s->xc->granted -= d->chunk.len;
     reply_progress(s, s->since_sync);
     /* Durable checkpoints for resuming large transfers. */
     if (s->since_sync - s->rec.durable >= s->node->cfg.sync_every) {
@@ -996,10 +1063,10 @@ static int on_transfer_data(xstream_t *s, const Tdsx__TransferData *d)
         }
     }
     /* Keep the sender's window open: top it up once half of it is used. */
-    uint64_t window = s->node->cfg.stream_window;
-    if (s->granted <= window / 2 && s->since_sync + s->granted < s->rec.length)
-        return grant(s, window - s->granted);
-    return 0;
+    if (s->granted <= s->node->cfg.stream_window / 2 &&
+        s->since_sync + s->granted < s->rec.length && (rc = grant(s)) != 0)
+        return rc;
+    return s->xc->starved ? feed_starved(s->xc) : 0;
 }
 
 static int on_transfer_end(xstream_t *s, const Tdsx__TransferEnd *e)
@@ -1939,7 +2006,7 @@ int tdsx__exchange_start(tdsx_node_t *n)
         tdsx_log(TDSX_LOG_ERROR, "node.data_dir_busy", TDSX_KV_S("data_dir", n->cfg.data_dir),
                  TDSX_KV_E("err", rc),
                  TDSX_KV_S("reason", rc == TDSX_E_BUSY ? "another tdsxd uses this data_dir"
-                                                         : "cannot open the lock file"));
+                                                       : "cannot open the lock file"));
         return rc;
     }
     rc = tdsx_store_open(n->cfg.data_dir, &x->store);
