@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <time.h>
 #include <string.h>
 
 int tdsx_cli_fail(const char *cmd, int err, const char *what)
@@ -45,4 +46,16 @@ int tdsx_cli_wants_help(int argc, char **argv)
             return 1;
     }
     return 0;
+}
+
+void tdsx__cli_print_time(int width, const char *label, int64_t t)
+{
+    char buf[32] = "-";
+    if (t > 0) {
+        time_t tt = (time_t)t;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    printf("%-*s%s\n", width, label, buf);
 }

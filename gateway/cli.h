@@ -48,6 +48,9 @@ int tdsx_cmd_receipts_list(int argc, char **argv);
 int tdsx_cmd_receipts_show(int argc, char **argv);
 int tdsx_cmd_receipts_verify(int argc, char **argv);
 
+/* Prints "label  2026-11-21T23:30:00Z" (or "-" for 0) with the label padded to width. */
+void tdsx__cli_print_time(int width, const char *label, int64_t t);
+
 /* Finds the daemon's control socket: --socket PATH, else the one named by the config file
  * (-c), else $TDSX_SOCKET. Returns 0 with a heap path, or the exit code after a message. */
 int tdsx__cli_socket(const char *cmd, const char *sock, const char *conf, char **out);
@@ -63,5 +66,6 @@ int tdsx_cmd_registry_add(int argc, char **argv);
 int tdsx_cmd_registry_check(int argc, char **argv);
 int tdsx_cmd_policy_check(int argc, char **argv);
 int tdsx_cmd_policy_explain(int argc, char **argv);
+int tdsx_cmd_bench_send(int argc, char **argv);
 
 #endif

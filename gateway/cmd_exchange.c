@@ -459,18 +459,6 @@ int tdsx_cmd_catalog_withdraw(int argc, char **argv)
 
 /* ---- receipts ------------------------------------------------------------------------------- */
 
-static void print_time(const char *label, int64_t t)
-{
-    char buf[32] = "-";
-    if (t > 0) {
-        time_t tt = (time_t)t;
-        struct tm tm;
-        gmtime_r(&tt, &tm);
-        strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    }
-    printf("%-11s%s\n", label, buf);
-}
-
 int tdsx_cmd_receipts_list(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -552,8 +540,37 @@ static void print_receipt(const tdsx_receipt_info_t *i)
     printf("length     %llu\nsha256     ", (unsigned long long)i->length);
     hex_print(stdout, i->sha256, 32);
     printf("\nsequence   %llu\nstatus     %s\n", (unsigned long long)i->sequence, i->status);
-    print_time("sent", i->sent_at);
-    print_time("received", i->received_at);
+    tdsx__cli_print_time(11, "sent", i->sent_at);
+    tdsx__cli_print_time(11, "received", i->received_at);
+}
+
+/* Verifies a receipt bundle against the anchor file and prints it (VALID / INVALID line
+ * first when `verdict`). Returns the exit code. */
+static int check_receipt(const char *cmd, tdsx_bytes_t bundle, const char *anchor, int verdict)
+{
+    tdsx_trust_t *trust = NULL;
+    int rc = tdsx_trust_new(&trust);
+    if (rc == 0)
+        rc = tdsx_trust_add_anchors_file(trust, anchor);
+    if (rc) {
+        tdsx_trust_free(trust);
+        return tdsx_cli_fail(cmd, rc == TDSX_E_CERT_PARSE ? TDSX_E_NOTFOUND : rc, anchor);
+    }
+    tdsx_receipt_info_t info;
+    const char *what = NULL;
+    rc = tdsx_receipt_verify(bundle, trust, &info, &what);
+    tdsx_trust_free(trust);
+    if (rc) {
+        if (verdict)
+            printf("INVALID %s %s\n", what, tdsx_err_name(rc));
+        fprintf(stderr, "tdsx %s: receipt does not verify: %s: %s (%s)\n", cmd, what,
+                tdsx_strerror(rc), tdsx_err_name(rc));
+        return TDSX_EXIT_INVALID;
+    }
+    if (verdict)
+        printf("VALID\n");
+    print_receipt(&info);
+    return TDSX_EXIT_OK;
 }
 
 int tdsx_cmd_receipts_show(int argc, char **argv)
@@ -595,27 +612,9 @@ int tdsx_cmd_receipts_show(int argc, char **argv)
             return tdsx_cli_fail(t.cmd, rc, out);
         }
     }
-    tdsx_trust_t *trust = NULL;
-    int rc = tdsx_trust_new(&trust);
-    if (rc == 0)
-        rc = tdsx_trust_add_anchors_file(trust, anchor);
-    if (rc) {
-        tdsx_trust_free(trust);
-        tdsx_free(b);
-        return tdsx_cli_fail(t.cmd, rc, anchor);
-    }
-    tdsx_receipt_info_t info;
-    const char *what = NULL;
-    rc = tdsx_receipt_verify(tdsx_bytes(b, len), trust, &info, &what);
-    tdsx_trust_free(trust);
+    code = check_receipt(t.cmd, tdsx_bytes(b, len), anchor, 0);
     tdsx_free(b);
-    if (rc) {
-        fprintf(stderr, "tdsx %s: receipt does not verify: %s: %s (%s)\n", t.cmd, what,
-                tdsx_strerror(rc), tdsx_err_name(rc));
-        return TDSX_EXIT_INVALID;
-    }
-    print_receipt(&info);
-    return TDSX_EXIT_OK;
+    return code;
 }
 
 int tdsx_cmd_receipts_verify(int argc, char **argv)
@@ -647,26 +646,7 @@ int tdsx_cmd_receipts_verify(int argc, char **argv)
     int rc = tdsx_file_read(argv[optind], 16u << 20, &b, &len);
     if (rc)
         return tdsx_cli_fail(cmd, rc, argv[optind]);
-    tdsx_trust_t *trust = NULL;
-    rc = tdsx_trust_new(&trust);
-    if (rc == 0)
-        rc = tdsx_trust_add_anchors_file(trust, anchor);
-    if (rc) {
-        tdsx_trust_free(trust);
-        tdsx_free(b);
-        return tdsx_cli_fail(cmd, rc == TDSX_E_CERT_PARSE ? TDSX_E_NOTFOUND : rc, anchor);
-    }
-    tdsx_receipt_info_t info;
-    const char *what = NULL;
-    rc = tdsx_receipt_verify(tdsx_bytes(b, len), trust, &info, &what);
-    tdsx_trust_free(trust);
+    int code = check_receipt(cmd, tdsx_bytes(b, len), anchor, 1);
     tdsx_free(b);
-    if (rc) {
-        printf("INVALID %s %s\n", what, tdsx_err_name(rc));
-        fprintf(stderr, "tdsx %s: %s: %s (%s)\n", cmd, what, tdsx_strerror(rc), tdsx_err_name(rc));
-        return TDSX_EXIT_INVALID;
-    }
-    printf("VALID\n");
-    print_receipt(&info);
-    return TDSX_EXIT_OK;
+    return code;
 }

@@ -9,18 +9,6 @@
 
 #define STATUS_TIMEOUT_MS 5000
 
-static void print_time(const char *label, int64_t t)
-{
-    char buf[32] = "-";
-    if (t > 0) {
-        time_t tt = (time_t)t;
-        struct tm tm;
-        gmtime_r(&tt, &tm);
-        strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    }
-    printf("%-16s %s\n", label, buf);
-}
-
 int tdsx__cli_socket(const char *cmd, const char *sock, const char *conf, char **out)
 {
     if (!sock && !conf)
@@ -98,9 +86,9 @@ int tdsx_cmd_status(int argc, char **argv)
     printf("%-16s %s\n", "role", st->role);
     printf("%-16s %s\n", "listen", *st->listen ? st->listen : "-");
     printf("%-16s %s%s\n", "version", st->version, st->draining ? " (draining)" : "");
-    print_time("started", st->started_at);
-    print_time("auth expires", st->auth_not_after);
-    print_time("sign expires", st->sign_not_after);
+    tdsx__cli_print_time(17, "started", st->started_at);
+    tdsx__cli_print_time(17, "auth expires", st->auth_not_after);
+    tdsx__cli_print_time(17, "sign expires", st->sign_not_after);
     printf("peers            %zu\n", st->n_peers);
     for (size_t i = 0; i < st->n_peers; i++) {
         const Tdsx__PeerStatus *p = st->peers[i];

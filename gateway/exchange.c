@@ -34,6 +34,7 @@ typedef enum {
     XS_RECV_COMMIT, /* fsync + rename on the thread pool */
     XS_RECV_SIGN,   /* NRR waiting for the signer */
     XS_PULL_WAIT,   /* we asked for a dataset; the owner will send TransferStart */
+    XS_QUERY_WAIT,  /* we asked for a catalog page; the peer will send CatalogResult */
     XS_DONE
 } xs_state_t;
 
@@ -1308,7 +1309,7 @@ static int on_catalog_result(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f)
 {
     (void)c;
     xstream_t *s = stream_find(xc, f->stream_id);
-    if (!s || s->state != XS_PULL_WAIT || !s->tags[0] || strcmp(s->tags, "catalog") != 0)
+    if (!s || s->state != XS_QUERY_WAIT)
         return TDSX_E_STREAM;
     tdsx_ctl_client_t *cl = tdsx__control_find(s->node, s->client);
     if (cl) {
@@ -1673,51 +1674,63 @@ static int local_send(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
     return 1;
 }
 
-static int local_pull(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
-                      const Tdsx__PullRequest *r)
+/* Opens a stream to `peer` for a local request that the peer answers on it later. */
+static xstream_t *open_request(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
+                               const char *peer, xs_state_t state, int *rc)
 {
-    int rc = 0;
-    tdsx_conn_t *c = peer_conn(n, r->from, &rc);
+    tdsx_conn_t *c = peer_conn(n, peer, rc);
     if (!c)
-        return rc;
+        return NULL;
     xstream_t *s = stream_new(n, c, tdsx__conn_new_stream(c), 0);
-    if (!s)
-        return TDSX_E_NOMEM;
+    if (!s) {
+        *rc = TDSX_E_NOMEM;
+        return NULL;
+    }
     s->client = tdsx__control_serial(cl);
     s->req_id = req_id;
-    s->progress = r->progress;
-    s->pulled = 1;
-    s->state = XS_PULL_WAIT;
-    snprintf(s->rec.peer, sizeof s->rec.peer, "%s", r->from);
-    snprintf(s->dataset_id, sizeof s->dataset_id, "%s", r->dataset_id);
-    Tdsx__TransferPull p = TDSX__TRANSFER_PULL__INIT;
-    Tdsx__Frame f = TDSX__FRAME__INIT;
-    p.dataset_id = r->dataset_id;
-    f.stream_id = s->id;
-    f.body_case = TDSX__FRAME__BODY_TRANSFER_PULL;
-    f.transfer_pull = &p;
-    rc = tdsx__conn_send(c, &f);
+    s->state = state;
+    snprintf(s->rec.peer, sizeof s->rec.peer, "%s", peer);
+    return s;
+}
+
+/* Sends the request frame; 1 (answered later) or the error, with the stream closed. */
+static int send_request(xstream_t *s, Tdsx__Frame *f)
+{
+    f->stream_id = s->id;
+    int rc = tdsx__conn_send(s->conn, f);
     if (rc) {
+        s->client = 0;
         stream_finish(s);
         return rc;
     }
     return 1;
 }
 
+static int local_pull(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
+                      const Tdsx__PullRequest *r)
+{
+    int rc = 0;
+    xstream_t *s = open_request(n, cl, req_id, r->from, XS_PULL_WAIT, &rc);
+    if (!s)
+        return rc;
+    s->progress = r->progress;
+    s->pulled = 1;
+    snprintf(s->dataset_id, sizeof s->dataset_id, "%s", r->dataset_id);
+    Tdsx__TransferPull p = TDSX__TRANSFER_PULL__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    p.dataset_id = r->dataset_id;
+    f.body_case = TDSX__FRAME__BODY_TRANSFER_PULL;
+    f.transfer_pull = &p;
+    return send_request(s, &f);
+}
+
 static int local_catalog_remote(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
                                 const Tdsx__CatalogListRequest *r)
 {
     int rc = 0;
-    tdsx_conn_t *c = peer_conn(n, r->from, &rc);
-    if (!c)
-        return rc;
-    xstream_t *s = stream_new(n, c, tdsx__conn_new_stream(c), 0);
+    xstream_t *s = open_request(n, cl, req_id, r->from, XS_QUERY_WAIT, &rc);
     if (!s)
-        return TDSX_E_NOMEM;
-    s->client = tdsx__control_serial(cl);
-    s->req_id = req_id;
-    s->state = XS_PULL_WAIT;
-    snprintf(s->tags, sizeof s->tags, "catalog");
+        return rc;
     Tdsx__CatalogQuery q = TDSX__CATALOG_QUERY__INIT;
     Tdsx__CatalogFilter filt = TDSX__CATALOG_FILTER__INIT;
     Tdsx__Frame f = TDSX__FRAME__INIT;
@@ -1725,15 +1738,9 @@ static int local_catalog_remote(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t 
     q.filter = &filt;
     q.page_token = r->page_token;
     q.page_size = r->page_size;
-    f.stream_id = s->id;
     f.body_case = TDSX__FRAME__BODY_CATALOG_QUERY;
     f.catalog_query = &q;
-    rc = tdsx__conn_send(c, &f);
-    if (rc) {
-        stream_finish(s);
-        return rc;
-    }
-    return 1;
+    return send_request(s, &f);
 }
 
 static int local_publish(tdsx_node_t *n, const Tdsx__PublishRequest *r, tdsx_arena_t *a,
