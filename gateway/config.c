@@ -1,6 +1,8 @@
 /* The tdsxd config file: a table of keys, one parser, every problem reported with its line. */
 #include "config.h"
 
+#include "internal.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -98,38 +100,22 @@ static void diag(tdsx_config_diags_t *d, unsigned line, int err, const char *fmt
 
 int tdsx_config_split_addr(const char *addr, char *host, size_t host_size, int *port)
 {
-    const char *colon;
-    const char *h = addr;
-    size_t hlen;
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (!close || close[1] != ':')
-            return TDSX_E_CONFIG;
-        h = addr + 1;
-        hlen = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(addr, ':');
-        if (!colon || strchr(addr, ':') != colon)
-            return TDSX_E_CONFIG;
-        hlen = (size_t)(colon - addr);
+    /* One endpoint syntax for the config and the registry (gateway/registry.c). */
+    char h[TDSX_HOST_MAX + 1];
+    uint16_t p;
+    if (tdsx__endpoint_parse(tdsx_bytes(addr, strlen(addr)), h, &p) != 0)
+        return TDSX_E_CONFIG;
+    const char *start = h;
+    size_t len = strlen(h);
+    if (h[0] == '[') { /* the registry keeps IPv6 brackets; sockets want the address */
+        start++;
+        len -= 2;
     }
-    if (hlen == 0 || hlen >= host_size)
+    if (len >= host_size)
         return TDSX_E_CONFIG;
-    const char *p = colon + 1;
-    if (!*p || strlen(p) > 5)
-        return TDSX_E_CONFIG;
-    long v = 0;
-    for (; *p; p++) {
-        if (!isdigit((unsigned char)*p))
-            return TDSX_E_CONFIG;
-        v = v * 10 + (*p - '0');
-    }
-    if (v < 0 || v > 65535)
-        return TDSX_E_CONFIG;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    *port = (int)v;
+    memcpy(host, start, len);
+    host[len] = '\0';
+    *port = p;
     return 0;
 }
 
