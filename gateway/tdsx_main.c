@@ -23,6 +23,7 @@ static const tdsx_cmd_t commands[] = {
     {"receipts", "show", tdsx_cmd_receipts_show, "fetch, verify and print one receipt"},
     {"receipts", "verify", tdsx_cmd_receipts_verify, "verify a receipt file offline"},
     {NULL, "status", tdsx_cmd_status, "show the local daemon: identity, peers, counters"},
+    {"bench", "send", tdsx_cmd_bench_send, "load generator: N sends, C in flight; rate, latency"},
 };
 
 static void usage(FILE *f)

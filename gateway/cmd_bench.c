@@ -1,0 +1,598 @@
+/*
+ * tdsx bench send — the load generator for the exchange (shared/BENCH.md).
+ *
+ * One control-socket connection keeps C SendRequests in flight, each naming a file made once
+ * in a temporary directory; every answer is the final TransferResult of one transfer (hash,
+ * NRO, data, fsync, NRR, both receipt halves stored). Latency is from the moment a request is
+ * handed to the socket to the moment its result is read.
+ */
+#include "cli.h"
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+/* Caps, defined once. */
+#define BENCH_COUNT_MAX 10000000ul
+#define BENCH_CONCURRENCY_MAX 4096ul /* the daemon's default max_streams */
+#define BENCH_SIZE_MAX (64ull << 30)
+#define BENCH_DISTINCT_BYTES_MAX (256ull << 20) /* above this, every send names one file */
+#define BENCH_OUT_CAP (64u << 20)               /* requests framed and not yet written */
+#define BENCH_READ_SIZE (64u * 1024u)
+#define BENCH_ARENA_BUDGET (4u << 20) /* one decoded answer (a receipt bundle and strings) */
+#define BENCH_TIMEOUT_S_DEFAULT 120
+#define BENCH_FILL_CHUNK (1u << 20)
+
+typedef struct {
+    const char *cmd;
+    const char *to;
+    const char *sock;
+    const char *conf;
+    uint64_t size;
+    unsigned long count;
+    unsigned long concurrency;
+    double rate; /* requests started per second; 0: as fast as the window allows */
+    int same_file;
+    int json;
+    int timeout_ms;
+} bench_opts_t;
+
+typedef struct {
+    const bench_opts_t *o;
+    char dir[PATH_MAX]; /* the temporary directory holding the payload files */
+    int dir_made;
+    unsigned long n_files; /* 1, or count when every send has its own bytes */
+    char path[PATH_MAX + 32];
+
+    int fd;
+    tdsx_buf_t out;
+    tdsx_frame_decoder_t dec;
+    tdsx_arena_t *arena;
+    uint64_t *started_ns; /* by request id - 1; 0 once answered */
+    double *lat_ms;       /* latencies of receipted transfers */
+    unsigned long sent, answered, failed, receipted;
+    char first_failure[512];
+} bench_t;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* "1024", "64k", "1M", "1G": powers of 1024. */
+TDSX_MUST_CHECK static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return TDSX_E_USAGE;
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k':
+    case 'K': shift = 10; break;
+    case 'm':
+    case 'M': shift = 20; break;
+    case 'g':
+    case 'G': shift = 30; break;
+    default: return TDSX_E_USAGE;
+    }
+    if (*end && end[1])
+        return TDSX_E_USAGE;
+    if (v > (BENCH_SIZE_MAX >> shift))
+        return TDSX_E_USAGE;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+TDSX_MUST_CHECK static int parse_count(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || *s == '-' || v == 0 || v > max)
+        return TDSX_E_USAGE;
+    *out = v;
+    return 0;
+}
+
+/* ---- payload files -------------------------------------------------------------------------- */
+
+static void file_path(bench_t *b, unsigned long i)
+{
+    snprintf(b->path, sizeof b->path, "%s/f%lu.bin", b->dir, b->n_files > 1 ? i : 0ul);
+}
+
+TDSX_MUST_CHECK static int write_fd(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return TDSX_E_IO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes file i: random bytes shared by every file, its index in the first 8 bytes so that
+ * no two files hash alike (the receiver's store would otherwise find the object already
+ * there, which is cheaper than what the baseline does with each upload). */
+TDSX_MUST_CHECK static int make_file(bench_t *b, unsigned long i, uint8_t *fill, size_t fill_len)
+{
+    file_path(b, i);
+    int fd = open(b->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return TDSX_E_IO;
+    int rc = 0;
+    uint64_t left = b->o->size;
+    int first = 1;
+    while (rc == 0 && left > 0) {
+        size_t n = left < fill_len ? (size_t)left : fill_len;
+        if (first && n >= 8) {
+            for (int k = 0; k < 8; k++)
+                fill[k] = (uint8_t)((uint64_t)i >> (8 * k));
+        }
+        rc = write_fd(fd, fill, n);
+        left -= n;
+        first = 0;
+    }
+    if (close(fd) != 0 && rc == 0)
+        rc = TDSX_E_IO;
+    return rc;
+}
+
+TDSX_MUST_CHECK static int make_files(bench_t *b)
+{
+    const char *tmp = getenv("TMPDIR");
+    char tmpl[PATH_MAX];
+    if (snprintf(tmpl, sizeof tmpl, "%s/tdsx-bench.XXXXXX", tmp && *tmp ? tmp : "/tmp") >=
+        (int)sizeof tmpl)
+        return TDSX_E_TOOBIG;
+    if (!mkdtemp(tmpl))
+        return TDSX_E_IO;
+    b->dir_made = 1;
+    /* The daemon opens the files by absolute path. */
+    if (!realpath(tmpl, b->dir)) {
+        snprintf(b->dir, sizeof b->dir, "%s", tmpl);
+        return TDSX_E_IO;
+    }
+    const bench_opts_t *o = b->o;
+    int distinct = !o->same_file && o->size >= 8 &&
+                   o->size * o->count <= BENCH_DISTINCT_BYTES_MAX && o->count > 1;
+    b->n_files = distinct ? o->count : 1;
+    size_t fill_len = o->size < BENCH_FILL_CHUNK ? (size_t)o->size : BENCH_FILL_CHUNK;
+    uint8_t *fill = tdsx_malloc(fill_len ? fill_len : 1);
+    if (!fill)
+        return TDSX_E_NOMEM;
+    randombytes_buf(fill, fill_len);
+    int rc = 0;
+    for (unsigned long i = 0; rc == 0 && i < b->n_files; i++)
+        rc = make_file(b, i, fill, fill_len);
+    tdsx_free(fill);
+    return rc;
+}
+
+static void remove_files(bench_t *b)
+{
+    if (!b->dir_made)
+        return;
+    for (unsigned long i = 0; i < b->n_files; i++) {
+        file_path(b, i);
+        (void)unlink(b->path);
+    }
+    (void)rmdir(b->dir);
+}
+
+/* ---- the control connection ----------------------------------------------------------------- */
+
+TDSX_MUST_CHECK static int connect_daemon(bench_t *b, const char *path)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path)
+        return TDSX_E_INVAL;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    b->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (b->fd < 0)
+        return TDSX_E_IO;
+    if (connect(b->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        return errno == ENOENT || errno == ECONNREFUSED ? TDSX_E_NOTFOUND : TDSX_E_IO;
+    /* Requests are written as the socket takes them while answers keep arriving. */
+    int fl = fcntl(b->fd, F_GETFL);
+    if (fl < 0 || fcntl(b->fd, F_SETFL, fl | O_NONBLOCK) != 0)
+        return TDSX_E_IO;
+    return 0;
+}
+
+/* Frames SendRequest number id (1-based) into the output buffer. */
+TDSX_MUST_CHECK static int queue_send(bench_t *b, unsigned long id)
+{
+    Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
+    Tdsx__SendRequest s = TDSX__SEND_REQUEST__INIT;
+    file_path(b, id - 1);
+    s.to = (char *)b->o->to;
+    s.path = b->path;
+    s.dataset_id = "";
+    s.tags = "";
+    req.id = id;
+    req.body_case = TDSX__LOCAL_REQUEST__BODY_SEND;
+    req.send = &s;
+    size_t len = tdsx__local_request__get_packed_size(&req);
+    int rc = tdsx_buf_u32be(&b->out, (uint32_t)len);
+    if (rc == 0)
+        rc = tdsx_buf_reserve(&b->out, len);
+    if (rc)
+        return rc;
+    tdsx__local_request__pack(&req, b->out.p + b->out.len);
+    b->out.len += len;
+    b->started_ns[id - 1] = now_ns();
+    return 0;
+}
+
+TDSX_MUST_CHECK static int flush_out(bench_t *b)
+{
+    while (b->out.len > 0) {
+        ssize_t w = write(b->fd, b->out.p, b->out.len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (w <= 0)
+            return errno == EPIPE ? TDSX_E_CLOSED : TDSX_E_IO;
+        tdsx_buf_consume(&b->out, (size_t)w);
+    }
+    return 0;
+}
+
+static void note_failure(bench_t *b, unsigned long id, const char *state, const char *msg, int err)
+{
+    b->failed++;
+    if (b->first_failure[0])
+        return;
+    snprintf(b->first_failure, sizeof b->first_failure, "request %lu: %s: %s (%s)", id, state,
+             msg && *msg ? msg : tdsx_strerror(err), tdsx_err_name(err));
+}
+
+/* One answer from the daemon. Progress answers are not final and are skipped. */
+TDSX_MUST_CHECK static int on_answer(bench_t *b, tdsx_bytes_t body)
+{
+    Tdsx__LocalResponse *m = NULL;
+    int rc = tdsx_proto_unpack(b->arena, &tdsx__local_response__descriptor, body,
+                               (ProtobufCMessage **)&m);
+    if (rc)
+        goto done;
+    if (m->id == 0 || m->id > b->sent || b->started_ns[m->id - 1] == 0) {
+        rc = TDSX_E_PROTOCOL; /* an answer to nothing we asked, or asked once */
+        goto done;
+    }
+    if (m->body_case == TDSX__LOCAL_RESPONSE__BODY_PROGRESS)
+        goto done;
+    unsigned long id = (unsigned long)m->id;
+    uint64_t elapsed = now_ns() - b->started_ns[id - 1];
+    b->started_ns[id - 1] = 0;
+    b->answered++;
+    switch (m->body_case) {
+    case TDSX__LOCAL_RESPONSE__BODY_RESULT: {
+        const Tdsx__TransferResult *r = m->result;
+        if (r->error == 0 && strcmp(r->state, "receipted") == 0) {
+            b->lat_ms[b->receipted++] = (double)elapsed / 1e6;
+        } else {
+            note_failure(b, id, r->state, r->message,
+                         r->error ? tdsx_err_from_wire(r->error) : TDSX_E_STATE);
+        }
+        break;
+    }
+    case TDSX__LOCAL_RESPONSE__BODY_ERROR:
+        note_failure(b, id, "refused by the daemon", m->error->message,
+                     tdsx_err_from_wire(m->error->code));
+        break;
+    default: note_failure(b, id, "unexpected answer", NULL, TDSX_E_PROTOCOL); break;
+    }
+done:
+    tdsx_arena_reset(b->arena);
+    return rc;
+}
+
+TDSX_MUST_CHECK static int read_answers(bench_t *b)
+{
+    uint8_t buf[BENCH_READ_SIZE];
+    for (;;) {
+        ssize_t r = read(b->fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (r < 0)
+            return TDSX_E_IO;
+        if (r == 0)
+            return TDSX_E_CLOSED;
+        tdsx_bytes_t in = tdsx_bytes(buf, (size_t)r), body;
+        int rc;
+        while ((rc = tdsx_frame_decoder_next(&b->dec, &in, &body)) > 0)
+            if ((rc = on_answer(b, body)) != 0)
+                return rc;
+        if (rc < 0)
+            return rc;
+        if ((size_t)r < sizeof buf)
+            return 0;
+    }
+}
+
+/* When request i (0-based) is due under --rate: an open-loop schedule, so a slow answer
+ * does not delay the requests after it (up to the concurrency window). */
+static uint64_t due_ns(const bench_t *b, uint64_t t0, unsigned long i)
+{
+    return b->o->rate > 0 ? t0 + (uint64_t)((double)i * 1e9 / b->o->rate) : t0;
+}
+
+/* Keeps up to `concurrency` requests in flight until every one is answered. */
+TDSX_MUST_CHECK static int run_load(bench_t *b, uint64_t t0)
+{
+    const bench_opts_t *o = b->o;
+    uint64_t last_answer = now_ns();
+    while (b->answered < o->count) {
+        uint64_t now = now_ns();
+        while (b->sent < o->count && b->sent - b->answered < o->concurrency &&
+               due_ns(b, t0, b->sent) <= now) {
+            int rc = queue_send(b, b->sent + 1);
+            if (rc)
+                return rc;
+            b->sent++;
+        }
+        int rc = flush_out(b);
+        if (rc)
+            return rc;
+        /* Wake for the next scheduled request, rounding up to poll's millisecond. */
+        int wait_ms = o->timeout_ms;
+        if (b->sent < o->count && b->sent - b->answered < o->concurrency) {
+            uint64_t due = due_ns(b, t0, b->sent);
+            uint64_t ms = due > now ? (due - now + 999999u) / 1000000u : 0;
+            if (ms < (uint64_t)wait_ms)
+                wait_ms = (int)ms;
+        }
+        struct pollfd pfd = {b->fd, (short)(POLLIN | (b->out.len ? POLLOUT : 0)), 0};
+        int pr = poll(&pfd, 1, wait_ms);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr < 0)
+            return TDSX_E_IO;
+        if (b->answered < b->sent && now_ns() - last_answer >= (uint64_t)o->timeout_ms * 1000000u)
+            return TDSX_E_TIMEOUT;
+        if (pr == 0)
+            continue;
+        unsigned long before = b->answered;
+        if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+            if ((rc = read_answers(b)) != 0)
+                return rc;
+        if (b->answered != before)
+            last_answer = now_ns();
+    }
+    return 0;
+}
+
+/* ---- report ------------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile (pct of 100) of a sorted array. */
+static double percentile(const double *v, size_t n, unsigned pct)
+{
+    if (n == 0)
+        return 0;
+    size_t rank = (n * pct + 99) / 100;
+    return v[rank ? rank - 1 : 0];
+}
+
+static void report(const bench_t *b, double secs)
+{
+    const bench_opts_t *o = b->o;
+    qsort(b->lat_ms, b->receipted, sizeof *b->lat_ms, cmp_double);
+    double p50 = percentile(b->lat_ms, b->receipted, 50);
+    double p99 = percentile(b->lat_ms, b->receipted, 99);
+    double rate = secs > 0 ? (double)b->receipted / secs : 0;
+    double mbs = secs > 0 ? (double)b->receipted * (double)o->size / secs / 1e6 : 0;
+    unsigned long missing = o->count - b->answered;
+    if (o->json) {
+        tdsx_buf_t to;
+        tdsx_buf_init(&to, 4096);
+        if (tdsx_json_str(&to, o->to) != 0) {
+            tdsx_buf_reset(&to);
+            if (tdsx_buf_append_str(&to, "\"\"") != 0)
+                tdsx_buf_reset(&to);
+        }
+        printf("{\"to\":%s,\"size\":%llu,\"count\":%lu,\"concurrency\":%lu,\"rate\":%.0f,"
+               "\"files\":%lu,"
+               "\"transfers\":%lu,\"failed\":%lu,\"unanswered\":%lu,\"seconds\":%.6f,"
+               "\"transfers_per_s\":%.1f,\"mb_per_s\":%.2f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+               to.p ? (const char *)to.p : "\"\"", (unsigned long long)o->size, o->count,
+               o->concurrency, o->rate, b->n_files, b->receipted, b->failed, missing, secs, rate,
+               mbs, p50, p99);
+        tdsx_buf_free(&to);
+        return;
+    }
+    printf("to            %s\n", o->to);
+    printf("size          %llu bytes, %lu distinct file%s\n", (unsigned long long)o->size,
+           b->n_files, b->n_files == 1 ? "" : "s");
+    printf("concurrency   %lu\n", o->concurrency);
+    if (o->rate > 0)
+        printf("rate          %.0f sends/s scheduled\n", o->rate);
+    printf("transfers     %lu receipted of %lu\n", b->receipted, o->count);
+    printf("failed        %lu\n", b->failed + missing);
+    printf("seconds       %.3f\n", secs);
+    printf("transfers/s   %.1f\n", rate);
+    printf("MB/s          %.2f\n", mbs);
+    printf("latency p50   %.3f ms\n", p50);
+    printf("latency p99   %.3f ms\n", p99);
+}
+
+/* ---- the command ----------------------------------------------------------------------------- */
+
+static int bench_usage(void)
+{
+    printf("usage: tdsx bench send --to NODE --size BYTES --count N --concurrency C\n"
+           "                       [--rate PER_SECOND] [--same-file] [--json]\n"
+           "                       [--timeout SECONDS]\n"
+           "                       [--socket PATH | -c CONFIG]\n"
+           "Load generator: pushes N payloads of BYTES bytes (k, M, G suffixes: powers of\n"
+           "1024) to NODE through the local daemon, keeping C sends in flight on one\n"
+           "control-socket connection. Each is a full transfer: hashed, signed, streamed,\n"
+           "stored durably by NODE and receipted by both. The payload files are made once,\n"
+           "before timing, in a temporary directory under $TMPDIR that is removed at the\n"
+           "end; each file has its own bytes (so no two transfers store the same object)\n"
+           "unless --same-file is given or N x BYTES is above 256 MiB.\n"
+           "Prints transfers, seconds, transfers/s, MB/s and the p50/p99 latency from\n"
+           "request written to result read (--json: one JSON line instead).\n"
+           "--rate starts sends on a fixed schedule (open loop, still at most C in flight)\n"
+           "instead of as fast as answers come back: latency at a chosen load.\n"
+           "--timeout is the longest silence from the daemon (default %d s).\n"
+           "Exit 0 every transfer receipted, 1 any failed, 2 could not run.\n",
+           BENCH_TIMEOUT_S_DEFAULT);
+    return TDSX_EXIT_OK;
+}
+
+TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
+{
+    static const struct option opts[] = {
+        {"to", required_argument, NULL, 't'},     {"size", required_argument, NULL, 'z'},
+        {"count", required_argument, NULL, 'n'},  {"concurrency", required_argument, NULL, 'C'},
+        {"rate", required_argument, NULL, 'r'},   {"same-file", no_argument, NULL, 'f'},
+        {"json", no_argument, NULL, 'j'},         {"timeout", required_argument, NULL, 'T'},
+        {"socket", required_argument, NULL, 'S'}, {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    int have_size = 0, o_;
+    unsigned long secs = BENCH_TIMEOUT_S_DEFAULT;
+    optind = 1;
+    while ((o_ = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (o_) {
+        case 't': o->to = optarg; break;
+        case 'z':
+            if (parse_size(optarg, &o->size) != 0)
+                return tdsx_cli_usage(o->cmd, "--size takes BYTES up to 64G (k, M, G suffixes)");
+            have_size = 1;
+            break;
+        case 'n':
+            if (parse_count(optarg, BENCH_COUNT_MAX, &o->count) != 0)
+                return tdsx_cli_usage(o->cmd, "--count takes 1..%lu", BENCH_COUNT_MAX);
+            break;
+        case 'C':
+            if (parse_count(optarg, BENCH_CONCURRENCY_MAX, &o->concurrency) != 0)
+                return tdsx_cli_usage(o->cmd, "--concurrency takes 1..%lu", BENCH_CONCURRENCY_MAX);
+            break;
+        case 'r': {
+            unsigned long r;
+            if (parse_count(optarg, 10000000ul, &r) != 0)
+                return tdsx_cli_usage(o->cmd, "--rate takes 1..10000000 sends per second");
+            o->rate = (double)r;
+            break;
+        }
+        case 'f': o->same_file = 1; break;
+        case 'j': o->json = 1; break;
+        case 'T':
+            if (parse_count(optarg, 86400, &secs) != 0)
+                return tdsx_cli_usage(o->cmd, "--timeout takes 1..86400 seconds");
+            break;
+        case 'S': o->sock = optarg; break;
+        case 'c': o->conf = optarg; break;
+        case 'h': return -1;
+        default: return tdsx_cli_usage(o->cmd, "unknown option");
+        }
+    }
+    if (optind != argc)
+        return tdsx_cli_usage(o->cmd, "unexpected argument '%s'", argv[optind]);
+    if (!o->to || !have_size || !o->count || !o->concurrency)
+        return tdsx_cli_usage(o->cmd, "--to, --size, --count and --concurrency are required");
+    o->timeout_ms = (int)secs * 1000;
+    return 0;
+}
+
+int tdsx_cmd_bench_send(int argc, char **argv)
+{
+    bench_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.cmd = argv[0];
+    int code = parse_opts(argc, argv, &o);
+    if (code < 0)
+        return bench_usage();
+    if (code)
+        return code;
+    char *sock = NULL;
+    if ((code = tdsx__cli_socket(o.cmd, o.sock, o.conf, &sock)) != 0)
+        return code;
+    bench_t *b = tdsx_calloc(1, sizeof *b);
+    if (!b) {
+        tdsx_free(sock);
+        return tdsx_cli_fail(o.cmd, TDSX_E_NOMEM, NULL);
+    }
+    b->o = &o;
+    b->fd = -1;
+    tdsx_buf_init(&b->out, BENCH_OUT_CAP);
+    const char *what = NULL;
+    int rc = tdsx_frame_decoder_init(&b->dec, TDSX_CONTROL_FRAME_CAP);
+    if (rc == 0)
+        rc = tdsx_arena_new(BENCH_ARENA_BUDGET, &b->arena);
+    if (rc == 0) {
+        b->started_ns = tdsx_calloc(o.count, sizeof *b->started_ns);
+        b->lat_ms = tdsx_calloc(o.count, sizeof *b->lat_ms);
+        if (!b->started_ns || !b->lat_ms)
+            rc = TDSX_E_NOMEM;
+    }
+    if (rc == 0 && (rc = make_files(b)) != 0)
+        what = b->dir[0] ? b->dir : "temporary directory";
+    if (rc == 0 && (rc = connect_daemon(b, sock)) != 0)
+        what = sock;
+    if (rc) {
+        code = tdsx_cli_fail(o.cmd, rc, what);
+        goto fail;
+    }
+    uint64_t t0 = now_ns();
+    rc = run_load(b, t0);
+    double secs = (double)(now_ns() - t0) / 1e9;
+    if (rc) {
+        /* The load could not finish: what was answered is still reported. */
+        fprintf(stderr, "tdsx %s: stopped after %lu of %lu answers: %s (%s)\n", o.cmd, b->answered,
+                o.count, tdsx_strerror(rc), tdsx_err_name(rc));
+    }
+    report(b, secs);
+    if (b->first_failure[0])
+        fprintf(stderr, "tdsx %s: %lu failed; first: %s\n", o.cmd, b->failed, b->first_failure);
+    /* A daemon that went silent or away failed the transfers still in flight; anything else
+     * that stopped the load means the numbers are not a measurement. */
+    if (rc == 0 || rc == TDSX_E_TIMEOUT || rc == TDSX_E_CLOSED)
+        code = rc || b->failed ? TDSX_EXIT_INVALID : TDSX_EXIT_OK;
+    else
+        code = TDSX_EXIT_ERROR;
+fail:
+    if (b->fd >= 0)
+        close(b->fd);
+    remove_files(b);
+    tdsx_free(b->lat_ms);
+    tdsx_free(b->started_ns);
+    tdsx_arena_free(b->arena);
+    tdsx_frame_decoder_free(&b->dec);
+    tdsx_buf_free(&b->out);
+    tdsx_free(b);
+    tdsx_free(sock);
+    return code;
+}
