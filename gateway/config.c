@@ -42,6 +42,8 @@ static const key_t_ keys[] = {
     {"registry", K_PATH, OFF(registry), 0, 0, 1},
     {"control_socket", K_PATH, OFF(control_socket), 0, 0, 0},
     {"http_listen", K_ADDR, OFF(http_listen), 0, 0, 0},
+    {"policy", K_PATH, OFF(policy), 0, 0, 0},
+    {"taxonomy", K_PATH, OFF(taxonomy), 0, 0, 0},
     {"crl", K_CRL, 0, 0, 0, 0},
     {"peer", K_PEER, 0, 0, 0, 0},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, 0},
@@ -405,6 +407,8 @@ void tdsx_config_free(tdsx_config_t *c)
     tdsx_free(c->registry);
     tdsx_free(c->control_socket);
     tdsx_free(c->http_listen);
+    tdsx_free(c->policy);
+    tdsx_free(c->taxonomy);
     for (size_t i = 0; i < c->n_crls; i++)
         tdsx_free(c->crls[i]);
     for (size_t i = 0; i < c->n_peers; i++) {

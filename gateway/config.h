@@ -32,6 +32,8 @@ typedef struct tdsx_config_s {
     char *registry;       /* member registry file */
     char *control_socket; /* Unix socket for `tdsx`; default <data_dir>/tdsxd.sock */
     char *http_listen;    /* metrics/health endpoint, "host:port"; NULL: off */
+    char *policy;         /* policy file (SPEC §8); NULL: the built-in default policy */
+    char *taxonomy;       /* category taxonomy file (SPEC §6); NULL: the built-in MIIT one */
     char *crls[TDSX_CONFIG_MAX_CRLS];
     size_t n_crls;
     tdsx_config_peer_t peers[TDSX_CONFIG_MAX_PEERS];

@@ -75,6 +75,8 @@ struct tdsx_node_s {
 
     tdsx_counters_t counters;
     tdsx_exchange_t *x; /* catalog, transfers, receipts (exchange.c) */
+    struct tdsx_policy_s *policy;     /* swapped whole on SIGHUP (policy.h) */
+    struct tdsx_taxonomy_s *taxonomy;
     uint64_t next_ctl_serial;
 };
 
@@ -134,6 +136,10 @@ const char *tdsx__dialer_id(const tdsx_dialer_t *d);
 void tdsx__dialer_opened(tdsx_dialer_t *d, tdsx_conn_t *c);
 void tdsx__dialer_closed(tdsx_dialer_t *d, int err);
 void tdsx__node_conn_gone(tdsx_node_t *n);
+
+/* Policy (node.c): loads cfg.policy (or the built-in default) into a new object; on success
+ * the caller swaps it in. */
+TDSX_MUST_CHECK int tdsx__node_load_policy(tdsx_node_t *n, struct tdsx_policy_s **out);
 
 /* Control socket (control.c). */
 TDSX_MUST_CHECK int tdsx__control_start(tdsx_node_t *n);

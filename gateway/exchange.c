@@ -57,6 +57,9 @@ struct xstream_s {
     uint8_t nro_hash[32];
     char dataset_id[256];
     char tags[1024];
+    char rule[64];           /* id of our policy rule that decided */
+    int refusal;             /* receiver: our policy refused (NRR POLICY_REFUSED) */
+    const char *refusal_why; /* static text from the decision */
 
     /* sender */
     char *path; /* file being sent */
@@ -487,7 +490,8 @@ static int bundle_pack(const tdsx_receipt_t *r, const tdsx_exchange_t *x, tdsx_b
 }
 
 /* Stores the complete receipt and answers the local client with it. */
-static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int err)
+static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int err,
+                                const char *msg)
 {
     tdsx_exchange_t *x = X(s->node);
     xconn_t *xc = s->xc;
@@ -521,7 +525,7 @@ static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int
                  rc        ? "aborted"
                  : refused ? "refused"
                            : "receipted",
-                 NULL, tdsx_buf_bytes(&b));
+                 msg, tdsx_buf_bytes(&b));
     tdsx_buf_free(&b);
     if (s->sender) {
         /* The NRO kept for resuming is no longer needed. */
@@ -662,6 +666,51 @@ static void on_nro_signed(void *ud, int status, tdsx_bytes_t env)
     send_start(s);
 }
 
+/* Decides the transfer under the node's policy (SPEC §8) and remembers the deciding rule.
+ * Tags are checked against the node's taxonomy first: a transfer without valid tags is
+ * refused whatever the policy says. Returns 0 (allow) or the refusal code; *d is filled. */
+static int decide(xstream_t *s, tdsx_direction_t dir, tdsx_policy_decision_t *d)
+{
+    tdsx_node_t *n = s->node;
+    tdsx_tags_t tags;
+    tdsx_tags_error_t te;
+    memset(d, 0, sizeof *d);
+    int rc = s->tags[0] ? tdsx_tags_parse(tdsx_bytes(s->tags, strlen(s->tags)), &tags, &te)
+                        : TDSX_E_TAGS;
+    if (rc == 0)
+        rc = tdsx_taxonomy_check(n->taxonomy, &tags);
+    if (rc) {
+        d->code = TDSX_E_TAGS;
+        d->rule_id = "invalid-tags";
+        d->reason = "the transfer carries no valid classification tags";
+        snprintf(s->rule, sizeof s->rule, "%s", d->rule_id);
+        return TDSX_E_TAGS;
+    }
+    const tdsx_member_t *m = tdsx_registry_find(n->registry, s->rec.peer);
+    tdsx_policy_input_t in;
+    memset(&in, 0, sizeof in);
+    in.direction = dir;
+    in.local_role = (tdsx_policy_role_t)n->cfg.role;
+    in.peer_role = m ? (tdsx_policy_role_t)m->role : TDSX_POLICY_ROLE_NONE;
+    in.peer_id = s->rec.peer;
+    in.tags = &tags;
+    in.agreement = TDSX_AGREEMENT_NONE;
+    rc = tdsx_policy_eval(n->policy, &in, d);
+    snprintf(s->rule, sizeof s->rule, "%s", d->rule_id ? d->rule_id : "");
+    return rc;
+}
+
+static void log_decision(const xstream_t *s, const tdsx_policy_decision_t *d)
+{
+    char hex[TID_HEX];
+    tid_hex(s->rec.id, hex);
+    tdsx_log(TDSX_LOG_WARN, "policy.refused", TDSX_KV_S("transfer", hex),
+             TDSX_KV_S("peer", s->rec.peer), TDSX_KV_S("dir", s->sender ? "out" : "in"),
+             TDSX_KV_S("dataset", s->dataset_id), TDSX_KV_S("tags", s->tags),
+             TDSX_KV_S("rule", s->rule), TDSX_KV_E("err", d->code),
+             TDSX_KV_S("reason", d->reason ? d->reason : ""));
+}
+
 /* With the payload's hash and length known: record the transfer, sign the NRO. */
 static void sign_nro(xstream_t *s)
 {
@@ -669,8 +718,16 @@ static void sign_nro(xstream_t *s)
     Tdsx__Nro nro = TDSX__NRO__INIT;
     Tdsx__Tags tags = TDSX__TAGS__INIT;
     char cat[256];
-    int rc = 0;
-    if (s->tags[0] && (rc = tags_to_proto(s->tags, &tags, cat, sizeof cat)) != 0) {
+    tdsx_policy_decision_t d;
+    int rc = decide(s, TDSX_DIR_SEND, &d);
+    if (rc) {
+        /* Refused before anything leaves: the peer never hears of it. */
+        log_decision(s, &d);
+        reply_result(s, rc, "refused", d.reason, tdsx_bytes(NULL, 0));
+        stream_finish(s);
+        return;
+    }
+    if ((rc = tags_to_proto(s->tags, &tags, cat, sizeof cat)) != 0) {
         stream_fail(s, rc, 0, 0);
         return;
     }
@@ -685,7 +742,8 @@ static void sign_nro(xstream_t *s)
     nro.sender = s->node->self_id;
     nro.receiver = s->rec.peer;
     nro.dataset_id = s->dataset_id;
-    nro.tags = s->tags[0] ? &tags : NULL;
+    nro.tags = &tags;
+    nro.policy_rule = s->rule;
     nro.payload_sha256.data = s->rec.sha256;
     nro.payload_sha256.len = 32;
     nro.payload_length = s->rec.length;
@@ -839,7 +897,7 @@ static void on_nrr_signed(void *ud, int status, tdsx_bytes_t env)
     }
     /* Our half is stored whether or not the sender is still there to hear it. */
     s->state = XS_RECV_SIGN;
-    finish_with_receipt(s, env, refused, s->commit_rc);
+    finish_with_receipt(s, env, refused, s->commit_rc, s->refusal_why);
 }
 
 static void sign_nrr(xstream_t *s)
@@ -868,10 +926,16 @@ static void sign_nrr(xstream_t *s)
     nrr.received_sha256.data = s->got_sha;
     nrr.received_sha256.len = 32;
     nrr.received_length = s->since_sync;
-    nrr.status = s->commit_rc ? TDSX__NRR_STATUS__NRR_STATUS_INTEGRITY_FAILED
-                              : TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED;
+    nrr.status = s->refusal     ? TDSX__NRR_STATUS__NRR_STATUS_POLICY_REFUSED
+                 : s->commit_rc ? TDSX__NRR_STATUS__NRR_STATUS_INTEGRITY_FAILED
+                                : TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED;
+    if (s->refusal) {
+        nrr.refusal_code = tdsx_err_wire(s->commit_rc);
+        nrr.refusal_reason = (char *)(s->refusal_why ? s->refusal_why : "");
+    }
     nrr.time = tdsx_now();
     nrr.receiver = s->node->self_id;
+    nrr.policy_rule = s->rule;
     s->state = XS_RECV_SIGN;
     rc = tdsx_statement_submit(x->signer, TDSX_STATEMENT_NRR, &nrr.base, on_nrr_signed, s);
     if (rc) {
@@ -1007,6 +1071,18 @@ static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, 
         stream_finish(s);
         return 0;
     }
+    /* The receiver decides before accepting (SPEC §8); a refusal is a signed NRR. */
+    tdsx_policy_decision_t d;
+    if ((rc = decide(s, TDSX_DIR_RECEIVE, &d)) != 0) {
+        log_decision(s, &d);
+        s->refusal = 1;
+        s->refusal_why = d.reason;
+        s->commit_rc = rc;
+        memset(s->got_sha, 0, sizeof s->got_sha);
+        s->since_sync = 0;
+        sign_nrr(s);
+        return 0;
+    }
     rc = tdsx_object_begin(x->store, s->rec.id, resume, resume ? s->rec.durable : 0, &s->w);
     if (rc == TDSX_E_STATE) {
         /* The part file lost bytes it was said to hold: start over. */
@@ -1133,11 +1209,17 @@ static int on_transfer_receipt(xstream_t *s, const Tdsx__TransferReceipt *tr)
         return 0;
     }
     int refused = nrr->status != TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED;
-    int err = nrr->status == TDSX__NRR_STATUS__NRR_STATUS_INTEGRITY_FAILED ? TDSX_E_INTEGRITY
-              : refused                                                    ? TDSX_E_POLICY_DENY
-                                                                           : 0;
+    int err = 0;
+    char why[1024] = "";
+    if (nrr->status == TDSX__NRR_STATUS__NRR_STATUS_INTEGRITY_FAILED) {
+        err = TDSX_E_INTEGRITY;
+    } else if (refused) {
+        err = nrr->refusal_code ? tdsx_err_from_wire(nrr->refusal_code) : TDSX_E_POLICY_DENY;
+        snprintf(why, sizeof why, "refused by %s under rule %s: %s", s->rec.peer, nrr->policy_rule,
+                 nrr->refusal_reason);
+    }
     tdsx_arena_reset(x->arena);
-    finish_with_receipt(s, env, refused, err);
+    finish_with_receipt(s, env, refused, err, why[0] ? why : NULL);
     return 0;
 }
 
@@ -1558,6 +1640,23 @@ static void on_check(uv_check_t *h)
                  TDSX_KV_I("pending", tdsx_signer_pending(x->signer)));
 }
 
+void tdsx__exchange_policy_changed(tdsx_node_t *n)
+{
+    tdsx_exchange_t *x = X(n);
+    for (xstream_t *s = x->streams, *next; s; s = next) {
+        next = s->all_next;
+        int sending = s->state == XS_SEND_WAIT_ACCEPT || s->state == XS_SEND_DATA;
+        if (!sending && s->state != XS_RECV_DATA)
+            continue;
+        tdsx_policy_decision_t d;
+        if (decide(s, sending ? TDSX_DIR_SEND : TDSX_DIR_RECEIVE, &d) == 0)
+            continue;
+        log_decision(s, &d);
+        /* A policy that now refuses stops the transfer at both ends; nothing partial stays. */
+        stream_fail(s, d.code, 1, 0);
+    }
+}
+
 /* ---- local requests -------------------------------------------------------------------------- */
 
 static tdsx_conn_t *peer_conn(tdsx_node_t *n, const char *id, int *err)
@@ -1756,6 +1855,8 @@ static int local_publish(tdsx_node_t *n, const Tdsx__PublishRequest *r, tdsx_are
     tdsx_tags_t t;
     tdsx_tags_error_t te;
     int rc = tdsx_tags_parse(tdsx_bytes(r->tags, strlen(r->tags)), &t, &te);
+    if (rc == 0)
+        rc = tdsx_taxonomy_check(n->taxonomy, &t);
     if (rc)
         return rc;
     if (tdsx_tags_format(&t, d->tags, sizeof d->tags) != 0)

@@ -46,6 +46,10 @@ TDSX_MUST_CHECK int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f);
 /* The connection's output drained below its low-water mark. */
 void tdsx__exchange_writable(tdsx_conn_t *c);
 
+/* The policy was replaced: every running transfer is decided again and those it now refuses
+ * are aborted at both ends. */
+void tdsx__exchange_policy_changed(tdsx_node_t *n);
+
 /* A local request (control.c). Returns 1 when it will be answered later through
  * tdsx__control_reply, 0 when *resp was filled now (arena-allocated parts), or an error. */
 TDSX_MUST_CHECK int tdsx__exchange_local(tdsx_node_t *n, tdsx_ctl_client_t *cl,

@@ -4,6 +4,7 @@
  */
 #include "daemon.h"
 #include "exchange.h"
+#include "policy.h"
 
 #include <string.h>
 
@@ -26,6 +27,37 @@ struct tdsx_dialer_s {
 const char *tdsx__dialer_id(const tdsx_dialer_t *d)
 {
     return d->id;
+}
+
+/* The policy a node runs when its config names none: SPEC §8's example for what it sends,
+ * and for what it receives the same grades with the same requirements. The hard floors hold
+ * whatever this says. */
+static const char default_policy[] =
+    "# tdsxd built-in default policy (SPEC 8)\n"
+    "[no-core]                deny  grade core\n"
+    "[important-to-centre]    allow grade important to centre        require agreement, seal\n"
+    "[general-3-4-up]         allow grade general>=3 to brain,centre require agreement\n"
+    "[general-1-2-base-up]    allow grade general<=2 library base to brain,centre\n"
+    "[receive-important]      allow grade important from any         require agreement, seal\n"
+    "[receive-general-3-4]    allow grade general>=3 from any        require agreement\n"
+    "[receive-general-1-2]    allow grade general<=2 from any\n"
+    "[default]                deny  any\n";
+
+int tdsx__node_load_policy(tdsx_node_t *n, tdsx_policy_t **out)
+{
+    tdsx_diags_t d;
+    tdsx_diags_init(&d);
+    int rc =
+        n->cfg.policy
+            ? tdsx_policy_load(n->cfg.policy, out, &d)
+            : tdsx_policy_parse(tdsx_bytes(default_policy, sizeof default_policy - 1), out, &d);
+    for (size_t i = 0; rc && i < d.n && i < 20; i++)
+        tdsx_log(TDSX_LOG_ERROR, "policy.invalid",
+                 TDSX_KV_S("file", n->cfg.policy ? n->cfg.policy : "(built-in)"),
+                 TDSX_KV_I("line", d.v[i].line), TDSX_KV_I("column", d.v[i].col),
+                 TDSX_KV_S("problem", d.v[i].msg));
+    tdsx_diags_free(&d);
+    return rc;
 }
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -125,6 +157,19 @@ int tdsx_node_new(uv_loop_t *loop, tdsx_config_t *cfg, tdsx_node_t **out, char *
     }
     if ((rc = tdsx__exchange_new(n, what, what_size)) != 0)
         goto fail;
+    if ((rc = tdsx__node_load_policy(n, &n->policy)) != 0) {
+        set_what(what, what_size, n->cfg.policy ? n->cfg.policy : "built-in policy");
+        goto fail;
+    }
+    tdsx_diags_t td;
+    tdsx_diags_init(&td);
+    rc = n->cfg.taxonomy ? tdsx_taxonomy_load(n->cfg.taxonomy, &n->taxonomy, &td)
+                         : tdsx_taxonomy_new_default(&n->taxonomy);
+    tdsx_diags_free(&td);
+    if (rc) {
+        set_what(what, what_size, n->cfg.taxonomy ? n->cfg.taxonomy : "built-in taxonomy");
+        goto fail;
+    }
     tdsx_buf_free(&p);
     *out = n;
     return 0;
@@ -338,8 +383,21 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     tdsx_node_t *n = s->data;
     if (signum == SIGHUP) {
-        /* Policy and trust-bundle reloads arrive with those features; say it was seen. */
-        tdsx_log(TDSX_LOG_INFO, "node.sighup", TDSX_KV_S("action", "nothing to reload yet"));
+        /* Parse into a new object; a bad file is refused and the old policy stays. */
+        tdsx_policy_t *p = NULL;
+        int rc = tdsx__node_load_policy(n, &p);
+        if (rc) {
+            tdsx_log(TDSX_LOG_ERROR, "policy.reload_refused", TDSX_KV_E("err", rc),
+                     TDSX_KV_S("action", "keeping the policy in force"));
+            return;
+        }
+        tdsx_policy_t *old = n->policy;
+        n->policy = p;
+        char hex[65];
+        tdsx_policy_hash_hex(p, hex);
+        tdsx_log(TDSX_LOG_INFO, "policy.reloaded", TDSX_KV_S("sha256", hex));
+        tdsx__exchange_policy_changed(n);
+        tdsx_policy_free(old);
         return;
     }
     tdsx_log(TDSX_LOG_INFO, "node.signal", TDSX_KV_S("signal", signum == SIGTERM ? "TERM" : "INT"));
@@ -380,6 +438,8 @@ void tdsx_node_free(tdsx_node_t *n)
     if (!n)
         return;
     tdsx__exchange_free(n);
+    tdsx_policy_free(n->policy);
+    tdsx_taxonomy_free(n->taxonomy);
     tdsx_tls_ctx_free(n->tls);
     tdsx_registry_free(n->registry);
     tdsx_trust_free(n->trust);
