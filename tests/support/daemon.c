@@ -251,6 +251,54 @@ static int line_has_all(const char *line, size_t len, va_list ap)
     return ok;
 }
 
+/* Scans the node's log once: the number of lines holding every string of `ap`, and a heap copy
+ * of the first of them in *first when first is not NULL (NULL when none). */
+static int scan_log(const tdsx_test_node_t *n, char **first, va_list ap)
+{
+    uint8_t *text = NULL;
+    size_t len = 0;
+    int count = 0;
+    if (first)
+        *first = NULL;
+    if (tdsx_file_read(n->log, 256u << 20, &text, &len) != 0)
+        return 0;
+    const char *p = (const char *)text, *stop = p + len;
+    while (p < stop) {
+        const char *nl = memchr(p, '\n', (size_t)(stop - p));
+        if (!nl)
+            break;
+        if (line_has_all(p, (size_t)(nl - p), ap)) {
+            if (first && !*first) {
+                *first = strndup(p, (size_t)(nl - p));
+                assert_non_null(*first);
+            }
+            count++;
+        }
+        p = nl + 1;
+    }
+    tdsx_free(text);
+    return count;
+}
+
+int tdsx_test_log_count(const tdsx_test_node_t *n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    int count = scan_log(n, NULL, ap);
+    va_end(ap);
+    return count;
+}
+
+char *tdsx_test_log_line(const tdsx_test_node_t *n, ...)
+{
+    va_list ap;
+    char *line = NULL;
+    va_start(ap, n);
+    (void)scan_log(n, &line, ap);
+    va_end(ap);
+    return line;
+}
+
 int tdsx_test_log_wait(const tdsx_test_node_t *n, int timeout_ms, ...)
 {
     uint64_t end = now_ms() + (uint64_t)timeout_ms;

@@ -67,6 +67,11 @@ void tdsx_test_node_free(tdsx_test_node_t *n);
 /* Waits until the node's log holds a line containing every one of the given substrings
  * (NULL-terminated list); 1 when found within timeout_ms, else 0. */
 int tdsx_test_log_wait(const tdsx_test_node_t *n, int timeout_ms, ...);
+/* The number of lines of the node's log holding every one of the given substrings
+ * (NULL-terminated list), read once, now. */
+int tdsx_test_log_count(const tdsx_test_node_t *n, ...);
+/* A heap copy (free()) of the first such line, or NULL when there is none. */
+char *tdsx_test_log_line(const tdsx_test_node_t *n, ...);
 /* Resident memory of a process in KiB (VmRSS). */
 long tdsx_test_rss_kib(pid_t pid);
 /* Runs a command line through /bin/sh with the build's binaries on PATH; returns its exit
