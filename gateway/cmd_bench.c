@@ -33,10 +33,17 @@
 #define BENCH_ARENA_BUDGET (4u << 20) /* one decoded answer (a receipt bundle and strings) */
 #define BENCH_TIMEOUT_S_DEFAULT 120
 #define BENCH_FILL_CHUNK (1u << 20)
+/* Tags the built-in default policy lets an enterprise send to a brain or centre without an
+ * agreement (general grade 1-2 from the base library). */
+#define BENCH_TAGS_DEFAULT                                                                         \
+    "grade=general:2 domain=production category=production.process personal=none "                 \
+    "library=base source=enterprise"
 
 typedef struct {
     const char *cmd;
     const char *to;
+    const char *tags;
+    const char *dataset;
     const char *sock;
     const char *conf;
     uint64_t size;
@@ -230,8 +237,8 @@ TDSX_MUST_CHECK static int queue_send(bench_t *b, unsigned long id)
     file_path(b, id - 1);
     s.to = (char *)b->o->to;
     s.path = b->path;
-    s.dataset_id = "";
-    s.tags = "";
+    s.dataset_id = (char *)b->o->dataset;
+    s.tags = (char *)b->o->tags;
     req.id = id;
     req.body_case = TDSX__LOCAL_REQUEST__BODY_SEND;
     req.send = &s;
@@ -452,8 +459,8 @@ static void report(const bench_t *b, double secs)
 static int bench_usage(void)
 {
     printf("usage: tdsx bench send --to NODE --size BYTES --count N --concurrency C\n"
-           "                       [--rate PER_SECOND] [--same-file] [--json]\n"
-           "                       [--timeout SECONDS]\n"
+           "                       [--tags TAGS] [--dataset ID] [--rate PER_SECOND]\n"
+           "                       [--same-file] [--json] [--timeout SECONDS]\n"
            "                       [--socket PATH | -c CONFIG]\n"
            "Load generator: pushes N payloads of BYTES bytes (k, M, G suffixes: powers of\n"
            "1024) to NODE through the local daemon, keeping C sends in flight on one\n"
@@ -464,11 +471,15 @@ static int bench_usage(void)
            "unless --same-file is given or N x BYTES is above 256 MiB.\n"
            "Prints transfers, seconds, transfers/s, MB/s and the p50/p99 latency from\n"
            "request written to result read (--json: one JSON line instead).\n"
+           "--tags and --dataset are given to every send as with tdsx send; the default\n"
+           "tags are \"%s\",\n"
+           "which the built-in policy lets an enterprise send to a brain without an\n"
+           "agreement. Both nodes' policies decide every transfer, as in production.\n"
            "--rate starts sends on a fixed schedule (open loop, still at most C in flight)\n"
            "instead of as fast as answers come back: latency at a chosen load.\n"
            "--timeout is the longest silence from the daemon (default %d s).\n"
            "Exit 0 every transfer receipted, 1 any failed, 2 could not run.\n",
-           BENCH_TIMEOUT_S_DEFAULT);
+           BENCH_TAGS_DEFAULT, BENCH_TIMEOUT_S_DEFAULT);
     return TDSX_EXIT_OK;
 }
 
@@ -478,6 +489,7 @@ TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
         {"to", required_argument, NULL, 't'},     {"size", required_argument, NULL, 'z'},
         {"count", required_argument, NULL, 'n'},  {"concurrency", required_argument, NULL, 'C'},
         {"rate", required_argument, NULL, 'r'},   {"same-file", no_argument, NULL, 'f'},
+        {"tags", required_argument, NULL, 'g'},   {"dataset", required_argument, NULL, 'd'},
         {"json", no_argument, NULL, 'j'},         {"timeout", required_argument, NULL, 'T'},
         {"socket", required_argument, NULL, 'S'}, {"config", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
@@ -507,6 +519,8 @@ TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
             o->rate = (double)r;
             break;
         }
+        case 'g': o->tags = optarg; break;
+        case 'd': o->dataset = optarg; break;
         case 'f': o->same_file = 1; break;
         case 'j': o->json = 1; break;
         case 'T':
@@ -532,6 +546,8 @@ int tdsx_cmd_bench_send(int argc, char **argv)
     bench_opts_t o;
     memset(&o, 0, sizeof o);
     o.cmd = argv[0];
+    o.tags = BENCH_TAGS_DEFAULT;
+    o.dataset = "";
     int code = parse_opts(argc, argv, &o);
     if (code < 0)
         return bench_usage();
