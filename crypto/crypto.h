@@ -351,4 +351,163 @@ TDSX_MUST_CHECK int tdsx_statement_open(tdsx_verifier_t *v, tdsx_statement_kind_
                                         tdsx_bytes_t envelope, tdsx_arena_t *arena,
                                         ProtobufCMessage **msg, tdsx_verified_t *info);
 
+/* ------------------------------------------------------------------------------------------
+ * Sealed payload streams (SPEC §9, sealed transfers)
+ *
+ * The sender encrypts a payload for its FINAL recipient so that a relaying node forwards bytes
+ * it cannot read. A fresh 32-byte stream key per payload drives libsodium's
+ * crypto_secretstream_xchacha20poly1305; the key travels wrapped with crypto_box_seal to the
+ * recipient's X25519 `enc` public key (the raw keys of certs/: tdsx_key_load_x25519_pub and
+ * tdsx_key_load_x25519 are directly crypto_box public and secret keys).
+ *
+ * Format, version 1 (all integers big-endian):
+ *
+ *     header   magic "TDSXSEAL" (8) | version 0x01 (1)
+ *              | crypto_box_seal(stream key) (32 + 48 = 80)
+ *              | secretstream header (24)                          TDSX_SEAL_HEADER_LEN = 113
+ *     records  u32 length L | L bytes of one secretstream message  (L = plaintext + 17)
+ *
+ *  - Data records carry the plaintext in order, tag TAG_MESSAGE, in chunks of exactly
+ *    TDSX_SEAL_CHUNK bytes except the last data record, which holds 1..TDSX_SEAL_CHUNK bytes.
+ *    Chunking depends only on the plaintext length, never on how the caller sliced its updates,
+ *    so the ciphertext length is a function of the plaintext length (tdsx_seal_ciphertext_len).
+ *    An empty payload has no data record.
+ *  - The stream ends with exactly one record tagged TAG_FINAL whose plaintext is the trailer
+ *    be64(plaintext length) | SHA-256(plaintext) (TDSX_SEAL_TRAILER_LEN = 40). Nothing follows.
+ *  - Every record is authenticated with the associated data
+ *        "TDSXSEAL" | 0x01 | transfer id (16) | recipient X25519 public key (32)   (57 bytes)
+ *    so a sealed stream opens only inside the transfer it was made for and only for the key it
+ *    was sealed to.
+ *
+ * Secretstream chains every message to the previous ones, so a dropped, duplicated, reordered
+ * or altered record fails authentication; a stream cut anywhere lacks its FINAL record; bytes
+ * after FINAL are refused; the trailer, inside the authenticated stream, proves the length and
+ * SHA-256 of the plaintext to the recipient. The NRO (SPEC §10) covers the SHA-256 and length of
+ * the ciphertext, which anyone forwarding it can check; plaintext_sha256 in the NRO is what the
+ * sealer reports after tdsx_sealer_final.
+ *
+ * Memory is bounded on both sides: a sealer holds at most one chunk of plaintext, an opener at
+ * most one record (TDSX_SEAL_RECORD_MAX bytes). Stream keys and the recipient secret live in
+ * sodium_malloc memory and are wiped when no longer needed or when the object is freed.
+ * Sealers and openers are not thread-safe; distinct objects are independent.
+ * ---------------------------------------------------------------------------------------- */
+#define TDSX_X25519_KEY_LEN 32
+#define TDSX_SEAL_TRANSFER_ID_LEN 16
+#define TDSX_SEAL_VERSION 1
+/* Plaintext bytes per data record (the cap every data record but the last one fills). */
+#define TDSX_SEAL_CHUNK (64u * 1024u)
+#define TDSX_SEAL_HEADER_LEN 113u
+/* Length prefix plus secretstream's own expansion (1 tag byte + 16 MAC bytes). */
+#define TDSX_SEAL_RECORD_OVERHEAD 21u
+#define TDSX_SEAL_TRAILER_LEN 40u
+/* The largest record, prefix included: what an opener may have to buffer. */
+#define TDSX_SEAL_RECORD_MAX (TDSX_SEAL_RECORD_OVERHEAD + TDSX_SEAL_CHUNK)
+/* The FINAL record, prefix included. */
+#define TDSX_SEAL_FINAL_RECORD_LEN (TDSX_SEAL_RECORD_OVERHEAD + TDSX_SEAL_TRAILER_LEN)
+/* The most tdsx_sealer_final appends (a last partial data record and the FINAL record). */
+#define TDSX_SEAL_FINAL_MAX (TDSX_SEAL_RECORD_MAX + TDSX_SEAL_FINAL_RECORD_LEN)
+
+/* The exact length of the sealed stream of a plaintext of `plaintext_len` bytes, header and
+ * FINAL record included: what an NRO declares before sending. TDSX_E_TOOBIG when it does not fit
+ * 64 bits; TDSX_E_INVAL when out is NULL. */
+TDSX_MUST_CHECK int tdsx_seal_ciphertext_len(uint64_t plaintext_len, uint64_t *out);
+/* The inverse: the plaintext length whose sealed stream is `ciphertext_len` bytes long.
+ * TDSX_E_SEAL when no plaintext seals to that length; TDSX_E_INVAL when out is NULL. */
+TDSX_MUST_CHECK int tdsx_seal_plaintext_len(uint64_t ciphertext_len, uint64_t *out);
+/* An upper bound of what tdsx_sealer_update appends for `n` plaintext bytes, whatever the
+ * sealer holds (SIZE_MAX when the bound itself overflows). */
+size_t tdsx_seal_update_bound(size_t n);
+
+/* ---- Sealer ---- */
+typedef struct tdsx_sealer_s tdsx_sealer_t;
+
+/*
+ * Starts a sealed stream to the X25519 public key `recipient_pk` inside transfer
+ * `transfer_id`: draws a fresh stream key, wraps it, and appends the TDSX_SEAL_HEADER_LEN header
+ * bytes to `out`. Neither input is kept. The caller frees *sealer with tdsx_sealer_free.
+ * Errors (out is then unchanged and *sealer NULL): TDSX_E_INVAL (NULL argument), TDSX_E_KEY
+ * (recipient_pk is a low-order point crypto_box refuses), TDSX_E_TOOBIG (out's cap),
+ * TDSX_E_NOMEM, TDSX_E_INTERNAL (libsodium or OpenSSL).
+ */
+TDSX_MUST_CHECK int tdsx_sealer_new(const uint8_t recipient_pk[TDSX_X25519_KEY_LEN],
+                                    const uint8_t transfer_id[TDSX_SEAL_TRANSFER_ID_LEN],
+                                    tdsx_buf_t *out, tdsx_sealer_t **sealer);
+
+/*
+ * Seals the next plaintext bytes (plaintext.p may be NULL when plaintext.n is 0) and appends
+ * every record that became complete to `out` (at most tdsx_seal_update_bound(plaintext.n)
+ * bytes); up to TDSX_SEAL_CHUNK - 1 bytes wait inside the sealer for the next call.
+ * Errors: TDSX_E_TOOBIG (out's cap) and TDSX_E_NOMEM are checked before anything happens, so the
+ * sealer and out are unchanged and the call may be repeated with room; TDSX_E_STATE after
+ * tdsx_sealer_final; TDSX_E_INVAL for NULL arguments; TDSX_E_INTERNAL, after which the sealer is
+ * failed and every later update or final returns that error.
+ */
+TDSX_MUST_CHECK int tdsx_sealer_update(tdsx_sealer_t *s, tdsx_bytes_t plaintext, tdsx_buf_t *out);
+
+/*
+ * Ends the stream: appends the last partial data record (if any) and the FINAL record (at most
+ * TDSX_SEAL_FINAL_MAX bytes) and, when plaintext_sha256 is not NULL, writes the SHA-256 of all
+ * the plaintext. Errors as tdsx_sealer_update (TDSX_E_TOOBIG and TDSX_E_NOMEM leave everything
+ * unchanged); TDSX_E_STATE when called twice. The sealer then only answers
+ * tdsx_sealer_plaintext_len and tdsx_sealer_free.
+ */
+TDSX_MUST_CHECK int tdsx_sealer_final(tdsx_sealer_t *s, tdsx_buf_t *out,
+                                      uint8_t plaintext_sha256[TDSX_HASH_LEN]);
+
+/* Plaintext bytes accepted so far. */
+uint64_t tdsx_sealer_plaintext_len(const tdsx_sealer_t *s);
+/* Wipes the stream state and any buffered plaintext, then frees. NULL is a no-op. */
+void tdsx_sealer_free(tdsx_sealer_t *s);
+
+/* ---- Opener ---- */
+typedef struct tdsx_opener_s tdsx_opener_t;
+
+/*
+ * Prepares to open a stream sealed to the X25519 key pair whose secret is `recipient_sk`, inside
+ * transfer `transfer_id`. The secret is copied into sodium_malloc memory and wiped as soon as the
+ * header has been opened; the caller should wipe its own copy. The caller frees *opener with
+ * tdsx_opener_free. Errors: TDSX_E_INVAL, TDSX_E_KEY, TDSX_E_NOMEM, TDSX_E_INTERNAL.
+ */
+TDSX_MUST_CHECK int tdsx_opener_new(const uint8_t recipient_sk[TDSX_X25519_KEY_LEN],
+                                    const uint8_t transfer_id[TDSX_SEAL_TRANSFER_ID_LEN],
+                                    tdsx_opener_t **opener);
+
+/*
+ * Consumes the next slice of the sealed stream (untrusted bytes, any slicing, not kept;
+ * ciphertext.p may be NULL when ciphertext.n is 0) and appends the plaintext of every record
+ * that became complete and authenticated to `out`: at most ciphertext.n + TDSX_SEAL_RECORD_MAX
+ * bytes, so a caller that empties out after each call needs a cap of its slice size plus
+ * TDSX_SEAL_RECORD_MAX. At most one incomplete record is held inside.
+ *
+ * Plaintext handed out is authentic but PROVISIONAL: only tdsx_opener_final proves that the
+ * stream was complete. Keep it in a temporary object until then (SPEC §9).
+ *
+ * Errors are sticky: after the first one the opener is failed, every later feed and final
+ * returns the same code, and out may hold plaintext of records before the failing one.
+ *   TDSX_E_SEAL            the stream is not an authentic sealed stream of this transfer for this
+ *                          key: bad magic, a record that does not authenticate (tampered,
+ *                          dropped, duplicated, reordered, spliced, other transfer id), a record
+ *                          length outside 18..TDSX_SEAL_CHUNK + 17, an unknown tag, an empty or
+ *                          misplaced short data record, a FINAL record of the wrong size or whose
+ *                          trailer disagrees with the plaintext, any byte after the FINAL record
+ *   TDSX_E_SEAL_RECIPIENT  the stream key does not unwrap with this secret (sealed to another
+ *                          node, or the wrapped key was altered)
+ *   TDSX_E_UNSUPPORTED     a format version other than TDSX_SEAL_VERSION
+ *   TDSX_E_TOOBIG          out's cap; TDSX_E_NOMEM; TDSX_E_INTERNAL; TDSX_E_INVAL (NULL)
+ */
+TDSX_MUST_CHECK int tdsx_opener_feed(tdsx_opener_t *o, tdsx_bytes_t ciphertext, tdsx_buf_t *out);
+
+/*
+ * Declares the end of the input: 0 only when the FINAL record arrived and matched (its length
+ * and SHA-256 equal those of the plaintext handed out). Then *plaintext_len and
+ * plaintext_sha256 (either may be NULL) receive them. TDSX_E_SEAL_TRUNCATED when the input
+ * ended before the FINAL record (at a record boundary or inside one); the sticky error of a
+ * failed opener otherwise. Final may be called more than once with the same answer.
+ */
+TDSX_MUST_CHECK int tdsx_opener_final(tdsx_opener_t *o, uint64_t *plaintext_len,
+                                      uint8_t plaintext_sha256[TDSX_HASH_LEN]);
+
+/* Wipes the keys, the stream state and any buffered record, then frees. NULL is a no-op. */
+void tdsx_opener_free(tdsx_opener_t *o);
+
 #endif
