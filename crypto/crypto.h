@@ -510,4 +510,202 @@ TDSX_MUST_CHECK int tdsx_opener_final(tdsx_opener_t *o, uint64_t *plaintext_len,
 /* Wipes the keys, the stream state and any buffered record, then frees. NULL is a no-op. */
 void tdsx_opener_free(tdsx_opener_t *o);
 
+/* ------------------------------------------------------------------------------------------
+ * Signed notes, checkpoints and cosignatures (SPEC §11-§12)
+ *
+ * C2SP signed-note: a note is UTF-8 text (no control characters but newline) ending in a
+ * newline, then an empty line, then one or more signature lines
+ *
+ *     "— " <key name> " " base64(be32(key ID) || signature) "\n"      ("—" is U+2014)
+ *
+ * A key name is non-empty UTF-8 without Unicode spaces or '+'. key ID = the first four bytes
+ * of SHA-256(name || 0x0A || type || 32-byte Ed25519 public key), big-endian. Two types:
+ *
+ *  - TDSX_NOTE_ED25519 (0x01): Ed25519 over the note text (the node's `sign` key signing its
+ *    checkpoints and reports);
+ *  - TDSX_NOTE_COSIG (0x04, C2SP tlog-cosignature "cosignature/v1"): the signature is
+ *    be64(timestamp) || Ed25519 over "cosignature/v1\ntime <timestamp>\n" || note text. A
+ *    witness (the centre) cosigns a checkpoint with it.
+ *
+ * Public keys travel as verifier keys, "<name>+<8 lowercase hex key ID>+<base64(type ||
+ * public key)>" (golang.org/x/mod/sumdb/note), private keys as signer keys,
+ * "PRIVATE+KEY+<name>+<hex key ID>+<base64(type || 32-byte seed)>".
+ *
+ * Verification follows the spec: signature lines by keys the caller does not trust are kept
+ * but ignored; a line whose name and key ID match a trusted key must verify or the whole note
+ * is refused; a note with no valid signature by a trusted key is refused.
+ *
+ * Limits (refused with their own codes, never truncated): a note of at most TDSX_NOTE_MAX
+ * bytes (TDSX_E_NOTE_TOOBIG), at most TDSX_NOTE_LINES_MAX lines of text (TDSX_E_NOTE_LINES),
+ * at most TDSX_NOTE_SIGS_MAX signature lines (TDSX_E_NOTE_SIGS; C2SP asks for at least 16).
+ * Any other syntax error is TDSX_E_NOTE_FORMAT.
+ * ---------------------------------------------------------------------------------------- */
+#define TDSX_NOTE_ED25519 0x01
+#define TDSX_NOTE_COSIG 0x04
+
+#define TDSX_NOTE_MAX (256u * 1024u)
+#define TDSX_NOTE_LINES_MAX 1024u
+#define TDSX_NOTE_SIGS_MAX 32u
+/* Longest key name in bytes (also the longest checkpoint origin, as in C2SP's ML-DSA
+ * cosignature format). */
+#define TDSX_NOTE_NAME_MAX 255u
+/* Longest verifier key string: name, '+', 8 hex digits, '+', base64 of 33 bytes. */
+#define TDSX_NOTE_VKEY_MAX (TDSX_NOTE_NAME_MAX + 1u + 8u + 1u + 44u)
+/* Longest signer key string: "PRIVATE+KEY+" and the same fields. */
+#define TDSX_NOTE_SKEY_MAX (12u + TDSX_NOTE_VKEY_MAX)
+
+/* 1 when `name` is a valid key name (non-empty, at most TDSX_NOTE_NAME_MAX bytes of valid
+ * UTF-8, no control character, no Unicode space, no '+'), else 0. */
+int tdsx_note_name_valid(tdsx_bytes_t name);
+
+/* The key ID of (name, type, public key). TDSX_E_INVAL when name is not a valid key name. */
+TDSX_MUST_CHECK int tdsx_note_key_id(tdsx_bytes_t name, uint8_t type,
+                                     const uint8_t pk[TDSX_ED25519_PK_LEN], uint32_t *out);
+
+/* A public note key. Plain data: copy it freely; it owns nothing. */
+typedef struct tdsx_note_verifier_s {
+    char name[TDSX_NOTE_NAME_MAX + 1]; /* NUL-terminated */
+    size_t name_len;
+    uint8_t type; /* TDSX_NOTE_ED25519 or TDSX_NOTE_COSIG */
+    uint32_t key_id;
+    uint8_t pk[TDSX_ED25519_PK_LEN];
+} tdsx_note_verifier_t;
+
+/* Fills *out for a raw Ed25519 public key under `name` (NUL-terminated) and `type`.
+ * TDSX_E_INVAL (name or type), TDSX_E_KEY (not a usable Ed25519 point). */
+TDSX_MUST_CHECK int tdsx_note_verifier_init(tdsx_note_verifier_t *out, const char *name,
+                                            uint8_t type, const uint8_t pk[TDSX_ED25519_PK_LEN]);
+/* Parses a verifier key string (untrusted). Every defect is TDSX_E_KEY: wrong shape, invalid
+ * name, key ID not 8 hex digits, bad base64, unknown type, key not 32 bytes or not a usable
+ * point, key ID that does not match the name and key. *out is written only on success. */
+TDSX_MUST_CHECK int tdsx_note_verifier_parse(tdsx_bytes_t vkey, tdsx_note_verifier_t *out);
+/* Appends the verifier key string (no NUL) to out. TDSX_E_TOOBIG/TDSX_E_NOMEM leave out
+ * unchanged. */
+TDSX_MUST_CHECK int tdsx_note_verifier_format(const tdsx_note_verifier_t *v, tdsx_buf_t *out);
+
+/* A private note key. The Ed25519 secret key lives in sodium_malloc memory, read-only after
+ * creation and wiped on free, so one signer may sign from several threads at once. */
+typedef struct tdsx_note_signer_s tdsx_note_signer_t;
+
+/* Makes a signer from a 32-byte Ed25519 seed (the raw private key: the caller wipes its copy)
+ * under `name` and `type`. TDSX_E_INVAL, TDSX_E_NOMEM, TDSX_E_INTERNAL (libsodium). */
+TDSX_MUST_CHECK int tdsx_note_signer_new(const char *name, uint8_t type,
+                                         const uint8_t seed[TDSX_ED25519_SEED_LEN],
+                                         tdsx_note_signer_t **out);
+/* Parses a signer key string (secret: the caller wipes its copy). TDSX_E_KEY for any defect,
+ * including a key ID that does not match the key derived from the seed; TDSX_E_NOMEM,
+ * TDSX_E_INTERNAL. */
+TDSX_MUST_CHECK int tdsx_note_signer_parse(tdsx_bytes_t skey, tdsx_note_signer_t **out);
+/* The matching public key; valid as long as the signer. */
+const tdsx_note_verifier_t *tdsx_note_signer_verifier(const tdsx_note_signer_t *s);
+/* Wipes and frees. NULL is a no-op. */
+void tdsx_note_signer_free(tdsx_note_signer_t *s);
+
+/* One signature line of a parsed note. The views point into the note and live as long as it. */
+typedef struct tdsx_note_sig_s {
+    tdsx_bytes_t name; /* key name (not NUL-terminated) */
+    uint32_t key_id;
+    tdsx_bytes_t sig;  /* the signature bytes after the key ID */
+    tdsx_bytes_t line; /* the whole line, "— " to "\n" included */
+    int verified;      /* 1 when a trusted key verified it (tdsx_note_open) */
+    uint8_t type;      /* when verified: the verifying key's type and public key */
+    uint8_t pk[TDSX_ED25519_PK_LEN];
+    uint64_t timestamp; /* when verified by a TDSX_NOTE_COSIG key: the cosignature time */
+} tdsx_note_sig_t;
+
+typedef struct tdsx_note_s tdsx_note_t;
+
+/* Parses a signed note (untrusted bytes, copied) without verifying anything: every signature
+ * is unverified. For tools and for adding signatures; anything that acts on the text must use
+ * tdsx_note_open. Errors: TDSX_E_NOTE_TOOBIG, TDSX_E_NOTE_LINES, TDSX_E_NOTE_SIGS,
+ * TDSX_E_NOTE_FORMAT, TDSX_E_NOMEM. *out is set only on success; free with tdsx_note_free. */
+TDSX_MUST_CHECK int tdsx_note_parse(tdsx_bytes_t msg, tdsx_note_t **out);
+
+/*
+ * Parses `msg` and verifies every signature line whose name and key ID match one of the
+ * nkeys trusted keys (keys may be NULL when nkeys is 0). Errors, besides those of
+ * tdsx_note_parse: TDSX_E_DUPLICATE (a line matches two different trusted keys),
+ * TDSX_E_COSIGNATURE (a line for a TDSX_NOTE_COSIG key is not 72 bytes or its timestamp
+ * exceeds 2^63-1), TDSX_E_SIG_INVALID (a line by a trusted key does not verify: the whole
+ * note is refused), TDSX_E_NOTE_UNVERIFIED (no line by a trusted key). Lines by other keys
+ * are kept, unverified. *out is set only on success; free with tdsx_note_free.
+ */
+TDSX_MUST_CHECK int tdsx_note_open(tdsx_bytes_t msg, const tdsx_note_verifier_t *keys, size_t nkeys,
+                                   tdsx_note_t **out);
+
+/* The text: from the first byte to the newline before the separating empty line, included. */
+tdsx_bytes_t tdsx_note_text(const tdsx_note_t *n);
+size_t tdsx_note_sig_count(const tdsx_note_t *n);
+/* The i-th signature line in note order; NULL when i >= count. */
+const tdsx_note_sig_t *tdsx_note_sig(const tdsx_note_t *n, size_t i);
+/* The first line verified by exactly this key (name, key ID, type and public key), or NULL.
+ * Use it to require a given signer (the log) or to read a witness's cosignature time. */
+const tdsx_note_sig_t *tdsx_note_verified_by(const tdsx_note_t *n, const tdsx_note_verifier_t *key);
+/* NULL is a no-op. */
+void tdsx_note_free(tdsx_note_t *n);
+
+/*
+ * Appends to `out` the note made of `text` signed by each of the n signers (in order):
+ * text, "\n", one signature line per signer. The signers must be TDSX_NOTE_ED25519 keys
+ * (TDSX_E_KEY otherwise; cosignatures go through tdsx_checkpoint_cosign) with distinct names
+ * or key IDs (TDSX_E_DUPLICATE). text must be a valid note text ending in "\n" and must not
+ * begin with "cosignature/v1\n", so that no note signature can pass for a cosignature
+ * (TDSX_E_NOTE_FORMAT); the note must respect the limits above. 1 <= n <=
+ * TDSX_NOTE_SIGS_MAX. On any error out is unchanged.
+ */
+TDSX_MUST_CHECK int tdsx_note_sign(tdsx_bytes_t text, const tdsx_note_signer_t *const *signers,
+                                   size_t n, tdsx_buf_t *out);
+
+/* ------------------------------------------------------------------------------------------
+ * Checkpoints (C2SP tlog-checkpoint): the text of a signed note,
+ *
+ *     <origin>\n<tree size, decimal>\n<base64 RFC 9162 root hash>\n[<extension line>\n ...]
+ *
+ * The origin is any non-empty line of at most TDSX_NOTE_NAME_MAX bytes (SHOULD be a
+ * schema-less URL; for TDSX it is the node identity "<USCC>/<node>", the log key's name).
+ * The size has no leading zeros ("0" for the empty tree). Extension lines are opaque and
+ * non-empty.
+ * ---------------------------------------------------------------------------------------- */
+typedef struct tdsx_checkpoint_s {
+    tdsx_bytes_t origin; /* without its newline */
+    uint64_t size;
+    tdsx_hash_t root;
+    tdsx_bytes_t extensions; /* the extension lines, each with its newline; n == 0 for none */
+} tdsx_checkpoint_t;
+
+/* Parses checkpoint text (untrusted; use tdsx_checkpoint_open for a signed one). The views
+ * point into `text`. TDSX_E_CHECKPOINT for any defect; *out is written only on success. */
+TDSX_MUST_CHECK int tdsx_checkpoint_parse(tdsx_bytes_t text, tdsx_checkpoint_t *out);
+/* Appends the checkpoint text. TDSX_E_CHECKPOINT when the origin or the extensions would not
+ * parse back; on any error out is unchanged. */
+TDSX_MUST_CHECK int tdsx_checkpoint_format(const tdsx_checkpoint_t *cp, tdsx_buf_t *out);
+/* Appends the checkpoint signed by the log's TDSX_NOTE_ED25519 key (errors of
+ * tdsx_checkpoint_format and tdsx_note_sign; out unchanged on error). It is the caller's duty
+ * (SPEC §11) never to sign a checkpoint inconsistent with the last one it signed. */
+TDSX_MUST_CHECK int tdsx_checkpoint_sign(const tdsx_checkpoint_t *cp, const tdsx_note_signer_t *log,
+                                         tdsx_buf_t *out);
+/*
+ * Opens a signed checkpoint: tdsx_note_open with the log's key and the witnesses' keys
+ * (witnesses may be NULL when nwitnesses is 0), then requires a valid signature by `log` (else
+ * TDSX_E_NOTE_UNVERIFIED, even when a witness signed) and parses the text (TDSX_E_CHECKPOINT).
+ * When origin is not NULL the checkpoint's origin must equal it (TDSX_E_CHECKPOINT). On
+ * success *note holds the opened note (witness lines can be read with tdsx_note_verified_by)
+ * and *out views its text; both live until tdsx_note_free(*note).
+ */
+TDSX_MUST_CHECK int tdsx_checkpoint_open(tdsx_bytes_t msg, const tdsx_note_verifier_t *log,
+                                         const tdsx_note_verifier_t *witnesses, size_t nwitnesses,
+                                         const char *origin, tdsx_note_t **note,
+                                         tdsx_checkpoint_t *out);
+/*
+ * A witness cosigns: appends to `out` the signed checkpoint `msg` with one more line, a
+ * cosignature/v1 by `witness` (a TDSX_NOTE_COSIG signer, else TDSX_E_KEY) at `timestamp`
+ * (seconds since the epoch, at most 2^63-1, else TDSX_E_COSIGNATURE). An earlier line by the
+ * same witness key is dropped; every other line is kept as it was. The text must be a
+ * checkpoint (TDSX_E_CHECKPOINT). This function checks syntax only: the witness must first
+ * have opened the checkpoint with the log's key and checked it is consistent with the last one
+ * it cosigned for that log (SPEC §11). Other errors as tdsx_note_parse; out unchanged on error.
+ */
+TDSX_MUST_CHECK int tdsx_checkpoint_cosign(tdsx_bytes_t msg, const tdsx_note_signer_t *witness,
+                                           uint64_t timestamp, tdsx_buf_t *out);
+
 #endif
