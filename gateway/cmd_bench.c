@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ typedef struct {
     const char *to;
     const char *tags;
     const char *dataset;
+    const char *files_dir; /* NULL: a temporary directory, removed at the end */
     const char *sock;
     const char *conf;
     uint64_t size;
@@ -138,27 +140,50 @@ TDSX_MUST_CHECK static int write_fd(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* Writes file i: random bytes shared by every file, its index in the first 8 bytes so that
- * no two files hash alike (the receiver's store would otherwise find the object already
- * there, which is cheaper than what the baseline does with each upload). */
-TDSX_MUST_CHECK static int make_file(bench_t *b, unsigned long i, uint8_t *fill, size_t fill_len)
+/* The first bytes of every file: its index, then a nonce drawn for this run. Within a run no
+ * two files hash alike, and no file hashes like one sent by an earlier run, so the receiver's
+ * store never finds the object already there (cheaper than what the baseline does with each
+ * upload, and a deleted part file per transfer on the receiver). */
+#define BENCH_STAMP_LEN 24
+
+static void stamp(uint8_t out[BENCH_STAMP_LEN], unsigned long i, const uint8_t nonce[16])
+{
+    for (int k = 0; k < 8; k++)
+        out[k] = (uint8_t)((uint64_t)i >> (8 * k));
+    memcpy(out + 8, nonce, 16);
+}
+
+/* Makes file i, or when it already has the right size (a kept --files directory), only
+ * rewrites its stamp in place: no inode is created or deleted, which on some file systems
+ * would slow every file creation that follows for a while (ext4 without a journal skips
+ * recently deleted inodes one by one). */
+TDSX_MUST_CHECK static int make_file(bench_t *b, unsigned long i, uint8_t *fill, size_t fill_len,
+                                     const uint8_t nonce[16])
 {
     file_path(b, i);
-    int fd = open(b->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = open(b->path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return TDSX_E_IO;
     int rc = 0;
-    uint64_t left = b->o->size;
-    int first = 1;
-    while (rc == 0 && left > 0) {
-        size_t n = left < fill_len ? (size_t)left : fill_len;
-        if (first && n >= 8) {
-            for (int k = 0; k < 8; k++)
-                fill[k] = (uint8_t)((uint64_t)i >> (8 * k));
+    uint8_t st[BENCH_STAMP_LEN];
+    size_t st_len = b->o->size < BENCH_STAMP_LEN ? (size_t)b->o->size : BENCH_STAMP_LEN;
+    stamp(st, i, nonce);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        rc = TDSX_E_IO;
+    } else if ((uint64_t)sb.st_size == b->o->size) {
+        if (pwrite(fd, st, st_len, 0) != (ssize_t)st_len)
+            rc = TDSX_E_IO;
+    } else if (ftruncate(fd, 0) != 0) {
+        rc = TDSX_E_IO;
+    } else {
+        uint64_t left = b->o->size;
+        memcpy(fill, st, st_len < fill_len ? st_len : fill_len);
+        while (rc == 0 && left > 0) {
+            size_t n = left < fill_len ? (size_t)left : fill_len;
+            rc = write_fd(fd, fill, n);
+            left -= n;
         }
-        rc = write_fd(fd, fill, n);
-        left -= n;
-        first = 0;
     }
     if (close(fd) != 0 && rc == 0)
         rc = TDSX_E_IO;
@@ -167,20 +192,29 @@ TDSX_MUST_CHECK static int make_file(bench_t *b, unsigned long i, uint8_t *fill,
 
 TDSX_MUST_CHECK static int make_files(bench_t *b)
 {
-    const char *tmp = getenv("TMPDIR");
-    char tmpl[PATH_MAX];
-    if (snprintf(tmpl, sizeof tmpl, "%s/tdsx-bench.XXXXXX", tmp && *tmp ? tmp : "/tmp") >=
-        (int)sizeof tmpl)
-        return TDSX_E_TOOBIG;
-    if (!mkdtemp(tmpl))
-        return TDSX_E_IO;
-    b->dir_made = 1;
-    /* The daemon opens the files by absolute path. */
-    if (!realpath(tmpl, b->dir)) {
-        snprintf(b->dir, sizeof b->dir, "%s", tmpl);
-        return TDSX_E_IO;
-    }
     const bench_opts_t *o = b->o;
+    if (o->files_dir) {
+        if (mkdir(o->files_dir, 0700) != 0 && errno != EEXIST)
+            return TDSX_E_IO;
+        /* The daemon opens the files by absolute path. */
+        if (!realpath(o->files_dir, b->dir)) {
+            snprintf(b->dir, sizeof b->dir, "%s", o->files_dir);
+            return TDSX_E_NOTFOUND;
+        }
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        char tmpl[PATH_MAX];
+        if (snprintf(tmpl, sizeof tmpl, "%s/tdsx-bench.XXXXXX", tmp && *tmp ? tmp : "/tmp") >=
+            (int)sizeof tmpl)
+            return TDSX_E_TOOBIG;
+        if (!mkdtemp(tmpl))
+            return TDSX_E_IO;
+        b->dir_made = 1;
+        if (!realpath(tmpl, b->dir)) {
+            snprintf(b->dir, sizeof b->dir, "%s", tmpl);
+            return TDSX_E_IO;
+        }
+    }
     int distinct = !o->same_file && o->size >= 8 &&
                    o->size * o->count <= BENCH_DISTINCT_BYTES_MAX && o->count > 1;
     b->n_files = distinct ? o->count : 1;
@@ -188,14 +222,17 @@ TDSX_MUST_CHECK static int make_files(bench_t *b)
     uint8_t *fill = tdsx_malloc(fill_len ? fill_len : 1);
     if (!fill)
         return TDSX_E_NOMEM;
+    uint8_t nonce[16];
     randombytes_buf(fill, fill_len);
+    randombytes_buf(nonce, sizeof nonce);
     int rc = 0;
     for (unsigned long i = 0; rc == 0 && i < b->n_files; i++)
-        rc = make_file(b, i, fill, fill_len);
+        rc = make_file(b, i, fill, fill_len, nonce);
     tdsx_free(fill);
     return rc;
 }
 
+/* Removes what make_files made in a temporary directory; a --files directory is kept. */
 static void remove_files(bench_t *b)
 {
     if (!b->dir_made)
@@ -460,15 +497,18 @@ static int bench_usage(void)
 {
     printf("usage: tdsx bench send --to NODE --size BYTES --count N --concurrency C\n"
            "                       [--tags TAGS] [--dataset ID] [--rate PER_SECOND]\n"
-           "                       [--same-file] [--json] [--timeout SECONDS]\n"
+           "                       [--same-file] [--files DIR] [--json]\n"
+           "                       [--timeout SECONDS]\n"
            "                       [--socket PATH | -c CONFIG]\n"
            "Load generator: pushes N payloads of BYTES bytes (k, M, G suffixes: powers of\n"
            "1024) to NODE through the local daemon, keeping C sends in flight on one\n"
            "control-socket connection. Each is a full transfer: hashed, signed, streamed,\n"
            "stored durably by NODE and receipted by both. The payload files are made once,\n"
            "before timing, in a temporary directory under $TMPDIR that is removed at the\n"
-           "end; each file has its own bytes (so no two transfers store the same object)\n"
-           "unless --same-file is given or N x BYTES is above 256 MiB.\n"
+           "end, or in DIR with --files, kept and reused by later runs (only their first\n"
+           "bytes are rewritten: no file is created or deleted). Each file has its own\n"
+           "bytes, new for every run, so no transfer stores an object the receiver already\n"
+           "holds, unless --same-file is given or N x BYTES is above 256 MiB.\n"
            "Prints transfers, seconds, transfers/s, MB/s and the p50/p99 latency from\n"
            "request written to result read (--json: one JSON line instead).\n"
            "--tags and --dataset are given to every send as with tdsx send; the default\n"
@@ -485,14 +525,21 @@ static int bench_usage(void)
 
 TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
 {
-    static const struct option opts[] = {
-        {"to", required_argument, NULL, 't'},     {"size", required_argument, NULL, 'z'},
-        {"count", required_argument, NULL, 'n'},  {"concurrency", required_argument, NULL, 'C'},
-        {"rate", required_argument, NULL, 'r'},   {"same-file", no_argument, NULL, 'f'},
-        {"tags", required_argument, NULL, 'g'},   {"dataset", required_argument, NULL, 'd'},
-        {"json", no_argument, NULL, 'j'},         {"timeout", required_argument, NULL, 'T'},
-        {"socket", required_argument, NULL, 'S'}, {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"to", required_argument, NULL, 't'},
+                                         {"size", required_argument, NULL, 'z'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"concurrency", required_argument, NULL, 'C'},
+                                         {"rate", required_argument, NULL, 'r'},
+                                         {"same-file", no_argument, NULL, 'f'},
+                                         {"tags", required_argument, NULL, 'g'},
+                                         {"dataset", required_argument, NULL, 'd'},
+                                         {"files", required_argument, NULL, 'F'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"timeout", required_argument, NULL, 'T'},
+                                         {"socket", required_argument, NULL, 'S'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int have_size = 0, o_;
     unsigned long secs = BENCH_TIMEOUT_S_DEFAULT;
     optind = 1;
@@ -521,6 +568,7 @@ TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
         }
         case 'g': o->tags = optarg; break;
         case 'd': o->dataset = optarg; break;
+        case 'F': o->files_dir = optarg; break;
         case 'f': o->same_file = 1; break;
         case 'j': o->json = 1; break;
         case 'T':
