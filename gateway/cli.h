@@ -67,5 +67,10 @@ int tdsx_cmd_registry_check(int argc, char **argv);
 int tdsx_cmd_policy_check(int argc, char **argv);
 int tdsx_cmd_policy_explain(int argc, char **argv);
 int tdsx_cmd_bench_send(int argc, char **argv);
+int tdsx_cmd_agree_propose(int argc, char **argv);
+int tdsx_cmd_agree_accept(int argc, char **argv);
+int tdsx_cmd_agree_refuse(int argc, char **argv);
+int tdsx_cmd_agree_terminate(int argc, char **argv);
+int tdsx_cmd_agree_list(int argc, char **argv);
 
 #endif

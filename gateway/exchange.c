@@ -18,6 +18,7 @@
 
 #include <sodium.h>
 
+#include "agree.h"
 #include "crypto.h"
 #include "policy.h"
 #include "store.h"
@@ -60,6 +61,11 @@ struct xstream_s {
     char rule[64];           /* id of our policy rule that decided */
     int refusal;             /* receiver: our policy refused (NRR POLICY_REFUSED) */
     const char *refusal_why; /* static text from the decision */
+    /* The agreement the transfer runs under (agree.c): the sender's choice, or what the
+     * received NRO names; agreement_until is when it stops being valid (0: none valid). */
+    int has_agreement;
+    uint8_t agreement[TDSX_SHA256_LEN];
+    int64_t agreement_until;
 
     /* sender */
     char *path; /* file being sent */
@@ -116,8 +122,9 @@ struct tdsx_exchange_s {
     uv_check_t flush_check;
     uv_timer_t tick;
     int handles;
-    int lock_fd;        /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
-    xstream_t *streams; /* every live stream */
+    int lock_fd;         /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
+    xstream_t *streams;  /* every live stream */
+    tdsx_agree_t *agree; /* agreements (agree.c) */
 };
 
 static tdsx_exchange_t *X(tdsx_node_t *n)
@@ -510,6 +517,9 @@ static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int
     s->rec.finished_at = r.stored_at;
     s->rec.error = err;
     int rc = tdsx_store_receipt_put(x->store, &r, refused);
+    /* An accepted receipt under an agreement counts against its transfer limit (agree.c). */
+    if (rc == 0 && !refused && !err && s->has_agreement)
+        tdsx__agree_used(x->agree, s->agreement);
     if (rc == 0) {
         s->rec.state = refused ? TDSX_XFER_REFUSED : TDSX_XFER_RECEIPTED;
         log_transfer(s, refused ? TDSX_LOG_WARN : TDSX_LOG_INFO,
@@ -694,8 +704,23 @@ static int decide(xstream_t *s, tdsx_direction_t dir, tdsx_policy_decision_t *d)
     in.peer_role = m ? (tdsx_policy_role_t)m->role : TDSX_POLICY_ROLE_NONE;
     in.peer_id = s->rec.peer;
     in.tags = &tags;
-    in.agreement = TDSX_AGREEMENT_NONE;
+    /* Agreements (agree.c, SPEC §7): provider = data sender, consumer = receiver. The sender
+     * looks for one (then keeps to its choice), the receiver takes the one the NRO names. */
+    int sending = dir == TDSX_DIR_SEND;
+    tdsx_agree_view_t av;
+    tdsx__agree_cover(X(n)->agree, sending ? n->self_id : s->rec.peer,
+                      sending ? s->rec.peer : n->self_id, s->dataset_id, tags.category,
+                      s->has_agreement ? s->agreement : NULL, sending, &av);
+    in.agreement = av.state;
+    in.purpose = av.purpose;
     rc = tdsx_policy_eval(n->policy, &in, d);
+    if (rc == 0)
+        rc = tdsx__agree_enforce(&av, d);
+    if (sending && av.state == TDSX_AGREEMENT_VALID) {
+        s->has_agreement = 1;
+        memcpy(s->agreement, av.hash, sizeof s->agreement);
+    }
+    s->agreement_until = av.state == TDSX_AGREEMENT_VALID ? av.not_after : 0;
     snprintf(s->rule, sizeof s->rule, "%s", d->rule_id ? d->rule_id : "");
     return rc;
 }
@@ -744,6 +769,10 @@ static void sign_nro(xstream_t *s)
     nro.dataset_id = s->dataset_id;
     nro.tags = &tags;
     nro.policy_rule = s->rule;
+    if (s->has_agreement) {
+        nro.agreement_hash.data = s->agreement; /* agree.c: the agreement it runs under */
+        nro.agreement_hash.len = sizeof s->agreement;
+    }
     nro.payload_sha256.data = s->rec.sha256;
     nro.payload_sha256.len = 32;
     nro.payload_length = s->rec.length;
@@ -1000,8 +1029,8 @@ static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, 
         rc = TDSX_E_PROTO_FIELD;
         why = "NRO sender or receiver is not this connection's";
     }
-    if (rc == 0 &&
-        (nro->transfer_id.len != TDSX_TRANSFER_ID_LEN || nro->payload_sha256.len != 32)) {
+    if (rc == 0 && (nro->transfer_id.len != TDSX_TRANSFER_ID_LEN || nro->payload_sha256.len != 32 ||
+                    (nro->agreement_hash.len != 0 && nro->agreement_hash.len != TDSX_SHA256_LEN))) {
         rc = TDSX_E_PROTO_FIELD;
         why = "NRO transfer id or hash has the wrong length";
     }
@@ -1026,6 +1055,10 @@ static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, 
     s->rec.state = TDSX_XFER_STARTED;
     s->rec.started_at = tdsx_now();
     tags_from_proto(nro->tags, s->tags, sizeof s->tags);
+    /* The agreement the sender says this runs under; decide() checks we hold it (agree.c). */
+    s->has_agreement = nro->agreement_hash.len == TDSX_SHA256_LEN;
+    if (s->has_agreement)
+        memcpy(s->agreement, nro->agreement_hash.data, sizeof s->agreement);
     tdsx_arena_reset(x->arena);
     s->nro = tdsx_malloc(env.n);
     if (!s->nro)
@@ -1560,6 +1593,14 @@ int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
         return on_transfer_pull(c, f);
     case TDSX__FRAME__BODY_CATALOG_QUERY: return on_catalog_query(c, f, x);
     case TDSX__FRAME__BODY_CATALOG_RESULT: return on_catalog_result(c, xc, f);
+    case TDSX__FRAME__BODY_AGREEMENT_PROPOSE:
+    case TDSX__FRAME__BODY_AGREEMENT_ACCEPT:
+    case TDSX__FRAME__BODY_AGREEMENT_REFUSE:
+    case TDSX__FRAME__BODY_AGREEMENT_TERMINATE:
+    case TDSX__FRAME__BODY_AGREEMENT_QUERY:
+    case TDSX__FRAME__BODY_AGREEMENT_RESULT:
+        /* Agreements (agree.c) keep their own streams, never in the transfer table. */
+        return tdsx__agree_frame(x->agree, c, f, &xc->peer_key);
     default: break;
     }
     if (!s) {
@@ -1624,12 +1665,21 @@ static void on_tick(uv_timer_t *t)
 {
     tdsx_exchange_t *x = t->data;
     uint64_t now = uv_now(x->node->loop);
+    int lapsed = 0;
     for (xstream_t *s = x->streams, *next; s; s = next) {
         next = s->all_next;
         if (s->sender && s->state == XS_SEND_WAIT_RECEIPT && s->end_sent_ms != UINT64_MAX &&
             now - s->end_sent_ms >= TDSX_XFER_RECEIPT_TIMEOUT_MS)
             sign_nrd(s, s->conn ? "no receipt before the deadline" : "connection lost");
+        if (s->agreement_until && tdsx_now() > s->agreement_until &&
+            (s->state == XS_SEND_WAIT_ACCEPT || s->state == XS_SEND_DATA ||
+             s->state == XS_RECV_DATA))
+            lapsed = 1;
     }
+    /* An agreement expired under a running transfer: decide again (agree.c, SPEC §7). */
+    if (lapsed)
+        tdsx__exchange_policy_changed(x->node);
+    tdsx__agree_tick(x->agree);
 }
 
 static void on_check(uv_check_t *h)
@@ -1998,6 +2048,12 @@ int tdsx__exchange_local(tdsx_node_t *n, tdsx_ctl_client_t *cl, const Tdsx__Loca
         return list_catalog(x, r->text, r->page_token, r->page_size, a, page, next, 600);
     }
     case TDSX__LOCAL_REQUEST__BODY_RECEIPTS: return local_receipts(n, req->receipts, a, resp);
+    case TDSX__LOCAL_REQUEST__BODY_AGREE_PROPOSE:
+    case TDSX__LOCAL_REQUEST__BODY_AGREE_ACCEPT:
+    case TDSX__LOCAL_REQUEST__BODY_AGREE_REFUSE:
+    case TDSX__LOCAL_REQUEST__BODY_AGREE_TERMINATE:
+    case TDSX__LOCAL_REQUEST__BODY_AGREE_LIST: /* agreements (agree.c) */
+        return tdsx__agree_local(x->agree, cl, req, a, resp);
     default: return TDSX_E_PROTO_UNSUPPORTED;
     }
 }
@@ -2126,6 +2182,8 @@ int tdsx__exchange_start(tdsx_node_t *n)
     if ((rc = make_dir(n->cfg.data_dir, "tmp")) != 0 ||
         (rc = make_dir(n->cfg.data_dir, "nrd")) != 0)
         return rc;
+    if ((rc = tdsx__agree_new(n, x->store, x->signer, x->verifier, &x->agree)) != 0)
+        return rc; /* agreements (agree.c) */
     uv_check_init(n->loop, &x->flush_check);
     x->flush_check.data = x;
     uv_check_start(&x->flush_check, on_check);
@@ -2159,6 +2217,7 @@ void tdsx__exchange_free(tdsx_node_t *n)
         stream_maybe_free(s);
     }
     tdsx_signer_free(x->signer);
+    tdsx__agree_free(x->agree); /* after the signer: its cancelled callbacks reach agree.c */
     tdsx_verifier_free(x->verifier);
     tdsx_arena_free(x->arena);
     tdsx_store_close(x->store);

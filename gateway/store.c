@@ -40,7 +40,7 @@ _Static_assert(TDSX_SHA256_LEN == TDSX_HASH_LEN, "store and crypto agree on SHA-
 /* Room left after the data directory for "/objects/ab/<64 hex>" and "/tmp/import-<32>.part". */
 #define STORE_ROOT_MAX (STORE_PATH_MAX - 128)
 #define STORE_CHUNK (64u * 1024u)
-#define STORE_SCHEMA 1
+#define STORE_SCHEMA 2
 #define STORE_APP_ID 0x54445358 /* "TDSX" in PRAGMA application_id */
 #define STORE_BUSY_MS 5000
 #define STORE_IMPORT_PREFIX "import-"
@@ -150,6 +150,20 @@ static const char *const migrations[STORE_SCHEMA] = {
     "CREATE TABLE peer_certs ("
     " peer TEXT NOT NULL PRIMARY KEY, der BLOB NOT NULL, stored_at INTEGER NOT NULL)"
     " WITHOUT ROWID, STRICT;",
+    /* 1 -> 2: agreements (SPEC §7). n orders listings like receipts; the pair index serves
+     * the lookup every transfer decision makes. */
+    "CREATE TABLE agreements ("
+    " n INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " hash BLOB NOT NULL UNIQUE, id BLOB NOT NULL UNIQUE,"
+    " provider TEXT NOT NULL, consumer TEXT NOT NULL, proposer TEXT NOT NULL,"
+    " dataset_id TEXT NOT NULL, category TEXT NOT NULL,"
+    " purpose_code TEXT NOT NULL, purpose_text TEXT NOT NULL, actions TEXT NOT NULL,"
+    " not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+    " transfer_limit INTEGER NOT NULL, transfers_used INTEGER NOT NULL,"
+    " state INTEGER NOT NULL, reason TEXT NOT NULL,"
+    " proposal BLOB NOT NULL, acceptance BLOB NOT NULL, termination BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) STRICT;"
+    "CREATE INDEX agreements_pair ON agreements (provider, consumer);",
 };
 
 enum {
@@ -169,6 +183,13 @@ enum {
     ST_RCPT_LIST,
     ST_PEER_PUT,
     ST_PEER_GET,
+    ST_AGR_INSERT,
+    ST_AGR_GET,
+    ST_AGR_GET_ID,
+    ST_AGR_MOVE,
+    ST_AGR_USE,
+    ST_AGR_LIST,
+    ST_AGR_MATCH,
     ST_COUNT
 };
 
@@ -179,6 +200,10 @@ enum {
     " finished_at"
 #define RCPT_COLS                                                                                  \
     "n, transfer_id, sender, receiver, nro, nrr, sender_cert, receiver_cert, stored_at"
+#define AGR_COLS                                                                                   \
+    "n, hash, id, provider, consumer, proposer, dataset_id, category, purpose_code,"               \
+    " purpose_text, actions, not_before, not_after, transfer_limit, transfers_used, state,"        \
+    " reason, proposal, acceptance, termination, created_at, updated_at"
 
 static const char *const sql_text[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -218,6 +243,30 @@ static const char *const sql_text[ST_COUNT] = {
                     " ON CONFLICT (peer) DO UPDATE SET der = excluded.der,"
                     " stored_at = excluded.stored_at",
     [ST_PEER_GET] = "SELECT der FROM peer_certs WHERE peer = ?1",
+    [ST_AGR_INSERT] = "INSERT INTO agreements (hash, id, provider, consumer, proposer, dataset_id,"
+                      " category, purpose_code, purpose_text, actions, not_before, not_after,"
+                      " transfer_limit, transfers_used, state, reason, proposal, acceptance,"
+                      " termination, created_at, updated_at)"
+                      " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,0,?14,?15,?16,?17,?18,"
+                      "?19,?19)",
+    [ST_AGR_GET] = "SELECT " AGR_COLS " FROM agreements WHERE hash = ?1",
+    [ST_AGR_GET_ID] = "SELECT " AGR_COLS " FROM agreements WHERE id = ?1",
+    /* NULL leaves an envelope as it is: a move sets at most one of them. */
+    [ST_AGR_MOVE] = "UPDATE agreements SET state = ?2, acceptance = coalesce(?3, acceptance),"
+                    " termination = coalesce(?4, termination), reason = ?5, updated_at = ?6"
+                    " WHERE hash = ?1",
+    /* The guard makes the limit hold even against two counts racing: no row, no count. */
+    [ST_AGR_USE] = "UPDATE agreements SET transfers_used = transfers_used + 1, updated_at = ?2"
+                   " WHERE hash = ?1 AND state = 2"
+                   " AND (transfer_limit = 0 OR transfers_used < transfer_limit)"
+                   " RETURNING transfers_used",
+    [ST_AGR_LIST] = "SELECT " AGR_COLS " FROM agreements WHERE n < ?1 ORDER BY n DESC LIMIT ?2",
+    /* substr, not LIKE: a selector is matched as bytes, with no wildcard characters. */
+    [ST_AGR_MATCH] = "SELECT " AGR_COLS " FROM agreements WHERE provider = ?1 AND consumer = ?2"
+                     " AND state IN (2, 4) AND ((dataset_id <> '' AND dataset_id = ?3)"
+                     " OR (category <> '' AND (?4 = category"
+                     " OR substr(?4, 1, length(category) + 1) = category || '.')))"
+                     " ORDER BY n DESC LIMIT ?5",
 };
 
 struct tdsx_store_s {
@@ -1858,4 +1907,401 @@ int tdsx_store_peer_cert_get(tdsx_store_t *s, const char *peer, uint8_t **der, s
     }
     done(st);
     return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Agreements
+ * ---------------------------------------------------------------------------------------- */
+
+static int agreement_ok(const tdsx_agreement_rec_t *a)
+{
+    int rc = field_ok(a->provider, sizeof a->provider, 1);
+    if (rc == 0)
+        rc = field_ok(a->consumer, sizeof a->consumer, 1);
+    if (rc == 0)
+        rc = field_ok(a->proposer, sizeof a->proposer, 1);
+    if (rc == 0)
+        rc = field_ok(a->dataset_id, sizeof a->dataset_id, 0);
+    if (rc == 0)
+        rc = field_ok(a->category, sizeof a->category, 0);
+    if (rc == 0)
+        rc = field_ok(a->purpose_code, sizeof a->purpose_code, 1);
+    if (rc == 0)
+        rc = field_ok(a->purpose_text, sizeof a->purpose_text, 0);
+    if (rc == 0)
+        rc = field_ok(a->actions, sizeof a->actions, 0);
+    if (rc == 0)
+        rc = field_ok(a->reason, sizeof a->reason, 0);
+    if (rc == 0)
+        rc = blob_ok(a->proposal, 1);
+    if (rc == 0)
+        rc = blob_ok(a->acceptance, a->state == TDSX_AGREE_ACTIVE);
+    if (rc == 0)
+        rc = blob_ok(a->termination, 0);
+    if (rc)
+        return rc;
+    if (!a->dataset_id[0] == !a->category[0])
+        return TDSX_E_INVAL; /* exactly one subject */
+    if (a->not_before > a->not_after || a->transfer_limit > (uint64_t)INT64_MAX)
+        return TDSX_E_INVAL;
+    if (a->state != TDSX_AGREE_PROPOSED && a->state != TDSX_AGREE_ACTIVE)
+        return TDSX_E_INVAL;
+    return 0;
+}
+
+/* A record whose byte views point into the current row (no copies). */
+static int row_agreement(tdsx_store_t *s, sqlite3_stmt *st, tdsx_agreement_rec_t *a)
+{
+    memset(a, 0, sizeof *a);
+    int rc = col_fixed(st, 1, a->hash, sizeof a->hash);
+    if (rc == 0)
+        rc = col_fixed(st, 2, a->id, sizeof a->id);
+    if (rc == 0)
+        rc = col_text(s, st, 3, a->provider, sizeof a->provider);
+    if (rc == 0)
+        rc = col_text(s, st, 4, a->consumer, sizeof a->consumer);
+    if (rc == 0)
+        rc = col_text(s, st, 5, a->proposer, sizeof a->proposer);
+    if (rc == 0)
+        rc = col_text(s, st, 6, a->dataset_id, sizeof a->dataset_id);
+    if (rc == 0)
+        rc = col_text(s, st, 7, a->category, sizeof a->category);
+    if (rc == 0)
+        rc = col_text(s, st, 8, a->purpose_code, sizeof a->purpose_code);
+    if (rc == 0)
+        rc = col_text(s, st, 9, a->purpose_text, sizeof a->purpose_text);
+    if (rc == 0)
+        rc = col_text(s, st, 10, a->actions, sizeof a->actions);
+    a->not_before = sqlite3_column_int64(st, 11);
+    a->not_after = sqlite3_column_int64(st, 12);
+    if (rc == 0)
+        rc = col_u64(st, 13, &a->transfer_limit);
+    if (rc == 0)
+        rc = col_u64(st, 14, &a->transfers_used);
+    int64_t state = sqlite3_column_int64(st, 15);
+    if (rc == 0 && (state < TDSX_AGREE_PROPOSED || state > TDSX_AGREE_TERMINATED))
+        rc = TDSX_E_FORMAT;
+    a->state = (tdsx_agree_status_t)state;
+    if (rc == 0)
+        rc = col_text(s, st, 16, a->reason, sizeof a->reason);
+    if (rc == 0)
+        rc = col_view(s, st, 17, &a->proposal);
+    if (rc == 0)
+        rc = col_view(s, st, 18, &a->acceptance);
+    if (rc == 0)
+        rc = col_view(s, st, 19, &a->termination);
+    a->created_at = sqlite3_column_int64(st, 20);
+    a->updated_at = sqlite3_column_int64(st, 21);
+    return rc;
+}
+
+int tdsx_store_agreement_put(tdsx_store_t *s, const tdsx_agreement_rec_t *a)
+{
+    int rc = check_store(s);
+    if (rc)
+        return rc;
+    if (!a)
+        return TDSX_E_INVAL;
+    rc = agreement_ok(a);
+    if (rc == 0)
+        rc = set_sync(s, 1); /* what we signed or accepted must not roll back */
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_AGR_INSERT];
+    int b = SQLITE_OK, raw = SQLITE_OK;
+    bind_blob(st, 1, a->hash, sizeof a->hash, &b);
+    bind_blob(st, 2, a->id, sizeof a->id, &b);
+    bind_text(st, 3, a->provider, &b);
+    bind_text(st, 4, a->consumer, &b);
+    bind_text(st, 5, a->proposer, &b);
+    bind_text(st, 6, a->dataset_id, &b);
+    bind_text(st, 7, a->category, &b);
+    bind_text(st, 8, a->purpose_code, &b);
+    bind_text(st, 9, a->purpose_text, &b);
+    bind_text(st, 10, a->actions, &b);
+    bind_i64(st, 11, a->not_before, &b);
+    bind_i64(st, 12, a->not_after, &b);
+    bind_i64(st, 13, (int64_t)a->transfer_limit, &b);
+    bind_i64(st, 14, (int64_t)a->state, &b);
+    bind_text(st, 15, a->reason, &b);
+    bind_blob(st, 16, a->proposal.p, a->proposal.n, &b);
+    bind_blob(st, 17, a->acceptance.p, a->acceptance.n, &b);
+    bind_blob(st, 18, a->termination.p, a->termination.n, &b);
+    bind_i64(st, 19, tdsx_now(), &b);
+    rc = b == SQLITE_OK ? step(s, st, "agreement_put", &raw) : sql_fail(s, "agreement_put", b);
+    if (rc == 1)
+        rc = sql_fail(s, "agreement_put", SQLITE_MISUSE);
+    if (raw == SQLITE_CONSTRAINT_UNIQUE)
+        rc = TDSX_E_DUPLICATE;
+    else if ((raw & 0xff) == SQLITE_CONSTRAINT)
+        rc = sql_fail(s, "agreement_put", raw);
+    done(st);
+    return rc;
+}
+
+/* Looks one record up by a 32-byte hash or a 16-byte id (the statement says which) and copies
+ * its bytes. */
+static int agreement_load(tdsx_store_t *s, int which, const uint8_t *key, size_t key_len,
+                          tdsx_agreement_rec_t *out)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    int rc = check_store(s);
+    if (rc)
+        return rc;
+    if (!key || !out)
+        return TDSX_E_INVAL;
+    sqlite3_stmt *st = s->st[which];
+    tdsx_agreement_rec_t view;
+    int b = SQLITE_OK;
+    bind_blob(st, 1, key, key_len, &b);
+    rc = b == SQLITE_OK ? step(s, st, "agreement_get", NULL) : sql_fail(s, "agreement_get", b);
+    if (rc == 0)
+        rc = TDSX_E_NOTFOUND;
+    if (rc == 1)
+        rc = row_agreement(s, st, &view);
+    if (rc)
+        goto fail;
+    *out = view;
+    out->proposal = out->acceptance = out->termination = tdsx_bytes(NULL, 0);
+    rc = dup_bytes(view.proposal, &out->proposal);
+    if (rc == 0)
+        rc = dup_bytes(view.acceptance, &out->acceptance);
+    if (rc == 0)
+        rc = dup_bytes(view.termination, &out->termination);
+    if (rc)
+        goto fail;
+    done(st);
+    return 0;
+fail:
+    done(st);
+    tdsx_agreement_clear(out);
+    return rc;
+}
+
+int tdsx_store_agreement_get(tdsx_store_t *s, const uint8_t hash[TDSX_SHA256_LEN],
+                             tdsx_agreement_rec_t *out)
+{
+    return agreement_load(s, ST_AGR_GET, hash, TDSX_SHA256_LEN, out);
+}
+
+int tdsx_store_agreement_get_id(tdsx_store_t *s, const uint8_t id[TDSX_AGREE_ID_LEN],
+                                tdsx_agreement_rec_t *out)
+{
+    return agreement_load(s, ST_AGR_GET_ID, id, TDSX_AGREE_ID_LEN, out);
+}
+
+/* The state of the record with this hash, read inside the caller's transaction. */
+static int agreement_state(tdsx_store_t *s, const uint8_t hash[TDSX_SHA256_LEN], int64_t *state)
+{
+    sqlite3_stmt *st = s->st[ST_AGR_GET];
+    int b = SQLITE_OK;
+    bind_blob(st, 1, hash, TDSX_SHA256_LEN, &b);
+    int rc =
+        b == SQLITE_OK ? step(s, st, "agreement_state", NULL) : sql_fail(s, "agreement_state", b);
+    if (rc == 0)
+        rc = TDSX_E_NOTFOUND;
+    if (rc == 1) {
+        *state = sqlite3_column_int64(st, 15);
+        rc = 0;
+    }
+    done(st);
+    return rc;
+}
+
+int tdsx_store_agreement_move(tdsx_store_t *s, const uint8_t hash[TDSX_SHA256_LEN],
+                              tdsx_agree_status_t to, tdsx_bytes_t env, const char *reason)
+{
+    int rc = check_store(s);
+    if (rc)
+        return rc;
+    if (!hash)
+        return TDSX_E_INVAL;
+    if (!reason)
+        reason = "";
+    if (strnlen(reason, 512) > 511)
+        return TDSX_E_TOOBIG;
+    unsigned from; /* bit set of the states this move may start from */
+    switch (to) {
+    case TDSX_AGREE_ACTIVE: from = 1u << TDSX_AGREE_PROPOSED; break;
+    case TDSX_AGREE_REFUSED: from = 1u << TDSX_AGREE_PROPOSED; break;
+    case TDSX_AGREE_TERMINATED:
+        from = (1u << TDSX_AGREE_PROPOSED) | (1u << TDSX_AGREE_ACTIVE);
+        break;
+    default: return TDSX_E_INVAL;
+    }
+    rc = blob_ok(env, to != TDSX_AGREE_REFUSED);
+    if (rc == 0 && to == TDSX_AGREE_REFUSED && env.n)
+        rc = TDSX_E_INVAL;
+    if (rc == 0)
+        rc = set_sync(s, 1);
+    if (rc == 0)
+        rc = tx_begin(s);
+    if (rc)
+        return rc;
+    int64_t state = 0;
+    rc = agreement_state(s, hash, &state);
+    if (rc)
+        goto fail;
+    if (state < 0 || state > 31 || !(from & (1u << state))) {
+        rc = TDSX_E_STATE;
+        goto fail;
+    }
+    sqlite3_stmt *st = s->st[ST_AGR_MOVE];
+    int b = SQLITE_OK;
+    bind_blob(st, 1, hash, TDSX_SHA256_LEN, &b);
+    bind_i64(st, 2, (int64_t)to, &b);
+    if (to == TDSX_AGREE_ACTIVE)
+        bind_blob(st, 3, env.p, env.n, &b);
+    else if (b == SQLITE_OK)
+        b = sqlite3_bind_null(st, 3);
+    if (to == TDSX_AGREE_TERMINATED)
+        bind_blob(st, 4, env.p, env.n, &b);
+    else if (b == SQLITE_OK)
+        b = sqlite3_bind_null(st, 4);
+    bind_text(st, 5, reason, &b);
+    bind_i64(st, 6, tdsx_now(), &b);
+    rc = b == SQLITE_OK ? step_done(s, st, "agreement_move") : sql_fail(s, "agreement_move", b);
+    done(st);
+    if (rc == 0)
+        rc = tx_commit(s);
+    if (rc)
+        goto fail;
+    return 0;
+fail:
+    tx_rollback(s);
+    return rc;
+}
+
+int tdsx_store_agreement_use(tdsx_store_t *s, const uint8_t hash[TDSX_SHA256_LEN], uint64_t *used)
+{
+    int rc = check_store(s);
+    if (rc)
+        return rc;
+    if (!hash)
+        return TDSX_E_INVAL;
+    rc = set_sync(s, 1);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_AGR_USE];
+    int b = SQLITE_OK;
+    bind_blob(st, 1, hash, TDSX_SHA256_LEN, &b);
+    bind_i64(st, 2, tdsx_now(), &b);
+    rc = b == SQLITE_OK ? step(s, st, "agreement_use", NULL) : sql_fail(s, "agreement_use", b);
+    if (rc == 1) {
+        uint64_t n = 0;
+        rc = col_u64(st, 0, &n);
+        if (rc == 0 && used)
+            *used = n;
+        /* RETURNING hands the row out before the statement ends; the write commits here. */
+        if (rc == 0)
+            rc = step_done(s, st, "agreement_use");
+        done(st);
+        return rc;
+    }
+    done(st);
+    if (rc)
+        return rc;
+    /* No row: unknown, not ACTIVE, or at its limit. Which one matters to the caller. */
+    int64_t state = 0;
+    rc = agreement_state(s, hash, &state);
+    return rc ? rc : TDSX_E_STATE;
+}
+
+/* Steps through rows of a prepared agreement query, handing each to cb. */
+static int agreement_rows(tdsx_store_t *s, sqlite3_stmt *st, const char *op, unsigned limit,
+                          tdsx_agreement_cb cb, void *ud, int64_t *last, int *more)
+{
+    unsigned count = 0;
+    int rc;
+    *more = 0;
+    for (;;) {
+        rc = step(s, st, op, NULL);
+        if (rc <= 0)
+            break;
+        if (count == limit) {
+            *more = 1;
+            rc = 0;
+            break;
+        }
+        tdsx_agreement_rec_t a;
+        rc = row_agreement(s, st, &a);
+        if (rc)
+            break;
+        *last = sqlite3_column_int64(st, 0);
+        count++;
+        s->busy = 1;
+        rc = cb(ud, &a);
+        s->busy = 0;
+        if (rc)
+            break;
+    }
+    return rc;
+}
+
+int tdsx_store_agreement_list(tdsx_store_t *s, const char *after, unsigned limit,
+                              tdsx_agreement_cb cb, void *ud, char *next, size_t next_size)
+{
+    int rc = check_store(s);
+    if (rc)
+        return rc;
+    if (!cb || !next || next_size < TDSX_STORE_TOKEN_MAX)
+        return TDSX_E_INVAL;
+    next[0] = '\0';
+    if (limit == 0 || limit > TDSX_STORE_PAGE_MAX)
+        return TDSX_E_INVAL;
+    /* Token: the storage number of the last agreement handed out, in decimal. */
+    int64_t before = INT64_MAX;
+    if (after && *after && parse_u63(after, strnlen(after, TDSX_STORE_TOKEN_MAX), &before) != 0)
+        return TDSX_E_INVAL;
+    sqlite3_stmt *st = s->st[ST_AGR_LIST];
+    int b = SQLITE_OK, more = 0;
+    int64_t last = 0;
+    bind_i64(st, 1, before, &b);
+    bind_i64(st, 2, (int64_t)limit + 1, &b);
+    rc = b == SQLITE_OK ? agreement_rows(s, st, "agreement_list", limit, cb, ud, &last, &more)
+                        : sql_fail(s, "agreement_list", b);
+    done(st);
+    if (rc == 0 && more)
+        snprintf(next, next_size, "%lld", (long long)last);
+    return rc;
+}
+
+int tdsx_store_agreement_match(tdsx_store_t *s, const char *provider, const char *consumer,
+                               const char *dataset_id, const char *category, tdsx_agreement_cb cb,
+                               void *ud)
+{
+    int rc = check_store(s);
+    if (rc)
+        return rc;
+    if (!cb || !dataset_id || !category)
+        return TDSX_E_INVAL;
+    rc = arg_ok(provider, TDSX_STORE_NAME_MAX);
+    if (rc == 0)
+        rc = arg_ok(consumer, TDSX_STORE_NAME_MAX);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_AGR_MATCH];
+    int b = SQLITE_OK, more = 0;
+    int64_t last = 0;
+    bind_text(st, 1, provider, &b);
+    bind_text(st, 2, consumer, &b);
+    bind_text(st, 3, dataset_id, &b);
+    bind_text(st, 4, category, &b);
+    bind_i64(st, 5, TDSX_STORE_PAGE_MAX, &b);
+    rc = b == SQLITE_OK
+             ? agreement_rows(s, st, "agreement_match", TDSX_STORE_PAGE_MAX, cb, ud, &last, &more)
+             : sql_fail(s, "agreement_match", b);
+    done(st);
+    return rc;
+}
+
+void tdsx_agreement_clear(tdsx_agreement_rec_t *a)
+{
+    if (!a)
+        return;
+    tdsx_free((void *)a->proposal.p);
+    tdsx_free((void *)a->acceptance.p);
+    tdsx_free((void *)a->termination.p);
+    memset(a, 0, sizeof *a);
 }

@@ -2,7 +2,8 @@
  * store.h — a node's durable state (SPEC §9, §14): metadata in SQLite (WAL mode) and payloads
  * in a content-addressed object directory.
  *
- *   <data_dir>/meta.db          SQLite, 0600: catalog, transfers, receipts, peers' sign certs
+ *   <data_dir>/meta.db          SQLite, 0600: catalog, transfers, receipts, peers' sign certs,
+ *                               agreements
  *   <data_dir>/objects/ab/<64 hex>   committed payloads, named by their SHA-256, 0600
  *   <data_dir>/tmp/<32 hex>.part     payloads being received, named by transfer id, 0600
  *
@@ -16,8 +17,8 @@
  * Durability: SQLite runs in WAL mode with synchronous=NORMAL (safe from a process crash, the
  * last commits may roll back after a power loss) for the catalog and peers' certificates, and
  * with synchronous=FULL (the WAL is fsynced at each commit) for what is promised to others:
- * transfer records and their updates, sequence numbers, receipts and catalog withdrawals. Once
- * one of those calls returns 0 the change survives a power loss.
+ * transfer records and their updates, sequence numbers, receipts, agreements and catalog
+ * withdrawals. Once one of those calls returns 0 the change survives a power loss.
  *
  * Memory: our allocations and SQLite's own (configured once, before SQLite initialises) go
  * through tdsx_malloc, so injected allocation failures reach both; they surface as
@@ -232,5 +233,95 @@ TDSX_MUST_CHECK int tdsx_store_peer_cert_put(tdsx_store_t *s, const char *peer, 
 /* Heap copy of the stored certificate (tdsx_free). TDSX_E_NOTFOUND. */
 TDSX_MUST_CHECK int tdsx_store_peer_cert_get(tdsx_store_t *s, const char *peer, uint8_t **der,
                                              size_t *len);
+
+/* ---- agreements (企业数据授权, SPEC §7) ----------------------------------------------------- */
+
+/* Lifecycle as stored. Values equal proto AgreementState; expiry is not a stored state: it
+ * follows from not_after and the transfer count, so it needs no write to happen. */
+typedef enum {
+    TDSX_AGREE_PROPOSED = 1,  /* signed by the proposer only */
+    TDSX_AGREE_ACTIVE = 2,    /* both parties signed identical terms */
+    TDSX_AGREE_REFUSED = 3,   /* the other party said no: final */
+    TDSX_AGREE_TERMINATED = 4 /* either party ended it (or withdrew the proposal): final */
+} tdsx_agree_status_t;
+
+#define TDSX_AGREE_ID_LEN 16
+#define TDSX_AGREE_PURPOSE_MAX 63u /* purpose_code bytes */
+
+/* One agreement with the signed envelopes that make it up. The text fields are the decoded
+ * terms, kept for lookups and listings; the envelopes are the evidence. Byte views are owned by
+ * the struct when it comes from tdsx_store_agreement_get (free with tdsx_agreement_clear) and
+ * borrowed during a listing callback. */
+typedef struct tdsx_agreement_rec_s {
+    uint8_t hash[TDSX_SHA256_LEN]; /* SHA-256 of the proposer's envelope: the key */
+    uint8_t id[TDSX_AGREE_ID_LEN]; /* AgreementTerms.agreement_id, unique too */
+    char provider[256];            /* "<USCC>/<node>" */
+    char consumer[256];
+    char proposer[256];   /* provider or consumer */
+    char dataset_id[256]; /* the subject: one dataset ("" when category is set) */
+    char category[128];   /* ... or a category prefix ("" when dataset_id is set) */
+    char purpose_code[TDSX_AGREE_PURPOSE_MAX + 1];
+    char purpose_text[1024];
+    char actions[1024];            /* "receive,relay-to:centre,derive" (agree.c's text form) */
+    int64_t not_before, not_after; /* validity, seconds since the epoch, both inclusive */
+    uint64_t transfer_limit;       /* 0: none */
+    uint64_t transfers_used;       /* receipted transfers counted against the limit */
+    tdsx_agree_status_t state;
+    char reason[512];               /* why it was refused or terminated ("" otherwise) */
+    tdsx_bytes_t proposal;          /* the proposer's AgreementTerms envelope (required) */
+    tdsx_bytes_t acceptance;        /* the accepter's envelope of the same payload, or empty */
+    tdsx_bytes_t termination;       /* the AgreementTermination envelope, or empty */
+    int64_t created_at, updated_at; /* set by the store */
+} tdsx_agreement_rec_t;
+
+/* Records a new agreement as given (state PROPOSED, or ACTIVE with an acceptance), durably;
+ * transfers_used, created_at and updated_at are set by the store. provider, consumer, proposer
+ * and purpose_code must not be empty and exactly one of dataset_id and category must be set
+ * (TDSX_E_INVAL); not_before > not_after or transfer_limit above INT64_MAX is TDSX_E_INVAL.
+ * TDSX_E_DUPLICATE when the hash or the id is known already (nothing stored). */
+TDSX_MUST_CHECK int tdsx_store_agreement_put(tdsx_store_t *s, const tdsx_agreement_rec_t *a);
+/* The agreement with this hash (tdsx_agreement_clear the result). TDSX_E_NOTFOUND. *out is
+ * zeroed on every error. */
+TDSX_MUST_CHECK int tdsx_store_agreement_get(tdsx_store_t *s, const uint8_t hash[TDSX_SHA256_LEN],
+                                             tdsx_agreement_rec_t *out);
+/* The same by agreement id. */
+TDSX_MUST_CHECK int tdsx_store_agreement_get_id(tdsx_store_t *s,
+                                                const uint8_t id[TDSX_AGREE_ID_LEN],
+                                                tdsx_agreement_rec_t *out);
+/* Moves an agreement to `to`, durably, in one transaction:
+ *   ACTIVE      from PROPOSED; env is the acceptance envelope (required)
+ *   REFUSED     from PROPOSED; env must be empty; reason may be ""
+ *   TERMINATED  from PROPOSED or ACTIVE; env is the termination envelope (required)
+ * reason (NULL = "") is kept, at most 511 bytes (TDSX_E_TOOBIG). TDSX_E_NOTFOUND for an unknown
+ * hash, TDSX_E_STATE for any other move (the record is unchanged), TDSX_E_INVAL for another
+ * `to` or a missing envelope. */
+TDSX_MUST_CHECK int tdsx_store_agreement_move(tdsx_store_t *s, const uint8_t hash[TDSX_SHA256_LEN],
+                                              tdsx_agree_status_t to, tdsx_bytes_t env,
+                                              const char *reason);
+/* Counts one receipted transfer against an ACTIVE agreement's limit, durably; *used (may be
+ * NULL) receives the new count. TDSX_E_NOTFOUND; TDSX_E_STATE when the agreement is not ACTIVE
+ * or its limit is already reached (nothing counted). */
+TDSX_MUST_CHECK int tdsx_store_agreement_use(tdsx_store_t *s, const uint8_t hash[TDSX_SHA256_LEN],
+                                             uint64_t *used);
+/* Agreements newest first, paged like receipts (token "" or NULL first, next >=
+ * TDSX_STORE_TOKEN_MAX bytes). The record passed to cb borrows its bytes from the store, valid
+ * only during the call; cb must not call the store. */
+typedef int (*tdsx_agreement_cb)(void *ud, const tdsx_agreement_rec_t *a);
+TDSX_MUST_CHECK int tdsx_store_agreement_list(tdsx_store_t *s, const char *after, unsigned limit,
+                                              tdsx_agreement_cb cb, void *ud, char *next,
+                                              size_t next_size);
+/* Every ACTIVE or TERMINATED agreement from `provider` to `consumer` whose subject covers a
+ * transfer of dataset_id with category `category`: the same dataset id, or a category selector
+ * equal to the category or a dotted prefix of it ("production.process" covers
+ * "production.process.quality", not "production.processing"). Newest first, at most
+ * TDSX_STORE_PAGE_MAX; cb as in the listing (returning non-zero stops and is returned).
+ * dataset_id and category may be "" (they then match nothing). */
+TDSX_MUST_CHECK int tdsx_store_agreement_match(tdsx_store_t *s, const char *provider,
+                                               const char *consumer, const char *dataset_id,
+                                               const char *category, tdsx_agreement_cb cb,
+                                               void *ud);
+/* Frees the byte buffers of a record from tdsx_store_agreement_get and zeroes it. NULL is
+ * allowed. */
+void tdsx_agreement_clear(tdsx_agreement_rec_t *a);
 
 #endif

@@ -363,11 +363,11 @@ static void open_refuses_newer_schema(void **state)
     fx_t *f = *state;
     tdsx_store_close(f->s);
     f->s = NULL;
-    raw_sql(f->root, "PRAGMA user_version=2");
+    raw_sql(f->root, "PRAGMA user_version=1000");
     tdsx_store_t *s = (tdsx_store_t *)1;
     assert_int_equal(tdsx_store_open(f->root, &s), TDSX_E_FORMAT);
     assert_null(s);
-    raw_sql(f->root, "PRAGMA user_version=1");
+    raw_sql(f->root, "PRAGMA user_version=2"); /* the current schema (store.c STORE_SCHEMA) */
     assert_int_equal(tdsx_store_open(f->root, &f->s), 0);
 }
 
