@@ -1025,6 +1025,26 @@ static int count_files(const tdsx_test_node_t *n, const char *sub)
     return count;
 }
 
+/* Reads the background send's output file until it holds the exit line (or ~10 s pass). */
+static char *wait_exit(const char *outfile)
+{
+    char *text = NULL;
+    for (int i = 0; i < 200; i++) {
+        uint8_t *b = NULL;
+        size_t len = 0;
+        free(text);
+        text = NULL;
+        if (tdsx_file_read(outfile, 1 << 20, &b, &len) == 0) {
+            text = strdup((char *)b);
+            tdsx_free(b);
+            if (strstr(text, "exit "))
+                break;
+        }
+        usleep(50000);
+    }
+    return text;
+}
+
 /* The brain ends the agreement while 100 MiB flow under it: both ends abort, nothing kept. */
 static void termination_aborts_running_transfer(void **state)
 {
@@ -1051,20 +1071,7 @@ static void termination_aborts_running_transfer(void **state)
     /* The receiver decided again under the terminated agreement and refused. */
     assert_true(tdsx_test_log_wait(&W.brain, 5000, "\"event\":\"policy.refused\"",
                                    "\"dataset\":\"g3-big\"", "TDSX_E_AGREEMENT_TERMINATED", NULL));
-    char *text = NULL;
-    for (int i = 0; i < 200; i++) {
-        uint8_t *b = NULL;
-        size_t len = 0;
-        free(text);
-        text = NULL;
-        if (tdsx_file_read(outfile, 1 << 20, &b, &len) == 0) {
-            text = strdup((char *)b);
-            tdsx_free(b);
-            if (strstr(text, "exit "))
-                break;
-        }
-        usleep(50000);
-    }
+    char *text = wait_exit(outfile);
     assert_non_null(text);
     assert_non_null(strstr(text, "exit 1"));
     assert_non_null(strstr(text, "TDSX_E_AGREEMENT_TERMINATED"));
@@ -1074,6 +1081,51 @@ static void termination_aborts_running_transfer(void **state)
     assert_true(tdsx_test_log_wait(&W.ent, 3000, "\"event\":\"agreement.terminated\"", id, NULL));
     assert_int_equal(count_files(&W.brain, "objects"), objects);
     assert_int_equal(count_files(&W.brain, "tmp"), 0);
+    free(outfile);
+}
+
+/* An agreement that expires while its transfer runs stops it at both ends. The receiver is
+ * frozen (SIGSTOP) mid-transfer so the transfer is certainly still running when the agreement
+ * lapses; the sender notices on its own, and the receiver drops its part once it runs again. */
+static void expiry_aborts_running_transfer(void **state)
+{
+    (void)state;
+    char *out = NULL, id[33], hash[65], extra[64];
+    int64_t until = (int64_t)time(NULL) + 3;
+    snprintf(extra, sizeof extra, "--not-after %lld", (long long)until);
+    agreed("g3-exp", extra, id, hash);
+    char *outfile = tdsx_test_path(W.p.dir, "exp-send.out");
+    int objects = count_files(&W.brain, "objects");
+    assert_int_equal(
+        tdsx_test_run(&out,
+                      "(tdsx send --socket '%s' --to %s '%s' --dataset g3-exp "
+                      "--tags '%s' > '%s' 2>&1; echo \"exit $?\" >> '%s') >/dev/null 2>&1 &",
+                      W.ent.sock, W.brain.id, W.big, TAGS("general:3", "production.process"),
+                      outfile, outfile),
+        0);
+    free(out);
+    assert_true(tdsx_test_log_wait(&W.brain, 20000, "\"event\":\"transfer.started\"",
+                                   "\"dataset\":\"g3-exp\"", NULL));
+    assert_int_equal(kill(W.brain.pid, SIGSTOP), 0);
+    assert_int_equal(count_files(&W.brain, "tmp"), 1); /* still receiving: not committed */
+    while ((int64_t)time(NULL) <= until)
+        usleep(100000);
+    char *text = wait_exit(outfile);
+    assert_int_equal(kill(W.brain.pid, SIGCONT), 0);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "exit 1"));
+    assert_non_null(strstr(text, "TDSX_E_AGREEMENT_EXPIRED"));
+    free(text);
+    /* The sender decided again on its own when the agreement lapsed. */
+    assert_true(tdsx_test_log_wait(&W.ent, 3000, "\"event\":\"policy.refused\"",
+                                   "\"dataset\":\"g3-exp\"", "TDSX_E_AGREEMENT_EXPIRED", NULL));
+    /* The receiver, running again, drops what it had. */
+    for (int i = 0; i < 100 && count_files(&W.brain, "tmp") != 0; i++)
+        usleep(50000);
+    assert_int_equal(count_files(&W.brain, "tmp"), 0);
+    assert_int_equal(count_files(&W.brain, "objects"), objects);
+    assert_true(tdsx_test_log_wait(&W.brain, 3000, "\"event\":\"transfer.aborted\"",
+                                   "TDSX_E_AGREEMENT_EXPIRED", NULL));
     free(outfile);
 }
 
@@ -1095,6 +1147,7 @@ int main(void)
         cmocka_unit_test(transfer_limit_is_kept),
         cmocka_unit_test(purpose_must_match_the_rule),
         cmocka_unit_test(bad_requests_are_refused),
+        cmocka_unit_test(expiry_aborts_running_transfer),
         cmocka_unit_test(termination_aborts_running_transfer),
     };
     int failed = cmocka_run_group_tests_name("agree.units", units, NULL, NULL);
