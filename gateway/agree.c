@@ -51,7 +51,7 @@ struct tdsx_agree_s {
     agree_op_t *ops;
 };
 
-/* ---- small helpers -------------------------------------------------------------------------- */
+/* ---- small helpers --------------------------------------------------------------------------- */
 
 static const char *self_id(const tdsx_agree_t *a)
 {
@@ -80,7 +80,8 @@ static int copy_field(char *dst, size_t size, const char *src)
     return 0;
 }
 
-/* Like copy_field, but cuts a human-readable text at a character boundary to fit. */
+/* Like copy_field, but cuts a human-readable text at a character boundary to fit, and turns
+ * control characters into spaces: a peer's reason ends up on an operator's terminal. */
 static void clip_text(char *dst, size_t size, const char *src)
 {
     size_t n = strnlen(src, size);
@@ -89,16 +90,27 @@ static void clip_text(char *dst, size_t size, const char *src)
         while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
             n--; /* never split a UTF-8 sequence */
     }
-    memcpy(dst, src, n);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? ' ' : src[i];
     dst[n] = '\0';
 }
 
-/* "<USCC>/<node>" as the registry and certificates write it. */
+/* No control characters (terminal escapes, line breaks) in text that gets listed. */
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* "<USCC>/<node>" as the registry and certificates write it, without commas (the actions'
+ * text form separates items with them). */
 static int id_ok(const char *s)
 {
     size_t n = strnlen(s, TDSX_ID_SIZE);
     char uscc[TDSX_USCC_LEN + 1];
-    if (n >= TDSX_ID_SIZE || n < TDSX_USCC_LEN + 2 || s[TDSX_USCC_LEN] != '/')
+    if (n >= TDSX_ID_SIZE || n < TDSX_USCC_LEN + 2 || s[TDSX_USCC_LEN] != '/' || memchr(s, ',', n))
         return 0;
     memcpy(uscc, s, TDSX_USCC_LEN);
     uscc[TDSX_USCC_LEN] = '\0';
@@ -224,8 +236,7 @@ static int list_has(const char *list, const char *word)
     return 0;
 }
 
-/* ---- pure checks ------------------------------------------------------------------------------
- */
+/* ---- pure checks ----------------------------------------------------------------------------- */
 
 tdsx_agreement_state_t tdsx__agree_state(const tdsx_agreement_rec_t *r, int64_t now)
 {
@@ -274,15 +285,17 @@ int tdsx__agree_terms_check(const Tdsx__AgreementTerms *t, const char *proposer,
                  (strcmp(t->provider, other) == 0 && strcmp(t->consumer, proposer) == 0))) {
         w = "provider and consumer must be the two parties";
     } else if (t->subject_case == TDSX__AGREEMENT_TERMS__SUBJECT_DATASET_ID
-                   ? (!t->dataset_id[0] || strlen(t->dataset_id) > TDSX_STORE_NAME_MAX)
+                   ? (!t->dataset_id[0] || strlen(t->dataset_id) > TDSX_STORE_NAME_MAX ||
+                      !printable(t->dataset_id))
                : t->subject_case == TDSX__AGREEMENT_TERMS__SUBJECT_CATEGORY_SELECTOR
                    ? tdsx_category_check(t->category_selector) != 0
                    : 1) {
         w = "the subject must be one dataset id or a valid category path";
     } else if (!purpose_code_ok(t->purpose_code)) {
         w = "the purpose code must be 1-63 characters of A-Z a-z 0-9 . _ : -";
-    } else if (strlen(t->purpose_text) > TDSX_AGREE_PURPOSE_TEXT_MAX) {
-        w = "the purpose text is too long";
+    } else if (strlen(t->purpose_text) > TDSX_AGREE_PURPOSE_TEXT_MAX ||
+               !printable(t->purpose_text)) {
+        w = "the purpose text is too long or holds control characters";
     } else if (t->n_actions == 0 || t->n_actions > TDSX_AGREE_ACTIONS_MAX) {
         w = "an agreement allows 1 to 6 actions";
     } else if (t->not_after < now) {
@@ -363,8 +376,7 @@ static int record_from_terms(const Tdsx__AgreementTerms *t, tdsx_bytes_t env,
     return rc;
 }
 
-/* ---- logging ----------------------------------------------------------------------------------
- */
+/* ---- logging --------------------------------------------------------------------------------- */
 
 static void log_event(const tdsx_agree_t *a, tdsx_log_level_t lvl, const char *event,
                       const tdsx_agreement_rec_t *r, const char *by, int err)
@@ -389,7 +401,7 @@ static void log_rejected(const char *peer, const char *what, int err, const char
              TDSX_KV_E("err", err), TDSX_KV_S("reason", why ? why : tdsx_strerror(err)));
 }
 
-/* ---- answers on the wire -------------------------------------------------------------------- */
+/* ---- answers on the wire --------------------------------------------------------------------- */
 
 static Tdsx__AgreementState wire_state(const tdsx_agreement_rec_t *r, int64_t now)
 {
@@ -433,8 +445,7 @@ static int answer(tdsx_conn_t *c, uint32_t stream, int err, const char *why,
     return tdsx__conn_send(c, &f);
 }
 
-/* ---- local answers ----------------------------------------------------------------------------
- */
+/* ---- local answers --------------------------------------------------------------------------- */
 
 static const char *state_text(const tdsx_agreement_rec_t *r, const char *self, int64_t now)
 {
@@ -582,8 +593,7 @@ static void reply_record(tdsx_agree_t *a, uint64_t client, uint64_t req_id,
     tdsx_agreement_clear(&r);
 }
 
-/* ---- pending operations ------------------------------------------------------------------------
- */
+/* ---- pending operations ---------------------------------------------------------------------- */
 
 static void op_link(agree_op_t *op)
 {
@@ -750,8 +760,8 @@ static void on_signed(void *ud, int status, tdsx_bytes_t env)
     case OP_TERMINATE:
         rc = terminate_here(a, op->hash, env, op->reason, self_id(a));
         if (rc == 0 && send_envelope(op) != 0) {
-            note = "the peer is not connected and was not told: it learns of the termination "
-                   "when it next uses the agreement";
+            note = "the peer is not connected and was not told; transfers it attempts under "
+                   "the agreement are refused here";
             reply_record(a, op->client, op->req_id, op->hash, note);
             op_free(op);
             return;
@@ -823,17 +833,20 @@ void tdsx__agree_tick(tdsx_agree_t *a)
         op_unlink(op);
         tdsx_log(TDSX_LOG_WARN, "agreement.no_answer", TDSX_KV_S("peer", op->peer),
                  TDSX_KV_I("stream", op->stream));
-        if (op->kind == OP_PROPOSE || op->kind == OP_ACCEPT)
+        if (op->kind == OP_PROPOSE)
             reply_error(a, op->client, op->req_id, TDSX_E_TIMEOUT,
-                        "the peer did not answer; the agreement is unchanged there");
+                        "the peer did not answer: the proposal stays here as proposed-by-us "
+                        "(terminate withdraws it)");
+        else if (op->kind == OP_ACCEPT)
+            reply_error(a, op->client, op->req_id, TDSX_E_TIMEOUT,
+                        "the proposer did not answer: the agreement is not active here");
         else
             reply_record(a, op->client, op->req_id, op->hash, "the peer did not answer");
         op_free(op);
     }
 }
 
-/* ---- events from the peer ----------------------------------------------------------------------
- */
+/* ---- events from the peer -------------------------------------------------------------------- */
 
 static int on_propose(tdsx_agree_t *a, tdsx_conn_t *c, uint32_t stream,
                       const Tdsx__AgreementPropose *p, const tdsx_hash_t *peer_key)
@@ -1072,8 +1085,7 @@ int tdsx__agree_frame(tdsx_agree_t *a, tdsx_conn_t *c, const Tdsx__Frame *f,
     }
 }
 
-/* ---- local requests -----------------------------------------------------------------------------
- */
+/* ---- local requests -------------------------------------------------------------------------- */
 
 /* Answers the client now with a message of our own (the generic path only has the code). */
 static int refuse_now(tdsx_agree_t *a, tdsx_ctl_client_t *cl, uint64_t req_id, int err,
@@ -1336,8 +1348,7 @@ int tdsx__agree_local(tdsx_agree_t *a, tdsx_ctl_client_t *cl, const Tdsx__LocalR
     }
 }
 
-/* ---- transfer decisions -----------------------------------------------------------------------
- */
+/* ---- transfer decisions ---------------------------------------------------------------------- */
 
 typedef struct {
     const char *provider, *consumer, *dataset_id, *category;
@@ -1449,8 +1460,7 @@ void tdsx__agree_used(tdsx_agree_t *a, const uint8_t hash[TDSX_SHA256_LEN])
                  TDSX_KV_E("err", rc));
 }
 
-/* ---- lifecycle ---------------------------------------------------------------------------------
- */
+/* ---- lifecycle ------------------------------------------------------------------------------- */
 
 int tdsx__agree_new(tdsx_node_t *n, tdsx_store_t *store, tdsx_signer_t *signer,
                     tdsx_verifier_t *verifier, tdsx_agree_t **out)

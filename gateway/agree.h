@@ -43,7 +43,7 @@
 
 /* Caps and timings, defined once. */
 #define TDSX_AGREE_ANSWER_TIMEOUT_MS 10000u /* a peer that does not answer an event by then */
-#define TDSX_AGREE_ACTIONS_MAX 16u          /* actions in one agreement */
+#define TDSX_AGREE_ACTIONS_MAX 6u           /* actions in one agreement */
 #define TDSX_AGREE_PURPOSE_TEXT_MAX 1023u   /* bytes of purpose_text */
 #define TDSX_AGREE_REASON_MAX 511u          /* bytes of a refusal or termination reason */
 
@@ -78,7 +78,7 @@ TDSX_MUST_CHECK int tdsx__agree_local(tdsx_agree_t *a, tdsx_ctl_client_t *cl,
 /* Called about once a second: answers requests whose peer did not answer in time. */
 void tdsx__agree_tick(tdsx_agree_t *a);
 
-/* ---- what the exchange's decisions use ------------------------------------------------------ */
+/* ---- what the exchange's decisions use ------------------------------------------------------- */
 
 /* The agreement a transfer runs under, as the policy input needs it. */
 typedef struct tdsx_agree_view_s {
@@ -115,8 +115,7 @@ TDSX_MUST_CHECK int tdsx__agree_enforce(const tdsx_agree_view_t *v, tdsx_policy_
  * against the transfer limit (logged; failures too, they do not undo the receipt). */
 void tdsx__agree_used(tdsx_agree_t *a, const uint8_t hash[TDSX_SHA256_LEN]);
 
-/* ---- pure checks (no I/O; exposed for tests) --------------------------------------------------
- */
+/* ---- pure checks (no I/O; exposed for tests) ------------------------------------------------- */
 
 /* The state an agreement has at `now` for deciding transfers: VALID when ACTIVE, within
  * [not_before, not_after] and under its transfer limit; EXPIRED when ACTIVE and past not_after
@@ -131,10 +130,11 @@ int tdsx__agree_covers(const tdsx_agreement_rec_t *r, const char *provider, cons
 /* Checks terms proposed by `proposer` to `other` at `now`: 16-byte id and nonce, proposer named
  * as such, provider and consumer exactly the two parties, one subject (a dataset id of 1..255
  * bytes or a well-formed category path), a purpose code of 1..TDSX_AGREE_PURPOSE_MAX bytes of
- * [A-Za-z0-9._:-], purpose text within TDSX_AGREE_PURPOSE_TEXT_MAX bytes, 1..TDSX_AGREE_ACTIONS_MAX
- * well-formed actions (relay-to names one valid node identity or one role), 0 <= not_before <=
- * not_after and not_after >= now, transfer_limit <= INT64_MAX. Returns 0, TDSX_E_PROTO_FIELD or
- * TDSX_E_AGREEMENT_EXPIRED (window already over); *why (may be NULL) names the problem. */
+ * [A-Za-z0-9._:-], purpose text within TDSX_AGREE_PURPOSE_TEXT_MAX bytes, no control characters
+ * in either text, 1..TDSX_AGREE_ACTIONS_MAX well-formed actions (relay-to names one valid node
+ * identity or one role), not_after >= now, 0 <= not_before <= not_after, transfer_limit <=
+ * INT64_MAX. Returns 0, TDSX_E_PROTO_FIELD or TDSX_E_AGREEMENT_EXPIRED (the window is already
+ * over, checked first); *why (may be NULL) names the problem. */
 TDSX_MUST_CHECK int tdsx__agree_terms_check(const Tdsx__AgreementTerms *t, const char *proposer,
                                             const char *other, int64_t now, const char **why);
 

@@ -112,12 +112,20 @@ static void terms_are_checked_field_by_field(void **state)
     x.t.purpose_code = "has space";
     assert_int_equal(check(&x, now), TDSX_E_PROTO_FIELD);
     terms_init(&x, now);
+    x.t.purpose_text = "quality\x1b[2J"; /* a terminal escape, shown by `tdsx agree list` */
+    assert_int_equal(check(&x, now), TDSX_E_PROTO_FIELD);
+    terms_init(&x, now);
+    x.t.dataset_id = "line\n3";
+    assert_int_equal(check(&x, now), TDSX_E_PROTO_FIELD);
+    terms_init(&x, now);
     x.t.n_actions = 0;
     assert_int_equal(check(&x, now), TDSX_E_PROTO_FIELD);
     terms_init(&x, now);
     x.relay.relay_to_role = TDSX__ROLE__ROLE_UNSPECIFIED; /* relay to nobody */
     assert_int_equal(check(&x, now), TDSX_E_PROTO_FIELD);
     x.relay.relay_to_party = "not-an-id";
+    assert_int_equal(check(&x, now), TDSX_E_PROTO_FIELD);
+    x.relay.relay_to_party = "91350100M000100Y43/a,b"; /* a comma would split the list */
     assert_int_equal(check(&x, now), TDSX_E_PROTO_FIELD);
     x.relay.relay_to_party = "91350100M000100Y43/centre";
     assert_int_equal(check(&x, now), 0);
@@ -344,6 +352,7 @@ static void actions_have_one_text_form(void **state)
                                       "relay-to:",
                                       "relay-to:nobody",
                                       "relay-to:91350100M000100Y4Z/x",
+                                      "relay-to:91350100M000100Y43/a,b",
                                       "relay-to:centre,brain",
                                       "send"};
     char party[TDSX_ID_SIZE], text[TDSX_ID_SIZE + 16];
@@ -359,8 +368,7 @@ static void actions_have_one_text_form(void **state)
     assert_int_equal(tdsx__agree_action_format(&a, text, 4), TDSX_E_TOOBIG);
 }
 
-/* ---- unit level: the store's agreements -------------------------------------------------------
- */
+/* ---- unit level: the store's agreements ------------------------------------------------------ */
 
 static int count_cb(void *ud, const tdsx_agreement_rec_t *a)
 {
@@ -504,8 +512,7 @@ static void store_keeps_agreements_and_their_moves(void **state)
     tdsx_test_rmdir(dir);
 }
 
-/* ---- real daemons
- * -------------------------------------------------------------------------------- */
+/* ---- real daemons ---------------------------------------------------------------------------- */
 
 typedef struct {
     tdsx_test_province_t p;
