@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "exchange.h"
 
+#include <poll.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -548,6 +549,20 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
+/* 1 when the kernel would take more of our output right now. A libuv loop turn runs timers
+ * before polling for I/O, so after one long callback of ours (a burst of durable store
+ * commits) writes the peer has long made room for were simply not attempted yet: that delay
+ * is ours, not a peer that stopped reading. (Found by 1,000 concurrent sends: the sender cut a
+ * healthy receiver as "stalled".) */
+static int socket_writable(const tdsx_conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    struct pollfd p = {fd, POLLOUT, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) && !(p.revents & (POLLERR | POLLHUP));
+}
+
 static void on_timer(uv_timer_t *t)
 {
     tdsx_conn_t *c = t->data;
@@ -563,7 +578,7 @@ static void on_timer(uv_timer_t *t)
             return;
         }
     } else {
-        if (c->out_inflight > 0 && now - c->t_tx >= cfg->stall_timeout_ms) {
+        if (c->out_inflight > 0 && now - c->t_tx >= cfg->stall_timeout_ms && !socket_writable(c)) {
             tdsx__conn_fail(c, TDSX_E_TIMEOUT, "stalled: peer is not reading");
             return;
         }
