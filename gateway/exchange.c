@@ -1787,6 +1787,16 @@ static int local_send(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
         if (tdsx_envelope_hash(tdsx_bytes(nro, len), &h) == 0)
             memcpy(s->nro_hash, h.b, 32);
         snprintf(s->dataset_id, sizeof s->dataset_id, "%s", old.dataset_id);
+        /* The agreement the kept NRO names (agree.c): counted and re-checked as on the first
+         * run. Our own statement, so it verifies with our key. */
+        ProtobufCMessage *m = NULL;
+        if (tdsx_statement_open(X(n)->verifier, TDSX_STATEMENT_NRO, tdsx_bytes(nro, len),
+                                X(n)->arena, &m, NULL) == 0 &&
+            ((const Tdsx__Nro *)m)->agreement_hash.len == TDSX_SHA256_LEN) {
+            s->has_agreement = 1;
+            memcpy(s->agreement, ((const Tdsx__Nro *)m)->agreement_hash.data, TDSX_SHA256_LEN);
+        }
+        tdsx_arena_reset(X(n)->arena);
         send_start(s);
         return 1;
     }

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1136,6 +1137,76 @@ static void expiry_aborts_running_transfer(void **state)
     free(outfile);
 }
 
+/* A send interrupted by the receiver's crash and resumed later still runs under its agreement:
+ * the resumed NRO names it, and both ends count the one transfer against its limit. */
+static void resumed_transfer_counts_once(void **state)
+{
+    (void)state;
+    char *out = NULL, id[33], hash[65], st[32], used[32];
+    agreed("g3-res", "--days 1 --limit 1", id, hash);
+    char *outfile = tdsx_test_path(W.p.dir, "res-send.out");
+    assert_int_equal(
+        tdsx_test_run(&out,
+                      "(tdsx send --socket '%s' --to %s '%s' --dataset g3-res "
+                      "--tags '%s' > '%s' 2>&1; echo \"exit $?\" >> '%s') >/dev/null 2>&1 &",
+                      W.ent.sock, W.brain.id, W.big, TAGS("general:3", "production.process"),
+                      outfile, outfile),
+        0);
+    free(out);
+    assert_true(tdsx_test_log_wait(&W.brain, 20000, "\"event\":\"transfer.started\"",
+                                   "\"dataset\":\"g3-res\"", NULL));
+    assert_int_equal(kill(W.brain.pid, SIGKILL), 0);
+    assert_int_equal(waitpid(W.brain.pid, NULL, 0), W.brain.pid);
+    W.brain.pid = 0;
+    char *text = wait_exit(outfile);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "state      interrupted"));
+    char tid[33] = "";
+    const char *p = strstr(text, "transfer   ");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "transfer   %32[0-9a-f]", tid), 1);
+    free(text);
+
+    tdsx_test_node_start(&W.brain);
+    int rc = 2;
+    for (int i = 0; i < 100; i++) {
+        free(out);
+        rc = tdsx_test_run(&out,
+                           "tdsx send --socket '%s' --to %s '%s' --dataset g3-res --tags '%s' "
+                           "--resume %s --receipt-out '%s' 2>&1",
+                           W.ent.sock, W.brain.id, W.big, TAGS("general:3", "production.process"),
+                           tid, W.receipt);
+        /* Until the enterprise has redialled and has the brain's Hello: not ready (exit 2). */
+        if (rc != 2)
+            break;
+        usleep(100000);
+    }
+    if (rc != 0)
+        fprintf(stderr, "resume:\n%s\n", out ? out : "");
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "state      receipted"));
+    free(out);
+    Tdsx__Nro *nro = NULL;
+    Tdsx__Nrr *nrr = NULL;
+    read_receipt(W.receipt, &nro, &nrr);
+    char got[65];
+    assert_int_equal(nro->agreement_hash.len, 32);
+    tdsx_hex_encode(got, nro->agreement_hash.data, 32);
+    assert_string_equal(got, hash);
+    tdsx__nro__free_unpacked(nro, NULL);
+    tdsx__nrr__free_unpacked(nrr, NULL);
+    assert_true(tdsx_test_log_wait(&W.ent, 3000, "\"event\":\"agreement.used\"", hash, NULL));
+    list_state(&W.ent, id, st, used);
+    assert_string_equal(used, "1/1");
+    list_state(&W.brain, id, st, used);
+    assert_string_equal(used, "1/1");
+    /* Used up at both ends: the next one is refused. */
+    assert_int_equal(send_file(&out, "g3-res", TAGS("general:3", "production.process"), NULL), 1);
+    assert_non_null(strstr(out, "TDSX_E_AGREEMENT_EXPIRED"));
+    free(out);
+    free(outfile);
+}
+
 int main(void)
 {
     const struct CMUnitTest units[] = {
@@ -1156,6 +1227,7 @@ int main(void)
         cmocka_unit_test(bad_requests_are_refused),
         cmocka_unit_test(expiry_aborts_running_transfer),
         cmocka_unit_test(termination_aborts_running_transfer),
+        cmocka_unit_test(resumed_transfer_counts_once),
     };
     int failed = cmocka_run_group_tests_name("agree.units", units, NULL, NULL);
     return failed + cmocka_run_group_tests_name("agree.daemons", daemons, setup, teardown);
