@@ -268,8 +268,7 @@ static void wait_linked(const tdsx_test_node_t *from, const tdsx_test_node_t *to
     fail_msg("%s never linked to %s", from->name, to->name);
 }
 
-/* ---- world --------------------------------------------------------------------------------------
- */
+/* ---- world ----------------------------------------------------------------------------------- */
 
 static int setup(void **state)
 {
@@ -287,8 +286,8 @@ static int setup(void **state)
     W.foreign_root = str_printf("%s/root.pem", p->foreign);
 
     /* The centre checkpoints received payloads every MiB (the resume test needs a durable
-     * offset well inside its 48 MiB); the brain grants small windows so the raw client can
-     * overrun one with a single legal chunk. */
+     * offset well inside its 48 MiB). The brain grants 64 KiB windows: a MiB payload needs
+     * many WindowUpdates, and one legal 256 KiB chunk can overrun a window. */
     tdsx_test_node_config(p, &W.centre, "sync_every 1m\n");
     char *extra =
         str_printf("peer %s 127.0.0.1:%d\nstream_window 64k\n", W.centre.id, W.centre.port);
@@ -306,12 +305,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    /* daemons_stop_cleanly stopped them; after a failure this kills what is left. */
     tdsx_test_node_t *all[] = {&W.ent, &W.brain, &W.centre, &W.ent2};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        if (all[i]->pid > 0)
-            (void)tdsx_test_node_stop(all[i], 8000);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         tdsx_test_node_free(all[i]);
-    }
     free(W.root);
     free(W.foreign_root);
     free(W.push_receipt);
@@ -320,9 +317,9 @@ static int teardown(void **state)
     return 0;
 }
 
-/* ---- through the CLI ----------------------------------------------------------------------------
- */
+/* ---- through the CLI ------------------------------------------------------------------------- */
 
+/* Every dialled link is up both ways, Hello included, before anything is sent. */
 static void nodes_link_up(void **state)
 {
     (void)state;
@@ -589,8 +586,7 @@ static void pull_unknown_dataset_refused(void **state)
     assert_int_equal(count_objects(&W.brain), before);
 }
 
-/* ---- 1,000 transfers on one control connection ------------------------------------------------
- */
+/* ---- 1,000 transfers on one control connection ----------------------------------------------- */
 
 static void put_request(tdsx_buf_t *out, uint64_t id, const char *path, const char *dataset)
 {
@@ -722,8 +718,7 @@ static void many_concurrent_transfers(void **state)
     free(dir);
 }
 
-/* ---- a raw client that lies -------------------------------------------------------------------
- */
+/* ---- a raw client that lies ------------------------------------------------------------------ */
 
 typedef struct {
     uint8_t *p;
@@ -1367,8 +1362,7 @@ static void transfer_before_hello_closes(void **state)
     blob_free(&nro);
 }
 
-/* ---- 7. the receiver killed mid-transfer ------------------------------------------------------
- */
+/* ---- 7. the receiver killed mid-transfer ----------------------------------------------------- */
 
 /* The size of the largest part file in the node's tmp/ (0 when none). */
 static off_t largest_part(const tdsx_test_node_t *n)
