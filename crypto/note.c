@@ -140,13 +140,24 @@ static void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+static int b64_char(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+}
+
 /* Strict base64 (with padding) of exactly `want` bytes, or of at most `cap` bytes when want is
- * 0; *len gets the decoded length. */
+ * 0; *len gets the decoded length. The alphabet is checked here: libsodium 1.0.18 decodes bytes
+ * above 0x7f as if they were base64 characters, which would give one value many spellings. */
 static int b64_decode(tdsx_bytes_t in, uint8_t *out, size_t cap, size_t want, size_t *len)
 {
     size_t got = 0;
     if (in.n == 0 || in.n % 4 != 0)
         return -1;
+    size_t pad = in.p[in.n - 1] == '=' ? 1 + (in.p[in.n - 2] == '=') : 0;
+    for (size_t i = 0; i < in.n - pad; i++)
+        if (!b64_char(in.p[i]))
+            return -1;
     if (sodium_base642bin(out, cap, (const char *)in.p, in.n, NULL, &got, NULL, B64) != 0)
         return -1;
     if (want && got != want)

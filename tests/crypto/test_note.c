@@ -352,6 +352,11 @@ static void mangled_verifier_keys_fail(void **state)
         tdsx_note_verifier_parse(
             str("PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"), &v),
         TDSX_E_KEY);
+    /* A non-ASCII byte pair in place of the last two base64 letters. */
+    memcpy(buf, k, n);
+    buf[n - 2] = (char)0xc9;
+    buf[n - 1] = (char)0xb9;
+    assert_int_equal(tdsx_note_verifier_parse(tdsx_bytes(buf, n), &v), TDSX_E_KEY);
     /* Trailing garbage, a name with a space, an oversize string. */
     assert_int_equal(tdsx_note_verifier_parse(str(PETER_VKEY "="), &v), TDSX_E_KEY);
     assert_int_equal(tdsx_note_verifier_parse(str(PETER_VKEY " "), &v), TDSX_E_KEY);
@@ -411,9 +416,13 @@ static void malformed_notes_fail(void **state)
         /* Ours. */
         {GO_TEXT "\n" PETER_SIG "\n", TDSX_E_NOTE_FORMAT},           /* blank after sigs */
         {GO_TEXT "\n- PeterNeumann AAAAAAAA\n", TDSX_E_NOTE_FORMAT}, /* hyphen, not em dash */
-        {GO_TEXT "\n\xe2\x80\x94 PeterNeumann AAAAAA==\n", TDSX_E_NOTE_FORMAT},   /* 4 bytes */
-        {GO_TEXT "\n\xe2\x80\x94 PeterNeumann AAAAAAB=\n", TDSX_E_NOTE_FORMAT},   /* stray bits */
-        {GO_TEXT "\n\xe2\x80\x94 PeterNeumann AAAA AAAA\n", TDSX_E_NOTE_FORMAT},  /* space */
+        {GO_TEXT "\n\xe2\x80\x94 PeterNeumann AAAAAA==\n", TDSX_E_NOTE_FORMAT},  /* 4 bytes */
+        {GO_TEXT "\n\xe2\x80\x94 PeterNeumann AAAAAAB=\n", TDSX_E_NOTE_FORMAT},  /* stray bits */
+        {GO_TEXT "\n\xe2\x80\x94 PeterNeumann AAAA AAAA\n", TDSX_E_NOTE_FORMAT}, /* space */
+        {GO_TEXT "\n\xe2\x80\x94 PeterNeumann A\xc9\xb9"
+                 "AAAA=\n",
+         TDSX_E_NOTE_FORMAT},                                                     /* U+0279 */
+        {GO_TEXT "\n\xe2\x80\x94 PeterNeumann AAAAAA=A\n", TDSX_E_NOTE_FORMAT},   /* inner = */
         {GO_TEXT "\n\xe2\x80\x94 PeterNeumann AAAAAAAA\r\n", TDSX_E_NOTE_FORMAT}, /* CR */
         {GO_TEXT "\n\xe2\x80\x94 Peter+Neumann AAAAAAAA\n", TDSX_E_NOTE_FORMAT},  /* '+' */
         {GO_TEXT "\n\xe2\x80\x94 Peter\xc2\xa0Neumann AAAAAAAA\n", TDSX_E_NOTE_FORMAT}, /* NBSP */
@@ -619,8 +628,12 @@ static void malformed_checkpoints_fail(void **state)
         "o\n5\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=",
         "o\x01\n5\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n", /* control character */
     };
+    /* Base64 with a non-ASCII letter of the same length (libsodium 1.0.18 would take it). */
+    tdsx_checkpoint_t cp;
+    assert_int_equal(tdsx_checkpoint_parse(
+                         str("o\n5\nC\xc9\xb9YapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"), &cp),
+                     TDSX_E_CHECKPOINT);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        tdsx_checkpoint_t cp;
         int rc = tdsx_checkpoint_parse(str(bad[i]), &cp);
         if (rc != TDSX_E_CHECKPOINT)
             fail_msg("bad[%zu] gave %s", i, tdsx_err_name(rc));
@@ -628,7 +641,7 @@ static void malformed_checkpoints_fail(void **state)
     /* An origin over the cap; formatting refuses what would not parse back. */
     char origin[TDSX_NOTE_NAME_MAX + 2];
     memset(origin, 'o', sizeof origin);
-    tdsx_checkpoint_t cp = {tdsx_bytes(origin, sizeof origin), 1, {{0}}, tdsx_bytes(NULL, 0)};
+    cp = (tdsx_checkpoint_t){tdsx_bytes(origin, sizeof origin), 1, {{0}}, tdsx_bytes(NULL, 0)};
     tdsx_buf_t b;
     tdsx_buf_init(&b, 4096);
     assert_int_equal(tdsx_checkpoint_format(&cp, &b), TDSX_E_CHECKPOINT);
