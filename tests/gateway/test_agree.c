@@ -549,7 +549,7 @@ static void write_random(const char *path, size_t n)
     while (n) {
         size_t k = n < sizeof buf ? n : sizeof buf;
         for (size_t i = 0; i < k; i += 4) {
-            x = x * 1664525u + 1013904223u; /* deterministic filler, no rand() */
+            x = x * 1664525u + 1013904223u; /* deterministic LCG filler */
             memcpy(buf + i, &x, k - i < 4 ? k - i : 4);
         }
         assert_int_equal(fwrite(buf, 1, k, f), k);
