@@ -20,6 +20,7 @@
 #define AGREE_LIST_PAGE_MAX 200u
 #define HASH_HEX (2 * TDSX_SHA256_LEN + 1)
 #define ID_HEX (2 * TDSX_AGREE_ID_LEN + 1)
+#define NO_SUCH "no agreement with this id on this node (tdsx agree list)"
 
 typedef enum { OP_PROPOSE = 0, OP_ACCEPT, OP_REFUSE, OP_TERMINATE } op_kind_t;
 
@@ -1175,7 +1176,9 @@ static int local_accept(tdsx_agree_t *a, tdsx_ctl_client_t *cl, uint64_t req_id,
     agree_op_t *op = NULL;
     const char *msg = NULL;
     int rc = load_local(a, q, &r);
-    if (rc == 0 && r.state != TDSX_AGREE_PROPOSED) {
+    if (rc == TDSX_E_NOTFOUND) {
+        msg = NO_SUCH;
+    } else if (rc == 0 && r.state != TDSX_AGREE_PROPOSED) {
         rc = TDSX_E_STATE;
         msg = "only an open proposal can be accepted";
     } else if (rc == 0 && strcmp(r.proposer, self_id(a)) == 0) {
@@ -1219,7 +1222,7 @@ static int local_refuse(tdsx_agree_t *a, tdsx_ctl_client_t *cl, uint64_t req_id,
     char reason[TDSX_AGREE_REASON_MAX + 1];
     int rc = load_local(a, q, &r);
     if (rc)
-        return rc;
+        return rc == TDSX_E_NOTFOUND ? refuse_now(a, cl, req_id, rc, NO_SUCH) : rc;
     if (r.state != TDSX_AGREE_PROPOSED || strcmp(r.proposer, self_id(a)) == 0) {
         tdsx_agreement_clear(&r);
         return refuse_now(a, cl, req_id, TDSX_E_STATE,
@@ -1264,7 +1267,7 @@ static int local_terminate(tdsx_agree_t *a, tdsx_ctl_client_t *cl, uint64_t req_
     tdsx_agreement_rec_t r;
     int rc = load_local(a, q, &r);
     if (rc)
-        return rc;
+        return rc == TDSX_E_NOTFOUND ? refuse_now(a, cl, req_id, rc, NO_SUCH) : rc;
     if (r.state != TDSX_AGREE_PROPOSED && r.state != TDSX_AGREE_ACTIVE) {
         tdsx_agreement_clear(&r);
         return refuse_now(a, cl, req_id, TDSX_E_STATE,

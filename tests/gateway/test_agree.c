@@ -1001,6 +1001,10 @@ static void bad_requests_are_refused(void **state)
     /* Unknown and malformed agreement ids. */
     assert_int_equal(agree(&out, &W.brain, "accept", "00112233445566778899aabbccddeeff"), 2);
     assert_non_null(strstr(out, "TDSX_E_NOTFOUND"));
+    assert_non_null(strstr(out, "no agreement with this id"));
+    free(out);
+    assert_int_equal(agree(&out, &W.ent, "terminate", "00112233445566778899aabbccddeeff"), 2);
+    assert_non_null(strstr(out, "TDSX_E_NOTFOUND"));
     free(out);
     assert_int_equal(agree(&out, &W.brain, "terminate", "xyz"), 2);
     free(out);
