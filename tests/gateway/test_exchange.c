@@ -36,6 +36,7 @@
 
 #include "crypto.h"
 #include "local.pb-c.h"
+#include "policy.h"
 #include "proto.h"
 
 #define TAGS                                                                                       \
@@ -911,6 +912,7 @@ static tdsx_signer_t *signer_of(const tdsx_test_node_t *n)
 typedef struct {
     const tdsx_test_node_t *key; /* whose sign key signs it */
     const char *sender, *receiver;
+    const char *tags; /* tags text; NULL: the NRO carries none */
     uint8_t tid[16];
     uint8_t sha[32];
     uint64_t length, sequence;
@@ -922,6 +924,7 @@ static void claim_init(claim_t *c, const uint8_t *payload, size_t n)
     c->key = &W.ent;
     c->sender = W.ent.id;
     c->receiver = W.brain.id;
+    c->tags = TAGS;
     randombytes_buf(c->tid, sizeof c->tid);
     assert_int_equal(tdsx_sha256(payload, n, c->sha), 0);
     c->length = n;
@@ -936,6 +939,21 @@ static blob_t sign_nro(const claim_t *c)
     nro.sender = (char *)c->sender;
     nro.receiver = (char *)c->receiver;
     nro.dataset_id = "raw";
+    Tdsx__Tags tags = TDSX__TAGS__INIT;
+    tdsx_tags_t t;
+    tdsx_tags_error_t te;
+    if (c->tags) {
+        /* The proto enums have the values of policy/'s (as the daemon maps them). */
+        assert_int_equal(tdsx_tags_parse(tdsx_bytes(c->tags, strlen(c->tags)), &t, &te), 0);
+        tags.grade = (Tdsx__Grade)t.grade;
+        tags.general_level = t.level;
+        tags.domain = (Tdsx__Domain)t.domain;
+        tags.category = t.category;
+        tags.personal = (Tdsx__Personal)t.personal;
+        tags.library = (Tdsx__Library)t.library;
+        tags.source = (Tdsx__Source)t.source;
+        nro.tags = &tags;
+    }
     nro.payload_sha256.data = (uint8_t *)c->sha;
     nro.payload_sha256.len = 32;
     nro.payload_length = c->length;
@@ -1261,6 +1279,55 @@ static void expect_nro_refused(const claim_t *c, int code, const char *reason)
     blob_free(&nro);
 }
 
+/* Expects the brain to answer `nro` with a signed POLICY_REFUSED NRR carrying `code`, to log
+ * the refusal, and to store nothing. */
+static void expect_policy_refusal(raw_t *r, const claim_t *c, blob_t nro, int code)
+{
+    char hex[33];
+    hex16(c->tid, hex);
+    int objects = count_objects(&W.brain);
+    uint32_t stream = raw_stream(r);
+    raw_start(r, stream, nro);
+    Tdsx__Frame *f = raw_expect(r, stream, TDSX__FRAME__BODY_TRANSFER_RECEIPT);
+    tdsx_arena_t *a = NULL;
+    assert_int_equal(tdsx_arena_new(TDSX_ENVELOPE_ARENA_BUDGET, &a), 0);
+    const Tdsx__Nrr *nrr = open_nrr(a, f->transfer_receipt->nrr, nro);
+    assert_int_equal(nrr->status, TDSX__NRR_STATUS__NRR_STATUS_POLICY_REFUSED);
+    assert_string_equal(tdsx_err_name(tdsx_err_from_wire(nrr->refusal_code)), tdsx_err_name(code));
+    assert_true(nrr->received_length == 0);
+    tdsx_arena_free(a);
+    tdsx__frame__free_unpacked(f, NULL);
+    assert_true(tdsx_test_log_wait(&W.brain, 3000, "\"event\":\"policy.refused\"", hex, NULL));
+    assert_false(object_exists(&W.brain, c->sha));
+    assert_false(part_exists(&W.brain, hex));
+    assert_int_equal(count_objects(&W.brain), objects);
+}
+
+/* The receiver decides for itself (SPEC §8) whatever a sender claims to have checked: an NRO
+ * with no classification tags, and one tagged core data (which never leaves its owner), are
+ * refused with a signed NRR before a byte is taken. */
+static void receiver_policy_refuses_what_sender_let_through(void **state)
+{
+    (void)state;
+    uint8_t payload[256];
+    fill(payload, sizeof payload, 72);
+    raw_t r;
+    raw_open(&r, 1);
+    claim_t c;
+    claim_init(&c, payload, sizeof payload);
+    c.tags = NULL;
+    blob_t nro = sign_nro(&c);
+    expect_policy_refusal(&r, &c, nro, TDSX_E_TAGS);
+    blob_free(&nro);
+    claim_init(&c, payload, sizeof payload);
+    c.tags = "grade=core domain=production category=production.process personal=none "
+             "library=base source=enterprise";
+    nro = sign_nro(&c);
+    expect_policy_refusal(&r, &c, nro, TDSX_E_POLICY_DENY);
+    blob_free(&nro);
+    tdsx_test_client_free(&r.c);
+}
+
 /* 6e. An NRO signed by another node the brain knows (the centre): not the connected peer. */
 static void nro_signed_by_another_node_refused(void **state)
 {
@@ -1542,6 +1609,7 @@ int main(void)
         cmocka_unit_test(short_payload_refused),
         cmocka_unit_test(long_payload_closes),
         cmocka_unit_test(chunk_out_of_order_aborted),
+        cmocka_unit_test(receiver_policy_refuses_what_sender_let_through),
         cmocka_unit_test(nro_signed_by_another_node_refused),
         cmocka_unit_test(nro_signed_by_unknown_key_refused),
         cmocka_unit_test(nro_naming_other_parties_refused),
