@@ -47,7 +47,7 @@ static void write_random(const char *path, size_t n)
     while (n) {
         size_t k = n < sizeof buf ? n : sizeof buf;
         for (size_t i = 0; i < k; i++) {
-            x = x * 1664525u + 1013904223u; /* deterministic filler, no rand() */
+            x = x * 1664525u + 1013904223u; /* deterministic filler (an LCG) */
             buf[i] = (uint8_t)(x >> 24);
         }
         assert_int_equal(fwrite(buf, 1, k, f), k);
