@@ -1190,6 +1190,17 @@ int tdsx_tlog_open(const char *dir, const tdsx_note_signer_t *log, tdsx_tlog_t *
             rc = io_fail("chmod", dir, errno);
             goto fail;
         }
+        /* The new directory's own name must last too. */
+        char parent[PATH_CAP];
+        size_t plen = parent_len(dir);
+        const char *from = plen ? dir : dir[0] == '/' ? "/" : ".";
+        plen = plen ? plen : 1;
+        memcpy(parent, from, plen);
+        parent[plen] = '\0';
+        uint64_t n = 0;
+        rc = fsync_dir(parent, &n);
+        if (rc < 0)
+            goto fail;
     } else if (errno != EEXIST) {
         rc = io_fail("mkdir", dir, errno);
         goto fail;
