@@ -320,7 +320,7 @@ static void any_changed_or_missing_byte_fails(void **state)
         assert_int_not_equal(open_rc(buf, n, &peter, 1), 0);
         /* Byte i removed. */
         memcpy(buf, GO_NOTE, i);
-        memcpy(buf + i, GO_NOTE + i + 1, n - i - 1);
+        memcpy(buf + i, &GO_NOTE[i + 1], n - i - 1);
         assert_int_not_equal(open_rc(buf, n - 1, &peter, 1), 0);
     }
     free(buf);
@@ -530,7 +530,7 @@ static void bad_signature_by_a_trusted_key_refuses_the_note(void **state)
     size_t cut = 60;
     memcpy(sig, PETER_SIG, cut);
     memcpy(sig + cut, "ABCD", 4);
-    memcpy(sig + cut + 4, PETER_SIG + cut, sizeof PETER_SIG - cut);
+    memcpy(sig + cut + 4, &PETER_SIG[cut], sizeof PETER_SIG - cut);
     tdsx_buf_t b;
     tdsx_buf_init(&b, 4096);
     assert_int_equal(tdsx_buf_append_str(&b, GO_TEXT "\n"), 0);
