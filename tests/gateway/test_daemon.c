@@ -391,7 +391,7 @@ static void slow_reader_is_bounded_and_cut(void **state)
     fprintf(stderr, "slow reader: sent %zu bytes, daemon RSS %ld -> %ld KiB\n", sent_total,
             rss_before, peak);
     assert_true(growth_kib < 32 * 1024);
-    assert_true(tdsx_test_log_wait(&W.centre, 6000, "\"err\":\"TDSX_E_TIMEOUT\"", "stalled",
+    assert_true(tdsx_test_log_wait(&W.centre, 20000, "\"err\":\"TDSX_E_TIMEOUT\"", "stalled",
                                    W.ent.id, NULL));
     tdsx_buf_free(&batch);
     tdsx_test_client_free(&c);
