@@ -51,7 +51,8 @@ typedef struct {
     uint64_t size;
     unsigned long count;
     unsigned long concurrency;
-    double rate; /* requests started per second; 0: as fast as the window allows */
+    double rate;          /* requests started per second; 0: as fast as the window allows */
+    uint64_t duration_ns; /* no new request after this long; 0: until count */
     int same_file;
     int json;
     int timeout_ms;
@@ -387,26 +388,36 @@ static uint64_t due_ns(const bench_t *b, uint64_t t0, unsigned long i)
     return b->o->rate > 0 ? t0 + (uint64_t)((double)i * 1e9 / b->o->rate) : t0;
 }
 
-/* Keeps up to `concurrency` requests in flight until every one is answered. */
+/* Whether another request may start now: count, window, schedule and duration allow it. */
+static int may_start(const bench_t *b, uint64_t t0, uint64_t now)
+{
+    const bench_opts_t *o = b->o;
+    return b->sent < o->count && b->sent - b->answered < o->concurrency &&
+           (o->duration_ns == 0 || now - t0 < o->duration_ns);
+}
+
+/* Keeps up to `concurrency` requests in flight until every one started is answered and no
+ * more may start. */
 TDSX_MUST_CHECK static int run_load(bench_t *b, uint64_t t0)
 {
     const bench_opts_t *o = b->o;
     uint64_t last_answer = now_ns();
-    while (b->answered < o->count) {
+    for (;;) {
         uint64_t now = now_ns();
-        while (b->sent < o->count && b->sent - b->answered < o->concurrency &&
-               due_ns(b, t0, b->sent) <= now) {
+        while (may_start(b, t0, now) && due_ns(b, t0, b->sent) <= now) {
             int rc = queue_send(b, b->sent + 1);
             if (rc)
                 return rc;
             b->sent++;
         }
+        if (b->answered == b->sent && !may_start(b, t0, now))
+            return 0;
         int rc = flush_out(b);
         if (rc)
             return rc;
         /* Wake for the next scheduled request, rounding up to poll's millisecond. */
         int wait_ms = o->timeout_ms;
-        if (b->sent < o->count && b->sent - b->answered < o->concurrency) {
+        if (may_start(b, t0, now)) {
             uint64_t due = due_ns(b, t0, b->sent);
             uint64_t ms = due > now ? (due - now + 999999u) / 1000000u : 0;
             if (ms < (uint64_t)wait_ms)
@@ -457,7 +468,7 @@ static void report(const bench_t *b, double secs)
     double p99 = percentile(b->lat_ms, b->receipted, 99);
     double rate = secs > 0 ? (double)b->receipted / secs : 0;
     double mbs = secs > 0 ? (double)b->receipted * (double)o->size / secs / 1e6 : 0;
-    unsigned long missing = o->count - b->answered;
+    unsigned long missing = b->sent - b->answered;
     if (o->json) {
         tdsx_buf_t to;
         tdsx_buf_init(&to, 4096);
@@ -466,13 +477,14 @@ static void report(const bench_t *b, double secs)
             if (tdsx_buf_append_str(&to, "\"\"") != 0)
                 tdsx_buf_reset(&to);
         }
-        printf("{\"to\":%s,\"size\":%llu,\"count\":%lu,\"concurrency\":%lu,\"rate\":%.0f,"
-               "\"files\":%lu,"
-               "\"transfers\":%lu,\"failed\":%lu,\"unanswered\":%lu,\"seconds\":%.6f,"
-               "\"transfers_per_s\":%.1f,\"mb_per_s\":%.2f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
-               to.p ? (const char *)to.p : "\"\"", (unsigned long long)o->size, o->count,
-               o->concurrency, o->rate, b->n_files, b->receipted, b->failed, missing, secs, rate,
-               mbs, p50, p99);
+        printf(
+            "{\"to\":%s,\"size\":%llu,\"count\":%lu,\"sent\":%lu,\"concurrency\":%lu,\"rate\":%.0f,"
+            "\"files\":%lu,"
+            "\"transfers\":%lu,\"failed\":%lu,\"unanswered\":%lu,\"seconds\":%.6f,"
+            "\"transfers_per_s\":%.1f,\"mb_per_s\":%.2f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+            to.p ? (const char *)to.p : "\"\"", (unsigned long long)o->size, o->count, b->sent,
+            o->concurrency, o->rate, b->n_files, b->receipted, b->failed, missing, secs, rate, mbs,
+            p50, p99);
         tdsx_buf_free(&to);
         return;
     }
@@ -482,7 +494,7 @@ static void report(const bench_t *b, double secs)
     printf("concurrency   %lu\n", o->concurrency);
     if (o->rate > 0)
         printf("rate          %.0f sends/s scheduled\n", o->rate);
-    printf("transfers     %lu receipted of %lu\n", b->receipted, o->count);
+    printf("transfers     %lu receipted of %lu sent\n", b->receipted, b->sent);
     printf("failed        %lu\n", b->failed + missing);
     printf("seconds       %.3f\n", secs);
     printf("transfers/s   %.1f\n", rate);
@@ -497,8 +509,8 @@ static int bench_usage(void)
 {
     printf("usage: tdsx bench send --to NODE --size BYTES --count N --concurrency C\n"
            "                       [--tags TAGS] [--dataset ID] [--rate PER_SECOND]\n"
-           "                       [--same-file] [--files DIR] [--json]\n"
-           "                       [--timeout SECONDS]\n"
+           "                       [--duration SECONDS] [--same-file] [--files DIR]\n"
+           "                       [--json] [--timeout SECONDS]\n"
            "                       [--socket PATH | -c CONFIG]\n"
            "Load generator: pushes N payloads of BYTES bytes (k, M, G suffixes: powers of\n"
            "1024) to NODE through the local daemon, keeping C sends in flight on one\n"
@@ -515,6 +527,8 @@ static int bench_usage(void)
            "tags are \"%s\",\n"
            "which the built-in policy lets an enterprise send to a brain without an\n"
            "agreement. Both nodes' policies decide every transfer, as in production.\n"
+           "--duration stops starting sends after SECONDS (N is then the most sent);\n"
+           "the rate counts what was receipted over the time until the last answer.\n"
            "--rate starts sends on a fixed schedule (open loop, still at most C in flight)\n"
            "instead of as fast as answers come back: latency at a chosen load.\n"
            "--timeout is the longest silence from the daemon (default %d s).\n"
@@ -525,21 +539,15 @@ static int bench_usage(void)
 
 TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
 {
-    static const struct option opts[] = {{"to", required_argument, NULL, 't'},
-                                         {"size", required_argument, NULL, 'z'},
-                                         {"count", required_argument, NULL, 'n'},
-                                         {"concurrency", required_argument, NULL, 'C'},
-                                         {"rate", required_argument, NULL, 'r'},
-                                         {"same-file", no_argument, NULL, 'f'},
-                                         {"tags", required_argument, NULL, 'g'},
-                                         {"dataset", required_argument, NULL, 'd'},
-                                         {"files", required_argument, NULL, 'F'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {"timeout", required_argument, NULL, 'T'},
-                                         {"socket", required_argument, NULL, 'S'},
-                                         {"config", required_argument, NULL, 'c'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"to", required_argument, NULL, 't'},     {"size", required_argument, NULL, 'z'},
+        {"count", required_argument, NULL, 'n'},  {"concurrency", required_argument, NULL, 'C'},
+        {"rate", required_argument, NULL, 'r'},   {"same-file", no_argument, NULL, 'f'},
+        {"tags", required_argument, NULL, 'g'},   {"dataset", required_argument, NULL, 'd'},
+        {"files", required_argument, NULL, 'F'},  {"duration", required_argument, NULL, 'D'},
+        {"json", no_argument, NULL, 'j'},         {"timeout", required_argument, NULL, 'T'},
+        {"socket", required_argument, NULL, 'S'}, {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     int have_size = 0, o_;
     unsigned long secs = BENCH_TIMEOUT_S_DEFAULT;
     optind = 1;
@@ -569,6 +577,13 @@ TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
         case 'g': o->tags = optarg; break;
         case 'd': o->dataset = optarg; break;
         case 'F': o->files_dir = optarg; break;
+        case 'D': {
+            unsigned long d;
+            if (parse_count(optarg, 86400, &d) != 0)
+                return tdsx_cli_usage(o->cmd, "--duration takes 1..86400 seconds");
+            o->duration_ns = (uint64_t)d * 1000000000u;
+            break;
+        }
         case 'f': o->same_file = 1; break;
         case 'j': o->json = 1; break;
         case 'T':
