@@ -632,6 +632,9 @@ static void op_free(agree_op_t *op)
 static agree_op_t *op_new(tdsx_agree_t *a, tdsx_ctl_client_t *cl, uint64_t req_id, op_kind_t kind,
                           const char *peer)
 {
+    size_t n = strlen(peer);
+    if (n >= sizeof ((agree_op_t *)0)->peer)
+        return NULL; /* no member id is that long */
     agree_op_t *op = tdsx_calloc(1, sizeof *op);
     if (!op)
         return NULL;
@@ -639,7 +642,7 @@ static agree_op_t *op_new(tdsx_agree_t *a, tdsx_ctl_client_t *cl, uint64_t req_i
     op->kind = kind;
     op->client = tdsx__control_serial(cl);
     op->req_id = req_id;
-    snprintf(op->peer, sizeof op->peer, "%s", peer);
+    memcpy(op->peer, peer, n + 1);
     return op;
 }
 

@@ -769,7 +769,7 @@ static void raw_open(raw_t *r, int hello)
     if (!hello)
         return;
     char *path = str_printf("%s/sign.pem", W.ent.creds);
-    blob_t cert, chain[4];
+    blob_t cert = {NULL, 0}, chain[4];
     assert_int_equal(load_ders(path, &cert, 1), 1);
     free(path);
     path = str_printf("%s/chain.pem", W.ent.creds);

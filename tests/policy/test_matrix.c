@@ -299,7 +299,7 @@ static unsigned line_of(const matrix_t *m, const char *id)
 
 static void describe(const kase_t *k, end_t end, char *out, size_t size)
 {
-    char grade[16];
+    char grade[32];
     if (k->rank <= 4)
         snprintf(grade, sizeof grade, "general:%d", k->rank);
     else
