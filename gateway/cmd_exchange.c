@@ -131,6 +131,15 @@ static int show_result(const char *cmd, const Tdsx__TransferResult *r, const cha
         printf("\n");
     }
     printf("length     %llu\n", (unsigned long long)r->length);
+    if (r->sealed) {
+        /* SPEC §9: the hash and length above are the ciphertext's. */
+        printf("sealed     yes\n");
+        if (r->plaintext_sha256.len == 32) {
+            printf("plaintext  ");
+            hex_print(stdout, r->plaintext_sha256.data, 32);
+            printf("\n");
+        }
+    }
     if (*r->object_path)
         printf("object     %s\n", r->object_path);
     if (r->receipt.len && receipt_out) {
@@ -186,10 +195,15 @@ int tdsx_cmd_send(int argc, char **argv)
                                          {"tags", required_argument, NULL, 'g'},
                                          {"resume", required_argument, NULL, 'r'},
                                          {"receipt-out", required_argument, NULL, 'o'},
+                                         {"seal", no_argument, NULL, 's'},
+                                         {"final", required_argument, NULL, 'F'},
+                                         {"relay", required_argument, NULL, 'R'},
                                          SOCKET_OPTIONS,
                                          {NULL, 0, NULL, 0}};
     target_t t = {argv[0], NULL, NULL};
     const char *to = NULL, *dataset = "", *tags = "", *resume = NULL, *receipt_out = NULL;
+    const char *final = "", *relay = NULL;
+    int seal = 0;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -201,16 +215,25 @@ int tdsx_cmd_send(int argc, char **argv)
         case 'g': tags = optarg; break;
         case 'r': resume = optarg; break;
         case 'o': receipt_out = optarg; break;
+        case 's': seal = 1; break;
+        case 'F': final = optarg; break;
+        case 'R': relay = optarg; break;
         case 'h':
             printf("usage: tdsx send --to NODE [FILE] [--dataset ID] [--tags TAGS]\n"
-                   "                 [--resume TRANSFER_ID] [--receipt-out FILE]\n"
-                   "                 [--socket PATH | -c CONFIG]\n"
+                   "                 [--seal [--final NODE]] [--resume TRANSFER_ID]\n"
+                   "                 [--receipt-out FILE] [--socket PATH | -c CONFIG]\n"
+                   "       tdsx send --to NODE --relay TRANSFER_ID [--receipt-out FILE] ...\n"
                    "Pushes FILE (or, without FILE, the catalog dataset ID) to NODE\n"
                    "(\"<USCC>/<node>\", connected to this daemon). Ends when both halves of the\n"
                    "receipt are held; prints the transfer id, hash and state, and with\n"
                    "--receipt-out writes the complete receipt (ReceiptBundle) for auditors.\n"
                    "Progress (rate, ETA) shows on a terminal. An interrupted send is resumed with\n"
                    "--resume and the same FILE.\n"
+                   "--seal encrypts the payload for the final recipient (NODE given by --final,\n"
+                   "default the receiver) with its enc key from the registry: relays forward it\n"
+                   "unread, the final recipient opens it and keeps the plaintext object.\n"
+                   "--relay forwards the stored payload of transfer TRANSFER_ID this node\n"
+                   "received, as it came (sealed or not), naming the upstream receipt.\n"
                    "Exit 0 receipted, 1 refused/aborted/interrupted, 2 could not run.\n");
             return TDSX_EXIT_OK;
         default: return tdsx_cli_usage(t.cmd, "unknown option");
@@ -221,7 +244,12 @@ int tdsx_cmd_send(int argc, char **argv)
     if (argc - optind > 1)
         return tdsx_cli_usage(t.cmd, "one FILE at most");
     const char *file = optind < argc ? argv[optind] : NULL;
-    if (!file && !*dataset)
+    if (relay && (file || *dataset || *tags || seal || *final || resume))
+        return tdsx_cli_usage(t.cmd, "--relay takes no FILE, --dataset, --tags, --seal, --final "
+                                     "or --resume: the payload goes on as it came");
+    if (*final && !seal)
+        return tdsx_cli_usage(t.cmd, "--final NODE needs --seal");
+    if (!relay && !file && !*dataset)
         return tdsx_cli_usage(t.cmd, "give a FILE or --dataset ID");
     char abs[PATH_MAX] = "";
     if (file && !realpath(file, abs))
@@ -233,6 +261,15 @@ int tdsx_cmd_send(int argc, char **argv)
     s.path = abs;
     s.dataset_id = (char *)dataset;
     s.tags = (char *)tags;
+    s.seal = seal;
+    s.final_recipient = (char *) final;
+    uint8_t up[16];
+    if (relay) {
+        if (parse_tid(relay, up) != 0)
+            return tdsx_cli_usage(t.cmd, "--relay takes a 32-hex-digit transfer id");
+        s.relay.data = up;
+        s.relay.len = 16;
+    }
     if (resume) {
         if (parse_tid(resume, tid) != 0)
             return tdsx_cli_usage(t.cmd, "--resume takes a 32-hex-digit transfer id");

@@ -25,6 +25,14 @@
 
 #define XS_READ_SIZE TDSX_XFER_CHUNK
 #define TID_HEX (2 * TDSX_TRANSFER_ID_LEN + 1)
+/* Sealed transfers (SPEC §9): plaintext read per sealer update, ciphertext read per opener
+ * feed, and what one step may append to its output buffer. */
+#define SEAL_READ_SIZE TDSX_SEAL_CHUNK
+#define SEAL_OUT_CAP (TDSX_SEAL_RECORD_MAX + TDSX_SEAL_FINAL_MAX + SEAL_READ_SIZE)
+#define OPEN_READ_SIZE TDSX_SEAL_CHUNK
+#define OPEN_OUT_CAP (OPEN_READ_SIZE + TDSX_SEAL_RECORD_MAX)
+/* The first bytes of every sealed stream: "TDSXSEAL" and the version (crypto.h). */
+static const uint8_t seal_magic[9] = {'T', 'D', 'S', 'X', 'S', 'E', 'A', 'L', TDSX_SEAL_VERSION};
 
 typedef enum {
     XS_SEND_PREPARE = 0, /* hashing the file / waiting for the NRO signature */
@@ -89,6 +97,29 @@ struct xstream_s {
     int pulled; /* we asked for it */
     char out_path[4096];
 
+    /* Sealed transfers and relays (SPEC §9). The payload on the wire is the sealed stream; the
+     * final recipient alone opens it. */
+    int sealed;                           /* the NRO says sealed */
+    int relay;                            /* a relay of data received upstream */
+    int seal_tmp;                         /* sender: we made tmp/<tid>.sealed */
+    char final_recipient[TDSX_ID_SIZE];   /* who can open it */
+    uint8_t seal_pk[TDSX_X25519_KEY_LEN]; /* sender: the final recipient's enc key */
+    /* The transfer id the stream is sealed under (its associated data): our own id, or for a
+     * relay the origin's, carried as NRO seal_transfer_id. */
+    int has_seal_tid;
+    uint8_t seal_tid[TDSX_SEAL_TRANSFER_ID_LEN];
+    int has_plain_sha;
+    uint8_t plain_sha[TDSX_SHA256_LEN]; /* the NRO's plaintext_sha256 */
+    int has_upstream;
+    uint8_t upstream_nrr[TDSX_SHA256_LEN]; /* relay: SHA-256 of the upstream NRR envelope */
+    uv_file seal_fd;                       /* sender: the sealed temp file while it is written */
+    int final_here;                        /* receiver: we are the final recipient */
+    int cipher_existed;       /* receiver: the ciphertext object was there before this transfer */
+    char cipher_path[4096];   /* receiver: the committed ciphertext, to open */
+    tdsx_object_writer_t *pw; /* receiver: the plaintext being opened */
+    int open_rc;
+    int opened; /* receiver: the plaintext object (plain_sha) is committed */
+
     /* the local client waiting for the result */
     uint64_t client;
     uint64_t req_id;
@@ -125,6 +156,9 @@ struct tdsx_exchange_s {
     int lock_fd;         /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
     xstream_t *streams;  /* every live stream */
     tdsx_agree_t *agree; /* agreements (agree.c) */
+    /* Our X25519 enc secret (SPEC §9), read-only sodium_malloc memory shared with the thread
+     * pool's open work; NULL when the credentials hold no enc.key (nothing sealed to us opens). */
+    uint8_t *enc_sk;
 };
 
 static tdsx_exchange_t *X(tdsx_node_t *n)
@@ -279,8 +313,15 @@ static void reply_result(xstream_t *s, int err, const char *state, const char *m
     r.length = s->rec.length;
     r.sha256.data = s->rec.sha256;
     r.sha256.len = 32;
+    r.sealed = s->sealed;
+    if (s->has_plain_sha) {
+        r.plaintext_sha256.data = s->plain_sha;
+        r.plaintext_sha256.len = TDSX_SHA256_LEN;
+    }
+    /* The final recipient of a sealed payload points at what it opened, not the ciphertext. */
     if (!s->sender && err == 0 &&
-        tdsx_store_object_path(X(s->node)->store, s->rec.sha256, path, sizeof path) == 0)
+        tdsx_store_object_path(X(s->node)->store, s->opened ? s->plain_sha : s->rec.sha256, path,
+                               sizeof path) == 0)
         r.object_path = path;
     tdsx__control_reply(cl, &resp);
 }
@@ -346,6 +387,27 @@ static void keep_file(xstream_t *s, const char *sub, const char *suffix, tdsx_by
     tdsx_buf_free(&p);
 }
 
+/* tmp/<tid>.sealed: the sealed stream a sender made, kept until the transfer is final so an
+ * interrupted send resumes with the same bytes (SPEC §9). */
+static int sealed_tmp_path(const xstream_t *s, tdsx_buf_t *p)
+{
+    char hex[TID_HEX];
+    tid_hex(s->rec.id, hex);
+    int rc = path_in(s->node, "tmp", hex, p);
+    return rc ? rc : tdsx_buf_append_str(p, ".sealed");
+}
+
+static void remove_sealed_tmp(xstream_t *s)
+{
+    if (!s->seal_tmp)
+        return;
+    s->seal_tmp = 0;
+    tdsx_buf_t p;
+    if (sealed_tmp_path(s, &p) == 0)
+        unlink((const char *)p.p);
+    tdsx_buf_free(&p);
+}
+
 /* ---- stream lifecycle ---------------------------------------------------------------------- */
 
 static xstream_t *stream_new(tdsx_node_t *n, tdsx_conn_t *c, uint32_t id, int sender)
@@ -359,6 +421,7 @@ static xstream_t *stream_new(tdsx_node_t *n, tdsx_conn_t *c, uint32_t id, int se
     s->id = id;
     s->sender = sender;
     s->fd = -1;
+    s->seal_fd = -1;
     if (stream_insert(s->xc, s) != 0) {
         tdsx_free(s);
         return NULL;
@@ -388,6 +451,9 @@ static void stream_maybe_free(xstream_t *s)
         uv_fs_close(NULL, &req, s->fd, NULL);
         uv_fs_req_cleanup(&req);
     }
+    if (s->seal_fd >= 0)
+        close(s->seal_fd);
+    tdsx_object_abort(s->pw, 0); /* a plaintext never proven complete is never kept */
     tdsx_object_abort(s->w, 1);
     tdsx_free(s->rbuf);
     tdsx_free(s->nro);
@@ -462,6 +528,8 @@ static void stream_fail(xstream_t *s, int err, int tell_peer, int resumable)
         tdsx_object_abort(s->w, resumable);
         s->w = NULL;
     }
+    if (!resumable)
+        remove_sealed_tmp(s);
     log_transfer(s, TDSX_LOG_WARN, resumable ? "transfer.interrupted" : "transfer.aborted", err);
     reply_result(s, err, resumable ? "interrupted" : "aborted", NULL, tdsx_bytes(NULL, 0));
     stream_finish(s);
@@ -545,6 +613,7 @@ static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int
         if (path_in(s->node, "tmp", hex, &p) == 0 && tdsx_buf_append_str(&p, ".nro") == 0)
             unlink((const char *)p.p);
         tdsx_buf_free(&p);
+        remove_sealed_tmp(s); /* the transfer is final: its sealed stream is no longer needed */
     }
     stream_finish(s);
 }
@@ -704,6 +773,13 @@ static int decide(xstream_t *s, tdsx_direction_t dir, tdsx_policy_decision_t *d)
     in.peer_role = m ? (tdsx_policy_role_t)m->role : TDSX_POLICY_ROLE_NONE;
     in.peer_id = s->rec.peer;
     in.tags = &tags;
+    /* SPEC §9: what the NRO says (ours, or the sender's: a final recipient proves it by opening
+     * the payload, a relay by the sealed stream's length and magic). */
+    in.sealed = s->sealed;
+    in.relay = s->relay;
+    /* TODO(relay agreements, SPEC §7/§9): a relay must also be allowed by the upstream
+     * agreement: the agreement the upstream NRO names must grant relay-to this receiver (party
+     * or role). tdsx__agree_cover below only looks for an agreement between us and the peer. */
     /* Agreements (agree.c, SPEC §7): provider = data sender, consumer = receiver. The sender
      * looks for one (then keeps to its choice), the receiver takes the one the NRO names. */
     int sending = dir == TDSX_DIR_SEND;
@@ -748,6 +824,7 @@ static void sign_nro(xstream_t *s)
     if (rc) {
         /* Refused before anything leaves: the peer never hears of it. */
         log_decision(s, &d);
+        remove_sealed_tmp(s);
         reply_result(s, rc, "refused", d.reason, tdsx_bytes(NULL, 0));
         stream_finish(s);
         return;
@@ -776,6 +853,24 @@ static void sign_nro(xstream_t *s)
     nro.payload_sha256.data = s->rec.sha256;
     nro.payload_sha256.len = 32;
     nro.payload_length = s->rec.length;
+    /* SPEC §9: the payload above is the ciphertext when sealed; the plaintext's hash and who can
+     * open it travel signed beside it. A relay names the receipt it forwards from. */
+    nro.sealed = s->sealed;
+    if (s->sealed) {
+        nro.final_recipient = s->final_recipient;
+        if (s->has_plain_sha) {
+            nro.plaintext_sha256.data = s->plain_sha;
+            nro.plaintext_sha256.len = TDSX_SHA256_LEN;
+        }
+    }
+    if (s->has_upstream) {
+        nro.upstream_receipt_hash.data = s->upstream_nrr;
+        nro.upstream_receipt_hash.len = TDSX_SHA256_LEN;
+    }
+    if (s->sealed && s->has_seal_tid) {
+        nro.seal_transfer_id.data = s->seal_tid;
+        nro.seal_transfer_id.len = sizeof s->seal_tid;
+    }
     nro.sequence = s->rec.sequence;
     nro.time = tdsx_now();
     rc = tdsx_statement_submit(x->signer, TDSX_STATEMENT_NRO, &nro.base, on_nro_signed, s);
@@ -828,6 +923,127 @@ static void hash_file_done(uv_work_t *req, int status)
         return;
     }
     sign_nro(s);
+}
+
+/* Writes all of b to fd and hashes it: the sealed stream as it will go on the wire. */
+static int write_hashed(int fd, tdsx_sha256_t *h, const tdsx_buf_t *b)
+{
+    int rc = tdsx_sha256_update(h, b->p, b->len);
+    for (size_t done = 0; rc == 0 && done < b->len;) {
+        ssize_t w = write(fd, b->p + done, b->len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return TDSX_E_IO;
+        done += (size_t)w;
+    }
+    return rc;
+}
+
+/* Thread pool: seals the file s->fd for s->seal_pk into tmp/<tid>.sealed (0600, fsynced, so a
+ * resumed send finds the same bytes) and hashes the ciphertext on the way (SPEC §9). On
+ * return rec.sha256/length describe the ciphertext and plain_sha the plaintext. */
+static void seal_file_work(uv_work_t *req)
+{
+    xstream_t *s = req->data;
+    tdsx_sha256_t h;
+    tdsx_sealer_t *sealer = NULL;
+    tdsx_buf_t out, path;
+    uint8_t *in = NULL;
+    uint64_t pos = 0, want = 0;
+    tdsx_buf_init(&out, SEAL_OUT_CAP);
+    tdsx_buf_init(&path, 0);
+    int rc = tdsx_sha256_init(&h);
+    if (rc == 0 && (rc = sealed_tmp_path(s, &path)) == 0) {
+        s->seal_fd = open((const char *)path.p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (s->seal_fd < 0)
+            rc = TDSX_E_IO;
+        else
+            s->seal_tmp = 1;
+    }
+    tdsx_buf_free(&path);
+    if (rc == 0 && !(in = tdsx_malloc(SEAL_READ_SIZE)))
+        rc = TDSX_E_NOMEM;
+    if (rc == 0 && (rc = tdsx_sealer_new(s->seal_pk, s->rec.id, &out, &sealer)) == 0)
+        rc = write_hashed(s->seal_fd, &h, &out);
+    while (rc == 0) {
+        ssize_t r = pread(s->fd, in, SEAL_READ_SIZE, (off_t)pos);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = TDSX_E_IO;
+            break;
+        }
+        tdsx_buf_reset(&out);
+        if (r == 0) {
+            if ((rc = tdsx_sealer_final(sealer, &out, s->plain_sha)) == 0)
+                rc = write_hashed(s->seal_fd, &h, &out);
+            break;
+        }
+        pos += (uint64_t)r;
+        if ((rc = tdsx_sealer_update(sealer, tdsx_bytes(in, (size_t)r), &out)) == 0)
+            rc = write_hashed(s->seal_fd, &h, &out);
+    }
+    /* The length the NRO declares must be the format's own function of the plaintext length. */
+    if (rc == 0 && (rc = tdsx_seal_ciphertext_len(pos, &want)) == 0) {
+        off_t end = lseek(s->seal_fd, 0, SEEK_CUR);
+        if (end < 0 || (uint64_t)end != want)
+            rc = TDSX_E_INTERNAL;
+    }
+    if (rc == 0 && fsync(s->seal_fd) != 0)
+        rc = TDSX_E_IO;
+    if (rc == 0 && (rc = tdsx_sha256_final(&h, s->rec.sha256)) == 0) {
+        s->rec.length = want;
+        s->has_plain_sha = 1;
+    }
+    tdsx_sealer_free(sealer);
+    tdsx_sha256_free(&h);
+    tdsx_buf_free(&out);
+    if (in)
+        sodium_memzero(in, SEAL_READ_SIZE); /* plaintext of a payload meant for someone else */
+    tdsx_free(in);
+    s->hash_rc = rc;
+}
+
+static void seal_file_done(uv_work_t *req, int status)
+{
+    xstream_t *s = req->data;
+    s->busy--;
+    if (status == 0 && s->hash_rc == 0) {
+        /* From now on the stream sends the sealed file. */
+        uv_fs_t c;
+        uv_fs_close(NULL, &c, s->fd, NULL);
+        uv_fs_req_cleanup(&c);
+        s->fd = s->seal_fd;
+        s->seal_fd = -1;
+    }
+    if (s->state != XS_SEND_PREPARE || !s->conn) {
+        remove_sealed_tmp(s);
+        stream_maybe_free(s);
+        return;
+    }
+    if (status || s->hash_rc) {
+        int err = status ? TDSX_E_CANCELED : s->hash_rc;
+        char hex[TID_HEX];
+        tid_hex(s->rec.id, hex);
+        tdsx_log(TDSX_LOG_WARN, "transfer.seal_failed", TDSX_KV_S("transfer", hex),
+                 TDSX_KV_S("final", s->final_recipient), TDSX_KV_E("err", err));
+        stream_fail(s, err, 0, 0);
+        return;
+    }
+    sign_nro(s);
+}
+
+/* Prepares the payload: sealed streams are made (and hashed) on the thread pool, plain files
+ * are only hashed there. Returns 0 with the work queued. */
+static int queue_prepare(xstream_t *s)
+{
+    s->work.data = s;
+    if (uv_queue_work(s->node->loop, &s->work, s->sealed ? seal_file_work : hash_file_work,
+                      s->sealed ? seal_file_done : hash_file_done) != 0)
+        return TDSX_E_IO;
+    s->busy++;
+    return 0;
 }
 
 /* ---- receiving ---------------------------------------------------------------------------- */
@@ -974,6 +1190,124 @@ static void sign_nrr(xstream_t *s)
     s->busy++;
 }
 
+/* Thread pool: opens the committed ciphertext with our enc key into the plaintext writer
+ * s->pw (SPEC §9). The plaintext is committed only when the opener's final record proved the
+ * stream complete and its SHA-256 equals the one the NRO promised; otherwise nothing of it is
+ * kept, nor the ciphertext when this transfer brought it. */
+static void open_work(uv_work_t *req)
+{
+    xstream_t *s = req->data;
+    tdsx_opener_t *o = NULL;
+    tdsx_buf_t out;
+    uint8_t *in = NULL;
+    uint8_t sha[TDSX_SHA256_LEN];
+    uint64_t pos = 0, len = 0;
+    tdsx_buf_init(&out, OPEN_OUT_CAP);
+    int fd = open(s->cipher_path, O_RDONLY | O_CLOEXEC);
+    int rc = fd < 0 ? TDSX_E_IO : 0;
+    if (rc == 0 && !(in = tdsx_malloc(OPEN_READ_SIZE)))
+        rc = TDSX_E_NOMEM;
+    if (rc == 0)
+        rc = tdsx_opener_new(X(s->node)->enc_sk, s->seal_tid, &o);
+    while (rc == 0) {
+        ssize_t r = pread(fd, in, OPEN_READ_SIZE, (off_t)pos);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            rc = TDSX_E_IO;
+        if (r <= 0)
+            break;
+        pos += (uint64_t)r;
+        tdsx_buf_reset(&out);
+        if ((rc = tdsx_opener_feed(o, tdsx_bytes(in, (size_t)r), &out)) == 0)
+            rc = tdsx_object_write(s->pw, out.p, out.len);
+    }
+    if (rc == 0)
+        rc = tdsx_opener_final(o, &len, sha);
+    if (rc == 0 && s->has_plain_sha && sodium_memcmp(sha, s->plain_sha, sizeof sha) != 0)
+        rc = TDSX_E_HASH_MISMATCH; /* authentic, but not the plaintext the sender signed for */
+    if (rc == 0) {
+        rc = tdsx_object_commit(s->pw, sha, len, NULL);
+        s->pw = NULL; /* commit frees the writer whatever the result */
+        memcpy(s->plain_sha, sha, sizeof sha);
+    }
+    if (rc) {
+        tdsx_object_abort(s->pw, 0);
+        s->pw = NULL;
+        if (!s->cipher_existed)
+            unlink(s->cipher_path);
+    }
+    tdsx_opener_free(o);
+    if (out.p)
+        sodium_memzero(out.p, out.alloc);
+    tdsx_buf_free(&out);
+    if (in)
+        sodium_memzero(in, OPEN_READ_SIZE);
+    tdsx_free(in);
+    if (fd >= 0)
+        close(fd);
+    s->open_rc = rc;
+}
+
+static void open_done(uv_work_t *req, int status)
+{
+    xstream_t *s = req->data;
+    s->busy--;
+    if (status)
+        s->open_rc = TDSX_E_CANCELED;
+    if (s->state != XS_RECV_COMMIT) {
+        stream_maybe_free(s);
+        return;
+    }
+    char hex[TID_HEX];
+    tid_hex(s->rec.id, hex);
+    if (s->open_rc) {
+        tdsx_log(TDSX_LOG_WARN, "transfer.open_failed", TDSX_KV_S("transfer", hex),
+                 TDSX_KV_S("peer", s->rec.peer), TDSX_KV_S("dataset", s->dataset_id),
+                 TDSX_KV_E("err", s->open_rc));
+        /* Our own trouble (disk, memory) is not the sender's fault: abort without a verdict.
+         * A sealed payload that does not open is an integrity failure, signed as such. */
+        if (s->open_rc == TDSX_E_IO || s->open_rc == TDSX_E_NOMEM ||
+            s->open_rc == TDSX_E_INTERNAL || s->open_rc == TDSX_E_CANCELED) {
+            stream_fail(s, s->open_rc, 1, 0);
+            return;
+        }
+        s->commit_rc = TDSX_E_INTEGRITY;
+    } else {
+        char path[4096] = "";
+        s->opened = 1;
+        s->has_plain_sha = 1;
+        if (tdsx_store_object_path(X(s->node)->store, s->plain_sha, path, sizeof path) != 0)
+            path[0] = '\0';
+        tdsx_log(TDSX_LOG_INFO, "transfer.opened", TDSX_KV_S("transfer", hex),
+                 TDSX_KV_S("peer", s->rec.peer), TDSX_KV_S("dataset", s->dataset_id),
+                 TDSX_KV_S("object", path));
+    }
+    sign_nrr(s);
+}
+
+/* The ciphertext is committed and we are its final recipient: open it on the thread pool into
+ * a fresh part file (its own random id: the transfer's part name is the ciphertext's). */
+static int start_open(xstream_t *s)
+{
+    tdsx_exchange_t *x = X(s->node);
+    uint8_t pid[TDSX_TRANSFER_ID_LEN];
+    randombytes_buf(pid, sizeof pid);
+    int rc = tdsx_store_object_path(x->store, s->rec.sha256, s->cipher_path, sizeof s->cipher_path);
+    if (rc == 0)
+        rc = tdsx_object_begin(x->store, pid, 0, 0, &s->pw);
+    if (rc)
+        return rc;
+    s->work.data = s;
+    if (uv_queue_work(s->node->loop, &s->work, open_work, open_done) != 0) {
+        tdsx_object_abort(s->pw, 0);
+        s->pw = NULL;
+        return TDSX_E_IO;
+    }
+    s->busy++;
+    return 0;
+}
+
 static void commit_work(uv_work_t *req)
 {
     xstream_t *s = req->data;
@@ -996,7 +1330,54 @@ static void commit_done(uv_work_t *req, int status)
         stream_fail(s, s->commit_rc, 1, 0);
         return;
     }
+    if (s->commit_rc == 0 && s->final_here) {
+        int rc = start_open(s); /* the NRR follows once it is opened (open_done) */
+        if (rc == 0)
+            return;
+        stream_fail(s, rc, 1, 0);
+        return;
+    }
     sign_nrr(s);
+}
+
+/* SPEC §9: the sealed and relay fields of a received NRO must make sense before a byte is
+ * accepted. Returns 0 or the refusal, with *why for the peer. */
+static int check_sealed_nro(tdsx_node_t *n, const Tdsx__Nro *nro, const char **why)
+{
+    uint64_t plain;
+    if ((nro->upstream_receipt_hash.len != 0 &&
+         nro->upstream_receipt_hash.len != TDSX_SHA256_LEN) ||
+        (nro->plaintext_sha256.len != 0 && nro->plaintext_sha256.len != TDSX_SHA256_LEN)) {
+        *why = "NRO upstream receipt or plaintext hash has the wrong length";
+        return TDSX_E_PROTO_FIELD;
+    }
+    if (!nro->sealed) {
+        if (nro->plaintext_sha256.len == 0 && !*nro->final_recipient &&
+            nro->seal_transfer_id.len == 0)
+            return 0;
+        *why = "NRO names a plaintext hash, final recipient or sealing transfer but is not sealed";
+        return TDSX_E_PROTO_FIELD;
+    }
+    /* A stream sealed inside another transfer arrives only as a relay of it. */
+    if (nro->seal_transfer_id.len != 0 && (nro->seal_transfer_id.len != TDSX_SEAL_TRANSFER_ID_LEN ||
+                                           nro->upstream_receipt_hash.len == 0)) {
+        *why = "NRO sealing transfer id is malformed or not a relay's";
+        return TDSX_E_PROTO_FIELD;
+    }
+    if (tdsx_seal_plaintext_len(nro->payload_length, &plain) != 0) {
+        *why = "the payload length is not that of any sealed stream";
+        return TDSX_E_SEAL;
+    }
+    if (*nro->final_recipient && !tdsx_registry_find(n->registry, nro->final_recipient)) {
+        *why = "the final recipient is not a member";
+        return TDSX_E_PEER_UNKNOWN;
+    }
+    if ((!*nro->final_recipient || strcmp(nro->final_recipient, n->self_id) == 0) &&
+        !X(n)->enc_sk) {
+        *why = "sealed for this node, which holds no enc key";
+        return TDSX_E_KEY;
+    }
+    return 0;
 }
 
 static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, xstream_t *s)
@@ -1034,6 +1415,8 @@ static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, 
         rc = TDSX_E_PROTO_FIELD;
         why = "NRO transfer id or hash has the wrong length";
     }
+    if (rc == 0)
+        rc = check_sealed_nro(node, nro, &why);
     if (rc) {
         tdsx_arena_reset(x->arena);
         tdsx_log(TDSX_LOG_WARN, "transfer.refused", TDSX_KV_S("peer", tdsx__conn_peer_id(c)),
@@ -1059,6 +1442,22 @@ static int on_transfer_start(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Frame *f, 
     s->has_agreement = nro->agreement_hash.len == TDSX_SHA256_LEN;
     if (s->has_agreement)
         memcpy(s->agreement, nro->agreement_hash.data, sizeof s->agreement);
+    /* Sealed and relayed (SPEC §9; checked by check_sealed_nro). Only the final recipient
+     * opens; a relay stores the ciphertext as it came. */
+    s->sealed = nro->sealed;
+    s->has_upstream = s->relay = nro->upstream_receipt_hash.len == TDSX_SHA256_LEN;
+    if (s->has_upstream)
+        memcpy(s->upstream_nrr, nro->upstream_receipt_hash.data, TDSX_SHA256_LEN);
+    s->has_plain_sha = nro->plaintext_sha256.len == TDSX_SHA256_LEN;
+    if (s->has_plain_sha)
+        memcpy(s->plain_sha, nro->plaintext_sha256.data, TDSX_SHA256_LEN);
+    if (s->sealed)
+        snprintf(s->final_recipient, sizeof s->final_recipient, "%s",
+                 *nro->final_recipient ? nro->final_recipient : node->self_id);
+    s->final_here = s->sealed && strcmp(s->final_recipient, node->self_id) == 0;
+    s->has_seal_tid = nro->seal_transfer_id.len == TDSX_SEAL_TRANSFER_ID_LEN;
+    memcpy(s->seal_tid, s->has_seal_tid ? nro->seal_transfer_id.data : s->rec.id,
+           sizeof s->seal_tid);
     tdsx_arena_reset(x->arena);
     s->nro = tdsx_malloc(env.n);
     if (!s->nro)
@@ -1155,6 +1554,17 @@ static int on_transfer_data(xstream_t *s, const Tdsx__TransferData *d)
         stream_fail(s, TDSX_E_INTEGRITY, 1, 0);
         return 0;
     }
+    /* A payload said to be sealed starts as a sealed stream does: what a relay, which cannot
+     * open it, can check beyond its length (SPEC §9). */
+    if (s->sealed && s->since_sync < sizeof seal_magic) {
+        size_t k = sizeof seal_magic - (size_t)s->since_sync;
+        if (k > d->chunk.len)
+            k = d->chunk.len;
+        if (k > 0 && memcmp(d->chunk.data, seal_magic + s->since_sync, k) != 0) {
+            stream_fail(s, TDSX_E_SEAL, 1, 0);
+            return 0;
+        }
+    }
     int rc = tdsx_object_write(s->w, d->chunk.data, d->chunk.len);
     if (rc) {
         stream_fail(s, rc, 1, 1);
@@ -1194,6 +1604,12 @@ static int on_transfer_end(xstream_t *s, const Tdsx__TransferEnd *e)
         return 0;
     }
     s->state = XS_RECV_COMMIT;
+    /* Whether the ciphertext object is new: if it then fails to open, only a new one goes. */
+    if (s->final_here) {
+        char path[4096];
+        s->cipher_existed =
+            tdsx_store_object_path(X(s->node)->store, s->rec.sha256, path, sizeof path) == 0;
+    }
     s->work.data = s;
     if (uv_queue_work(s->node->loop, &s->work, commit_work, commit_done) != 0) {
         stream_fail(s, TDSX_E_IO, 1, 0);
@@ -1310,6 +1726,8 @@ static int start_dataset(xstream_t *s, const char *dataset_id)
     snprintf(s->dataset_id, sizeof s->dataset_id, "%s", d.id);
     snprintf(s->rec.dataset_id, sizeof s->rec.dataset_id, "%s", d.id);
     snprintf(s->tags, sizeof s->tags, "%s", d.tags);
+    if (s->sealed)
+        return queue_prepare(s); /* sealed on the thread pool, then signed */
     sign_nro(s);
     return 0;
 }
@@ -1724,6 +2142,205 @@ static tdsx_conn_t *peer_conn(tdsx_node_t *n, const char *id, int *err)
     return c;
 }
 
+/* The sealed fields of an NRO of ours kept for resuming (SPEC §9): what decide() and the
+ * choice of the file to send need. Decoded from its envelope, which verifies with our key. */
+static void restore_nro(xstream_t *s)
+{
+    tdsx_exchange_t *x = X(s->node);
+    ProtobufCMessage *m = NULL;
+    if (tdsx_statement_open(x->verifier, TDSX_STATEMENT_NRO, tdsx_bytes(s->nro, s->nro_len),
+                            x->arena, &m, NULL) == 0) {
+        const Tdsx__Nro *nro = (const Tdsx__Nro *)m;
+        /* The agreement the kept NRO names (agree.c): counted and re-checked as on the first
+         * run. */
+        if (nro->agreement_hash.len == TDSX_SHA256_LEN) {
+            s->has_agreement = 1;
+            memcpy(s->agreement, nro->agreement_hash.data, TDSX_SHA256_LEN);
+        }
+        tags_from_proto(nro->tags, s->tags, sizeof s->tags);
+        s->sealed = nro->sealed;
+        snprintf(s->final_recipient, sizeof s->final_recipient, "%s", nro->final_recipient);
+        s->has_plain_sha = nro->plaintext_sha256.len == TDSX_SHA256_LEN;
+        if (s->has_plain_sha)
+            memcpy(s->plain_sha, nro->plaintext_sha256.data, TDSX_SHA256_LEN);
+        s->has_upstream = s->relay = nro->upstream_receipt_hash.len == TDSX_SHA256_LEN;
+        if (s->has_upstream)
+            memcpy(s->upstream_nrr, nro->upstream_receipt_hash.data, TDSX_SHA256_LEN);
+        s->has_seal_tid = nro->seal_transfer_id.len == TDSX_SEAL_TRANSFER_ID_LEN;
+        if (s->has_seal_tid)
+            memcpy(s->seal_tid, nro->seal_transfer_id.data, sizeof s->seal_tid);
+    }
+    tdsx_arena_reset(x->arena);
+}
+
+/* Opens what a resumed send sends again: a relay's stored object, the sealed stream made on
+ * the first run, the file given again, or the catalog dataset. */
+static int reopen_for_resume(xstream_t *s, const char *path, const tdsx_transfer_t *old)
+{
+    tdsx_exchange_t *x = X(s->node);
+    char obj[4096];
+    if (s->has_upstream) {
+        int rc = tdsx_store_object_path(x->store, old->sha256, obj, sizeof obj);
+        return rc ? rc : open_for_send(s, obj);
+    }
+    if (s->sealed) {
+        tdsx_buf_t p;
+        int rc = sealed_tmp_path(s, &p);
+        if (rc == 0)
+            rc = open_for_send(s, (const char *)p.p);
+        tdsx_buf_free(&p);
+        s->seal_tmp = rc == 0;
+        return rc;
+    }
+    if (*path)
+        return open_for_send(s, path);
+    tdsx_dataset_t d;
+    int rc = tdsx_store_catalog_get(x->store, s->node->self_id, old->dataset_id, &d);
+    if (rc == 0)
+        rc = tdsx_store_object_path(x->store, d.sha256, obj, sizeof obj);
+    return rc ? rc : open_for_send(s, obj);
+}
+
+static int resume_send(xstream_t *s, const Tdsx__SendRequest *r)
+{
+    tdsx_node_t *n = s->node;
+    memcpy(s->rec.id, r->resume.data, TDSX_TRANSFER_ID_LEN);
+    tdsx_transfer_t old;
+    char hex[TID_HEX];
+    tid_hex(s->rec.id, hex);
+    tdsx_buf_t p;
+    uint8_t *nro = NULL;
+    size_t len = 0;
+    int rc = tdsx_store_transfer_get(X(n)->store, s->rec.id, &old);
+    if (rc == 0 && (old.inbound || strcmp(old.peer, r->to) != 0))
+        rc = TDSX_E_STATE;
+    tdsx_buf_init(&p, 0);
+    if (rc == 0 && (rc = path_in(n, "tmp", hex, &p)) == 0 &&
+        (rc = tdsx_buf_append_str(&p, ".nro")) == 0)
+        rc = tdsx_file_read((const char *)p.p, TDSX_ENVELOPE_MAX, &nro, &len);
+    tdsx_buf_free(&p);
+    if (rc)
+        return rc;
+    s->nro = nro;
+    s->nro_len = len;
+    restore_nro(s);
+    if ((rc = reopen_for_resume(s, r->path, &old)) != 0)
+        return rc;
+    s->rec = old;
+    tdsx_hash_t h;
+    if (tdsx_envelope_hash(tdsx_bytes(nro, len), &h) == 0)
+        memcpy(s->nro_hash, h.b, 32);
+    snprintf(s->dataset_id, sizeof s->dataset_id, "%s", old.dataset_id);
+    send_start(s);
+    return 0;
+}
+
+/* `tdsx send --seal [--final NODE]`: the payload is sealed to the final recipient's enc key
+ * from the registry (SPEC §9). An unknown node or an unusable key is refused before any work. */
+static int seal_for(xstream_t *s, const char *final)
+{
+    const tdsx_member_t *m = tdsx_registry_find(s->node->registry, final);
+    if (!m)
+        return TDSX_E_PEER_UNKNOWN;
+    if (sodium_is_zero(m->enc_pub, sizeof m->enc_pub))
+        return TDSX_E_KEY; /* other low-order points are refused by the sealer */
+    s->sealed = 1;
+    snprintf(s->final_recipient, sizeof s->final_recipient, "%s", m->id);
+    memcpy(s->seal_pk, m->enc_pub, sizeof s->seal_pk);
+    return 0;
+}
+
+/* `tdsx send --relay TRANSFER_ID` (SPEC §9): forwards the stored object of a transfer we
+ * received and accepted, under a new NRO that keeps what the origin said about the payload
+ * (dataset, tags, sealed, plaintext hash, final recipient) and names the upstream receipt. */
+static int start_relay(xstream_t *s, const uint8_t up[TDSX_TRANSFER_ID_LEN])
+{
+    tdsx_node_t *n = s->node;
+    tdsx_exchange_t *x = X(n);
+    tdsx_transfer_t t;
+    tdsx_receipt_t r;
+    tdsx_identity_t id;
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    X509 *cert = NULL;
+    ProtobufCMessage *m = NULL;
+    char path[4096];
+    memset(&r, 0, sizeof r);
+    int rc = tdsx_store_transfer_get(x->store, up, &t);
+    if (rc == 0 && (!t.inbound || t.state != TDSX_XFER_RECEIPTED))
+        rc = TDSX_E_STATE; /* only what we received and accepted */
+    if (rc == 0)
+        rc = tdsx_store_receipt_get(x->store, up, &r);
+    /* The upstream NRO is decoded only once it verifies again, under the sender's sign
+     * certificate as the receipt (or, when the connection was gone, the peer table) holds it. */
+    tdsx_bytes_t cb = r.sender_cert;
+    if (rc == 0 && cb.n == 0 &&
+        (rc = tdsx_store_peer_cert_get(x->store, r.sender, &der, &der_len)) == 0)
+        cb = tdsx_bytes(der, der_len);
+    if (rc == 0) {
+        const uint8_t *p = cb.p;
+        cert = d2i_X509(NULL, &p, (long)cb.n);
+        if (!cert || p != cb.p + cb.n)
+            rc = TDSX_E_CERT_PARSE;
+    }
+    if (rc == 0) {
+        tdsx_verify_opts_t o = {TDSX_PURPOSE_SIGN, TDSX_ROLE_NONE, 0, 0};
+        rc = tdsx_cert_verify(n->trust, cert, NULL, &o, &id);
+    }
+    if (rc == 0) {
+        char sid[TDSX_ID_SIZE];
+        tdsx_identity_id(&id, sid, sizeof sid);
+        if (strcmp(sid, r.sender) != 0)
+            rc = TDSX_E_PEER_CERT;
+    }
+    if (rc == 0)
+        rc = tdsx_verifier_add_key(x->verifier, id.pubkey);
+    if (rc == 0)
+        rc = tdsx_statement_open(x->verifier, TDSX_STATEMENT_NRO, r.nro, x->arena, &m, NULL);
+    if (rc == 0) {
+        const Tdsx__Nro *nro = (const Tdsx__Nro *)m;
+        if (nro->payload_sha256.len != TDSX_SHA256_LEN ||
+            memcmp(nro->payload_sha256.data, t.sha256, TDSX_SHA256_LEN) != 0 ||
+            nro->payload_length != t.length)
+            rc = TDSX_E_HASH_MISMATCH;
+        snprintf(s->dataset_id, sizeof s->dataset_id, "%s", nro->dataset_id);
+        snprintf(s->rec.dataset_id, sizeof s->rec.dataset_id, "%s", nro->dataset_id);
+        tags_from_proto(nro->tags, s->tags, sizeof s->tags);
+        s->sealed = nro->sealed;
+        if (s->sealed)
+            snprintf(s->final_recipient, sizeof s->final_recipient, "%s",
+                     *nro->final_recipient ? nro->final_recipient : n->self_id);
+        s->has_plain_sha = nro->plaintext_sha256.len == TDSX_SHA256_LEN;
+        if (s->has_plain_sha)
+            memcpy(s->plain_sha, nro->plaintext_sha256.data, TDSX_SHA256_LEN);
+        /* The stream stays bound to the transfer it was sealed in: the origin's. */
+        s->has_seal_tid = s->sealed;
+        if (nro->seal_transfer_id.len == TDSX_SEAL_TRANSFER_ID_LEN)
+            memcpy(s->seal_tid, nro->seal_transfer_id.data, sizeof s->seal_tid);
+        else
+            memcpy(s->seal_tid, up, sizeof s->seal_tid);
+    }
+    tdsx_arena_reset(x->arena);
+    tdsx_hash_t h;
+    if (rc == 0 && (rc = tdsx_envelope_hash(r.nrr, &h)) == 0) {
+        memcpy(s->upstream_nrr, h.b, TDSX_SHA256_LEN);
+        s->has_upstream = s->relay = 1;
+    }
+    if (rc == 0)
+        rc = tdsx_store_object_path(x->store, t.sha256, path, sizeof path);
+    if (rc == 0)
+        rc = open_for_send(s, path);
+    X509_free(cert);
+    tdsx_free(der);
+    tdsx_receipt_clear(&r);
+    if (rc)
+        return rc;
+    memcpy(s->rec.sha256, t.sha256, TDSX_SHA256_LEN);
+    s->rec.length = t.length;
+    sign_nro(s);
+    return 0;
+}
+
 static int local_send(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
                       const Tdsx__SendRequest *r)
 {
@@ -1731,9 +2348,15 @@ static int local_send(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
     tdsx_conn_t *c = peer_conn(n, r->to, &rc);
     if (!c)
         return rc;
-    if (!*r->path && !*r->dataset_id)
+    int relay = r->relay.len != 0;
+    if (relay && (r->relay.len != TDSX_TRANSFER_ID_LEN || *r->path || *r->dataset_id || *r->tags ||
+                  r->seal || *r->final_recipient || r->resume.len))
+        return TDSX_E_INVAL; /* a relay sends exactly what came, as it came */
+    if (!relay && !*r->path && !*r->dataset_id)
         return TDSX_E_INVAL;
     if (*r->path && r->path[0] != '/')
+        return TDSX_E_INVAL;
+    if (*r->final_recipient && !r->seal)
         return TDSX_E_INVAL;
     xstream_t *s = stream_new(n, c, tdsx__conn_new_stream(c), 1);
     if (!s)
@@ -1746,61 +2369,26 @@ static int local_send(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
     s->state = XS_SEND_PREPARE;
     if (r->resume.len) {
         /* Same NRO, same transfer id: the receiver tells us where to go on from. */
-        if (r->resume.len != TDSX_TRANSFER_ID_LEN) {
-            stream_finish(s);
-            return TDSX_E_INVAL;
-        }
-        memcpy(s->rec.id, r->resume.data, TDSX_TRANSFER_ID_LEN);
-        tdsx_transfer_t old;
-        char hex[TID_HEX];
-        tid_hex(s->rec.id, hex);
-        tdsx_buf_t p;
-        uint8_t *nro = NULL;
-        size_t len = 0;
-        rc = tdsx_store_transfer_get(X(n)->store, s->rec.id, &old);
-        if (rc == 0 && (old.inbound || strcmp(old.peer, r->to) != 0))
-            rc = TDSX_E_STATE;
-        if (rc == 0 && (rc = path_in(n, "tmp", hex, &p)) == 0 &&
-            (rc = tdsx_buf_append_str(&p, ".nro")) == 0)
-            rc = tdsx_file_read((const char *)p.p, TDSX_ENVELOPE_MAX, &nro, &len);
-        tdsx_buf_free(&p);
-        if (rc == 0)
-            rc = *r->path ? open_for_send(s, r->path) : 0;
-        if (rc == 0 && !*r->path) {
-            tdsx_dataset_t d;
-            char path[4096];
-            rc = tdsx_store_catalog_get(X(n)->store, n->self_id, old.dataset_id, &d);
-            if (rc == 0)
-                rc = tdsx_store_object_path(X(n)->store, d.sha256, path, sizeof path);
-            if (rc == 0)
-                rc = open_for_send(s, path);
-        }
+        rc = r->resume.len == TDSX_TRANSFER_ID_LEN ? resume_send(s, r) : TDSX_E_INVAL;
         if (rc) {
-            tdsx_free(nro);
             stream_finish(s);
             return rc;
         }
-        s->rec = old;
-        s->nro = nro;
-        s->nro_len = len;
-        tdsx_hash_t h;
-        if (tdsx_envelope_hash(tdsx_bytes(nro, len), &h) == 0)
-            memcpy(s->nro_hash, h.b, 32);
-        snprintf(s->dataset_id, sizeof s->dataset_id, "%s", old.dataset_id);
-        /* The agreement the kept NRO names (agree.c): counted and re-checked as on the first
-         * run. Our own statement, so it verifies with our key. */
-        ProtobufCMessage *m = NULL;
-        if (tdsx_statement_open(X(n)->verifier, TDSX_STATEMENT_NRO, tdsx_bytes(nro, len),
-                                X(n)->arena, &m, NULL) == 0 &&
-            ((const Tdsx__Nro *)m)->agreement_hash.len == TDSX_SHA256_LEN) {
-            s->has_agreement = 1;
-            memcpy(s->agreement, ((const Tdsx__Nro *)m)->agreement_hash.data, TDSX_SHA256_LEN);
-        }
-        tdsx_arena_reset(X(n)->arena);
-        send_start(s);
         return 1;
     }
     randombytes_buf(s->rec.id, TDSX_TRANSFER_ID_LEN);
+    if (relay) {
+        rc = start_relay(s, r->relay.data);
+        if (rc) {
+            stream_finish(s);
+            return rc;
+        }
+        return 1;
+    }
+    if (r->seal && (rc = seal_for(s, *r->final_recipient ? r->final_recipient : r->to)) != 0) {
+        stream_finish(s);
+        return rc;
+    }
     if (*r->path) {
         snprintf(s->dataset_id, sizeof s->dataset_id, "%s", r->dataset_id);
         snprintf(s->rec.dataset_id, sizeof s->rec.dataset_id, "%s", r->dataset_id);
@@ -1813,16 +2401,10 @@ static int local_send(tdsx_node_t *n, tdsx_ctl_client_t *cl, uint64_t req_id,
                 return rc;
             }
         }
-        if ((rc = open_for_send(s, r->path)) != 0) {
+        if ((rc = open_for_send(s, r->path)) != 0 || (rc = queue_prepare(s)) != 0) {
             stream_finish(s);
             return rc;
         }
-        s->work.data = s;
-        if (uv_queue_work(n->loop, &s->work, hash_file_work, hash_file_done) != 0) {
-            stream_finish(s);
-            return TDSX_E_IO;
-        }
-        s->busy++;
         return 1;
     }
     rc = start_dataset(s, r->dataset_id);
@@ -2113,6 +2695,36 @@ static int make_dir(const char *base, const char *sub)
     return rc;
 }
 
+/* Loads our enc secret once (SPEC §9) into guarded memory, read-only from then on. A node
+ * without enc.key still runs; payloads sealed to it are refused at TransferStart. */
+static int load_enc_key(tdsx_node_t *n, const char *path)
+{
+    tdsx_exchange_t *x = X(n);
+    if (access(path, F_OK) != 0 && errno == ENOENT) {
+        tdsx_log(TDSX_LOG_WARN, "node.no_enc_key", TDSX_KV_S("file", path),
+                 TDSX_KV_S("reason", "payloads sealed to this node cannot be opened"));
+        return 0;
+    }
+    x->enc_sk = sodium_malloc(TDSX_X25519_KEY_LEN);
+    if (!x->enc_sk)
+        return TDSX_E_NOMEM;
+    int rc = tdsx_key_load_x25519(path, x->enc_sk);
+    if (rc) {
+        sodium_free(x->enc_sk);
+        x->enc_sk = NULL;
+        return rc;
+    }
+    /* Senders seal to the key the registry publishes for us: say so when it is not ours. */
+    uint8_t pub[TDSX_X25519_KEY_LEN];
+    const tdsx_member_t *self = tdsx_registry_find(n->registry, n->self_id);
+    if (crypto_scalarmult_base(pub, x->enc_sk) != 0 ||
+        (self && sodium_memcmp(pub, self->enc_pub, sizeof pub) != 0))
+        tdsx_log(TDSX_LOG_WARN, "node.enc_key_mismatch", TDSX_KV_S("file", path),
+                 TDSX_KV_S("reason", "the registry publishes another enc key for this node"));
+    sodium_mprotect_readonly(x->enc_sk);
+    return 0;
+}
+
 int tdsx__exchange_new(tdsx_node_t *n, char *what, size_t what_size)
 {
     tdsx_exchange_t *x = tdsx_calloc(1, sizeof *x);
@@ -2155,6 +2767,12 @@ int tdsx__exchange_new(tdsx_node_t *n, char *what, size_t what_size)
         goto fail;
     if (load_der((const char *)p.p, NULL, NULL, x, 1) != 0)
         x->n_chain = 0; /* no intermediates */
+    tdsx_buf_reset(&p);
+    if ((rc = tdsx_buf_printf(&p, "%s/%s", n->cfg.credentials, TDSX_CRED_ENC_KEY)) != 0 ||
+        (rc = load_enc_key(n, (const char *)p.p)) != 0) {
+        snprintf(what, what_size, "%s", TDSX_CRED_ENC_KEY);
+        goto fail;
+    }
     tdsx_buf_free(&p);
     return 0;
 fail:
@@ -2232,6 +2850,7 @@ void tdsx__exchange_free(tdsx_node_t *n)
     tdsx_arena_free(x->arena);
     tdsx_store_close(x->store);
     tdsx_free(x->own_cert);
+    sodium_free(x->enc_sk); /* wipes it */
     if (x->lock_fd >= 0)
         close(x->lock_fd);
     for (size_t i = 0; i < x->n_chain; i++)
