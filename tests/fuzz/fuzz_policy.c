@@ -14,6 +14,10 @@
  *     rule id always, the deciding rule is the matched one (its requirements, or a deny) or a
  *     floor; an allowed transfer meets its rule's requirements and the floors, whatever the
  *     file says; the normalised policy decides the same way by the same rule;
+ *   - the normalised text is read back here (conditions in their fixed order, once each) and,
+ *     for each rule, transfers are built that its conditions match as policy.h defines them:
+ *     the first match is that rule or an earlier one, and an earlier one when lint calls the
+ *     rule unreachable; with one condition broken, that rule is not the match;
  *   - lint findings are warnings on rule lines, in line order; a rule that lint calls
  *     unreachable or never-matching never decides, one it calls floor-impossible never
  *     allows; the taxonomy findings name exactly the rule's categories the taxonomy lacks;
@@ -128,10 +132,10 @@ static int word_is(const char *w, size_t n, const char *s)
     return strlen(s) == n && memcmp(w, s, n) == 0;
 }
 
-/* Index 1-3 of w in names[1..3], else 0. */
-static unsigned name3(const char *w, size_t n, const char *a, const char *b, const char *c)
+/* The bit (value-1) of w among the three names a, b, c (values 1-3); 0 when it is none. */
+static unsigned bit3(const char *w, size_t n, const char *a, const char *b, const char *c)
 {
-    return word_is(w, n, a) ? 1 : word_is(w, n, b) ? 2 : word_is(w, n, c) ? 3 : 0;
+    return word_is(w, n, a) ? 1u : word_is(w, n, b) ? 2u : word_is(w, n, c) ? 4u : 0u;
 }
 
 static unsigned grade_item(const char *w, size_t n)
@@ -269,18 +273,12 @@ static void conds_read(const view_t *v, conds_t *c)
                 check(tdsx_domain_parse(w, wn, &d) == 0);
                 bit = 1u << (d - 1);
                 break;
-            case C_PERSONAL:
-                bit = 1u << (name3(w, wn, "none", "personal", "sensitive-personal") - 1);
-                break;
-            case C_LIBRARY: bit = 1u << (name3(w, wn, "base", "industry", "scenario") - 1); break;
-            case C_SOURCE:
-                bit = 1u << (name3(w, wn, "public", "industry", "enterprise") - 1);
-                break;
+            case C_PERSONAL: bit = bit3(w, wn, "none", "personal", "sensitive-personal"); break;
+            case C_LIBRARY: bit = bit3(w, wn, "base", "industry", "scenario"); break;
+            case C_SOURCE: bit = bit3(w, wn, "public", "industry", "enterprise"); break;
             case C_ROLE:
             case C_LOCAL:
-                bit = word_is(w, wn, "any")
-                          ? ALL3
-                          : 1u << (name3(w, wn, "centre", "brain", "enterprise") - 1);
+                bit = word_is(w, wn, "any") ? ALL3 : bit3(w, wn, "centre", "brain", "enterprise");
                 break;
             case C_REQUIRE:
                 bit = word_is(w, wn, "agreement") ? TDSX_POLICY_REQ_AGREEMENT
@@ -290,7 +288,7 @@ static void conds_read(const view_t *v, conds_t *c)
                 break;
             default: check(!"no list for this clause");
             }
-            /* name3 gives 0 for an unknown word: 1u << -1 never happens, 0 is caught here. */
+            /* An unknown word (bit 0) or a value given twice is not normalised. */
             check(bit != 0 && !(mask & bit));
             mask |= bit;
         }
