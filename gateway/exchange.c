@@ -2,10 +2,17 @@
  * exchange.c — Hello, catalog, push and pull transfers, dual-signed receipts (SPEC §5, §9, §10).
  *
  * Everything runs on the node's loop thread except what blocks on the disk for long: hashing
- * a file before sending it and the final fsync+rename of a received object go to the libuv
- * thread pool; file reads for sending use uv_fs_read. The batch signer is flushed once per
- * loop turn (a uv_check handle), so many transfers finishing together share one Ed25519
- * signature (SPEC §10).
+ * (or sealing, SPEC §9) a file before sending it, the final fsync+rename of a received object
+ * and opening a payload sealed to us go to the libuv thread pool; file reads for sending use
+ * uv_fs_read. The batch signer is flushed once per loop turn (a uv_check handle), so many
+ * transfers finishing together share one Ed25519 signature (SPEC §10).
+ *
+ * Sealed transfers (SPEC §9): the sender seals for the final recipient's registry enc key into
+ * tmp/<tid>.sealed (removed once the transfer is final) and sends that; the NRO describes the
+ * ciphertext and carries sealed, plaintext_sha256, final_recipient and, for relays,
+ * seal_transfer_id (the transfer the stream was sealed in: its associated data). The final
+ * recipient commits the ciphertext like any payload, then opens it into a fresh object; a relay
+ * stores it as it came and forwards it with `send --relay`, naming the upstream NRR.
  */
 #include "exchange.h"
 
@@ -40,7 +47,7 @@ typedef enum {
     XS_SEND_DATA,
     XS_SEND_WAIT_RECEIPT,
     XS_RECV_DATA,
-    XS_RECV_COMMIT, /* fsync + rename on the thread pool */
+    XS_RECV_COMMIT, /* fsync + rename on the thread pool (then opening, when sealed to us) */
     XS_RECV_SIGN,   /* NRR waiting for the signer */
     XS_PULL_WAIT,   /* we asked for a dataset; the owner will send TransferStart */
     XS_QUERY_WAIT,  /* we asked for a catalog page; the peer will send CatalogResult */
@@ -118,7 +125,8 @@ struct xstream_s {
     char cipher_path[4096];   /* receiver: the committed ciphertext, to open */
     tdsx_object_writer_t *pw; /* receiver: the plaintext being opened */
     int open_rc;
-    int opened; /* receiver: the plaintext object (plain_sha) is committed */
+    uint8_t open_sha[TDSX_SHA256_LEN]; /* written by the open work, read after it */
+    int opened;                        /* receiver: the plaintext object (plain_sha) is committed */
 
     /* the local client waiting for the result */
     uint64_t client;
@@ -1229,7 +1237,7 @@ static void open_work(uv_work_t *req)
     if (rc == 0) {
         rc = tdsx_object_commit(s->pw, sha, len, NULL);
         s->pw = NULL; /* commit frees the writer whatever the result */
-        memcpy(s->plain_sha, sha, sizeof sha);
+        memcpy(s->open_sha, sha, sizeof sha);
     }
     if (rc) {
         tdsx_object_abort(s->pw, 0);
@@ -1277,6 +1285,7 @@ static void open_done(uv_work_t *req, int status)
         char path[4096] = "";
         s->opened = 1;
         s->has_plain_sha = 1;
+        memcpy(s->plain_sha, s->open_sha, sizeof s->plain_sha);
         if (tdsx_store_object_path(X(s->node)->store, s->plain_sha, path, sizeof path) != 0)
             path[0] = '\0';
         tdsx_log(TDSX_LOG_INFO, "transfer.opened", TDSX_KV_S("transfer", hex),
@@ -2321,6 +2330,8 @@ static int start_relay(xstream_t *s, const uint8_t up[TDSX_TRANSFER_ID_LEN])
             memcpy(s->seal_tid, up, sizeof s->seal_tid);
     }
     tdsx_arena_reset(x->arena);
+    /* Whether the upstream agreement allows relaying to this receiver is decide()'s (TODO
+     * there). */
     tdsx_hash_t h;
     if (rc == 0 && (rc = tdsx_envelope_hash(r.nrr, &h)) == 0) {
         memcpy(s->upstream_nrr, h.b, TDSX_SHA256_LEN);
