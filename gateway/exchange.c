@@ -1995,6 +1995,16 @@ void tdsx__exchange_writable(tdsx_conn_t *c)
     }
 }
 
+/* A peer may keep at most max_streams streams open on a connection (each holds a part file
+ * and state): one more is refused on its own stream, the connection goes on. */
+static int refuse_stream(tdsx_conn_t *c, uint32_t stream)
+{
+    tdsx_log(TDSX_LOG_WARN, "stream.refused", TDSX_KV_S("peer", tdsx__conn_peer_id(c)),
+             TDSX_KV_I("stream", stream), TDSX_KV_E("err", TDSX_E_TOOBIG),
+             TDSX_KV_S("reason", "max_streams reached"));
+    return send_abort(c, stream, TDSX_E_TOOBIG, "too many open streams on this connection");
+}
+
 int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
 {
     tdsx_exchange_t *x = X(tdsx__conn_node(c));
@@ -2013,10 +2023,14 @@ int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
         /* A new stream from the peer, or the owner answering our pull. */
         if (s && s->state != XS_PULL_WAIT)
             return TDSX_E_STREAM;
+        if (!s && xc->count >= x->node->cfg.max_streams)
+            return refuse_stream(c, f->stream_id);
         return on_transfer_start(c, xc, f, s);
     case TDSX__FRAME__BODY_TRANSFER_PULL:
         if (s)
             return TDSX_E_STREAM;
+        if (xc->count >= x->node->cfg.max_streams)
+            return refuse_stream(c, f->stream_id);
         return on_transfer_pull(c, f);
     case TDSX__FRAME__BODY_CATALOG_QUERY: return on_catalog_query(c, f, x);
     case TDSX__FRAME__BODY_CATALOG_RESULT: return on_catalog_result(c, xc, f);

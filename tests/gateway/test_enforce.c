@@ -71,7 +71,7 @@ static int setup(void **state)
     char extra[8192];
     /* Small windows keep a large transfer running long enough to be reloaded under, and
      * exercise flow control at its tightest. */
-    snprintf(extra, sizeof extra, "policy %s\nstream_window 16k\nconn_window 16k\n",
+    snprintf(extra, sizeof extra, "policy %s\nstream_window 16k\nconn_window 16k\nmax_streams 2\n",
              W.brain_policy);
     tdsx_test_node_config(p, &W.brain, extra);
     snprintf(extra, sizeof extra, "policy %s\npeer %s 127.0.0.1:%d\n", ent_policy, W.brain.id,
@@ -298,6 +298,56 @@ static void reload_aborts_running_transfer(void **state)
     free(outfile);
 }
 
+/* A peer may hold at most max_streams (2 here) streams open at once: a third concurrent
+ * transfer is refused on its own stream (TDSX_E_TOOBIG), the others complete. */
+static void stream_limit_per_connection(void **state)
+{
+    (void)state;
+    char *outs[3];
+    char *ignored = NULL;
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "limit-%d.out", i);
+        outs[i] = path_in(W.p.dir, name);
+        assert_int_equal(tdsx_test_run(&ignored,
+                                       "(tdsx send --socket '%s' --to %s '%s' --dataset lim-%d "
+                                       "--tags '%s' > '%s' 2>&1; echo \"exit $?\" >> '%s') "
+                                       ">/dev/null 2>&1 &",
+                                       W.ent.sock, W.brain.id, W.big, i, TAGS("general:2", "base"),
+                                       outs[i], outs[i]),
+                         0);
+        free(ignored);
+        ignored = NULL;
+    }
+    int ok = 0, toobig = 0;
+    for (int i = 0; i < 3; i++) {
+        char *out = NULL;
+        for (int k = 0; k < 600; k++) {
+            uint8_t *text = NULL;
+            size_t len;
+            if (tdsx_file_read(outs[i], 1 << 20, &text, &len) == 0) {
+                int done = strstr((char *)text, "exit ") != NULL;
+                if (done)
+                    out = strdup((char *)text);
+                tdsx_free(text);
+                if (done)
+                    break;
+            }
+            usleep(50000);
+        }
+        assert_non_null(out);
+        ok += strstr(out, "exit 0") != NULL;
+        toobig += strstr(out, "TDSX_E_TOOBIG") != NULL;
+        free(out);
+        free(outs[i]);
+    }
+    assert_int_equal(ok + toobig, 3);
+    assert_true(toobig >= 1);
+    assert_true(ok >= 1);
+    assert_true(
+        tdsx_test_log_wait(&W.brain, 2000, "\"event\":\"stream.refused\"", "max_streams", NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +356,7 @@ int main(void)
         cmocka_unit_test(core_never_leaves),
         cmocka_unit_test(personal_needs_purpose),
         cmocka_unit_test(bad_tags_refused),
+        cmocka_unit_test(stream_limit_per_connection),
         cmocka_unit_test(bad_reload_keeps_old_policy),
         cmocka_unit_test(reload_aborts_running_transfer),
     };
