@@ -60,6 +60,9 @@ static const key_t_ keys[] = {
     {"redial_min", K_DURATION, OFF(redial_min_ms), 10, 600000, 0},
     {"redial_max", K_DURATION, OFF(redial_max_ms), 10, 3600000, 0},
     {"sync_every", K_SIZE, OFF(sync_every), 64 * KIB, 64 * 1024 * MIB, 0},
+    {"part_ttl", K_DURATION, OFF(part_ttl_ms), 1000, 30ull * 86400 * 1000, 0},
+    {"checkpoint_interval", K_DURATION, OFF(checkpoint_interval_ms), 100, 86400000, 0},
+    {"witness", K_STRING, OFF(witness), 0, 0, 0},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -80,6 +83,8 @@ void tdsx_config_defaults(tdsx_config_t *c)
     c->redial_min_ms = 200;
     c->redial_max_ms = 30000;
     c->sync_every = 64 * MIB;
+    c->part_ttl_ms = 24ull * 3600 * 1000;
+    c->checkpoint_interval_ms = 10000;
 }
 
 static void diag(tdsx_config_diags_t *d, unsigned line, int err, const char *fmt, ...)
@@ -286,6 +291,27 @@ static int set_value(tdsx_config_t *c, const key_t_ *k, const char *v, const cha
     }
 }
 
+static size_t key_index(const char *name)
+{
+    size_t i = 0;
+    while (i < N_KEYS && strcmp(keys[i].name, name) != 0)
+        i++;
+    return i;
+}
+
+/* A node identity as the registry writes it: a valid USCC, '/', a node name. */
+static int id_ok(const char *id)
+{
+    size_t n = strlen(id);
+    char uscc[TDSX_USCC_LEN + 1];
+    if (n <= TDSX_USCC_LEN + 1 || n >= TDSX_ID_SIZE || id[TDSX_USCC_LEN] != '/')
+        return 0;
+    memcpy(uscc, id, TDSX_USCC_LEN);
+    uscc[TDSX_USCC_LEN] = '\0';
+    return tdsx_uscc_check(uscc, NULL) == 0 &&
+           tdsx__node_name_ok(tdsx_bytes(id + TDSX_USCC_LEN + 1, n - TDSX_USCC_LEN - 1));
+}
+
 int tdsx_config_parse(tdsx_config_t *c, const char *text, size_t n, const char *base_dir,
                       tdsx_config_diags_t *d)
 {
@@ -357,6 +383,9 @@ int tdsx_config_parse(tdsx_config_t *c, const char *text, size_t n, const char *
             diag(d, 0, TDSX_E_CONFIG, "%s: required key missing", keys[i].name);
     if (c->redial_min_ms > c->redial_max_ms)
         diag(d, 0, TDSX_E_CONFIG, "redial_min is larger than redial_max");
+    if (c->witness && !id_ok(c->witness))
+        diag(d, seen_line[key_index("witness")], TDSX_E_CONFIG,
+             "witness: '%.64s' is not <USCC>/<node>", c->witness);
     if (!c->control_socket && c->data_dir) {
         tdsx_buf_t b;
         tdsx_buf_init(&b, 8192);
@@ -409,6 +438,7 @@ void tdsx_config_free(tdsx_config_t *c)
     tdsx_free(c->http_listen);
     tdsx_free(c->policy);
     tdsx_free(c->taxonomy);
+    tdsx_free(c->witness);
     for (size_t i = 0; i < c->n_crls; i++)
         tdsx_free(c->crls[i]);
     for (size_t i = 0; i < c->n_peers; i++) {

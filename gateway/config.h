@@ -54,6 +54,11 @@ typedef struct tdsx_config_s {
     uint64_t redial_min_ms;
     uint64_t redial_max_ms;
     uint64_t sync_every; /* receiver: fdatasync a transfer's part file every this many bytes */
+    uint64_t part_ttl_ms; /* an interrupted transfer not resumed within this is abandoned */
+
+    /* Transparency log (SPEC §11, gateway/log.h). */
+    uint64_t checkpoint_interval_ms; /* publish a checkpoint this often when the log grew */
+    char *witness; /* "<USCC>/<node>" of the centre that cosigns our checkpoints; NULL: none */
 } tdsx_config_t;
 
 /* One problem found in a config file. */

@@ -19,8 +19,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -161,7 +163,8 @@ struct tdsx_exchange_s {
     uv_check_t flush_check;
     uv_timer_t tick;
     int handles;
-    int lock_fd;         /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
+    int lock_fd; /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
+    uint64_t last_sweep_ms;
     xstream_t *streams;  /* every live stream */
     tdsx_agree_t *agree; /* agreements (agree.c) */
     /* Our X25519 enc secret (SPEC §9), read-only sodium_malloc memory shared with the thread
@@ -2102,10 +2105,77 @@ static void sign_nrd(xstream_t *s, const char *reason)
     }
 }
 
+/* Interrupted transfers are kept to be resumed, but not forever: a part file (receiver) or a
+ * kept NRO (sender) untouched for part_ttl is deleted and its transfer recorded as aborted,
+ * so a peer that starts transfers and vanishes cannot fill the disk. */
+static void sweep_stale(tdsx_exchange_t *x)
+{
+    tdsx_node_t *n = x->node;
+    tdsx_buf_t dir;
+    tdsx_buf_init(&dir, 8192);
+    if (tdsx_buf_printf(&dir, "%s/tmp", n->cfg.data_dir) != 0) {
+        tdsx_buf_free(&dir);
+        return;
+    }
+    DIR *d = opendir((const char *)dir.p);
+    if (!d) {
+        tdsx_buf_free(&dir);
+        return;
+    }
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        /* <32 hex>.part (receiver), .nro and .sealed (sender). */
+        size_t len = strlen(e->d_name);
+        const char *ext = len > 32 ? e->d_name + 32 : "";
+        uint8_t tid[TDSX_TRANSFER_ID_LEN];
+        char hex[TID_HEX];
+        if (strcmp(ext, ".part") != 0 && strcmp(ext, ".nro") != 0 && strcmp(ext, ".sealed") != 0)
+            continue;
+        memcpy(hex, e->d_name, 32);
+        hex[32] = '\0';
+        if (tdsx_hex_decode(tid, sizeof tid, hex) != 0)
+            continue;
+        int live = 0;
+        for (xstream_t *s = x->streams; s && !live; s = s->all_next)
+            live = memcmp(s->rec.id, tid, sizeof tid) == 0;
+        struct stat st;
+        tdsx_buf_t path;
+        tdsx_buf_init(&path, 8192);
+        if (live || tdsx_buf_printf(&path, "%s/%s", (const char *)dir.p, e->d_name) != 0 ||
+            stat((const char *)path.p, &st) != 0 ||
+            (uint64_t)(now - st.st_mtime) * 1000u < n->cfg.part_ttl_ms) {
+            tdsx_buf_free(&path);
+            continue;
+        }
+        unlink((const char *)path.p);
+        tdsx_buf_free(&path);
+        tdsx_transfer_t rec;
+        if (tdsx_store_transfer_get(x->store, tid, &rec) == 0 && rec.state == TDSX_XFER_STARTED) {
+            rec.state = TDSX_XFER_ABORTED;
+            rec.error = TDSX_E_TIMEOUT;
+            rec.finished_at = tdsx_now();
+            if (tdsx_store_transfer_update(x->store, &rec) != 0)
+                tdsx_log(TDSX_LOG_ERROR, "store.update_failed", TDSX_KV_S("transfer", hex));
+        }
+        tdsx_log(TDSX_LOG_INFO, "transfer.swept", TDSX_KV_S("transfer", hex),
+                 TDSX_KV_S("file", e->d_name), TDSX_KV_S("reason", "not resumed within part_ttl"));
+    }
+    closedir(d);
+    tdsx_buf_free(&dir);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     tdsx_exchange_t *x = t->data;
     uint64_t now = uv_now(x->node->loop);
+    /* Sweep twice per part_ttl, at most once an hour. */
+    uint64_t period =
+        x->node->cfg.part_ttl_ms / 2 < 3600000 ? x->node->cfg.part_ttl_ms / 2 : 3600000;
+    if (now - x->last_sweep_ms >= period) {
+        x->last_sweep_ms = now;
+        sweep_stale(x);
+    }
     int lapsed = 0;
     for (xstream_t *s = x->streams, *next; s; s = next) {
         next = s->all_next;

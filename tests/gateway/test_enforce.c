@@ -10,7 +10,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct {
@@ -71,7 +73,8 @@ static int setup(void **state)
     char extra[8192];
     /* Small windows keep a large transfer running long enough to be reloaded under, and
      * exercise flow control at its tightest. */
-    snprintf(extra, sizeof extra, "policy %s\nstream_window 16k\nconn_window 16k\nmax_streams 2\n",
+    snprintf(extra, sizeof extra,
+             "policy %s\nstream_window 16k\nconn_window 16k\nmax_streams 2\npart_ttl 2s\n",
              W.brain_policy);
     tdsx_test_node_config(p, &W.brain, extra);
     snprintf(extra, sizeof extra, "policy %s\npeer %s 127.0.0.1:%d\n", ent_policy, W.brain.id,
@@ -348,6 +351,28 @@ static void stream_limit_per_connection(void **state)
         tdsx_test_log_wait(&W.brain, 2000, "\"event\":\"stream.refused\"", "max_streams", NULL));
 }
 
+/* An interrupted transfer nobody resumes is swept after part_ttl (2 s here): its part file
+ * goes, so a peer that starts transfers and vanishes cannot fill the disk. */
+static void stale_part_files_are_swept(void **state)
+{
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tmp/0123456789abcdef0123456789abcdef.part", W.brain.data);
+    tdsx_test_write_file(path, "partial", 7);
+    struct timespec old[2] = {{time(NULL) - 60, 0}, {time(NULL) - 60, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+    /* A file that is not a transfer's is left alone. */
+    char other[4096];
+    snprintf(other, sizeof other, "%s/tmp/notes.txt", W.brain.data);
+    tdsx_test_write_file(other, "x", 1);
+    assert_int_equal(utimensat(AT_FDCWD, other, old, 0), 0);
+    assert_true(tdsx_test_log_wait(&W.brain, 5000, "\"event\":\"transfer.swept\"",
+                                   "0123456789abcdef0123456789abcdef", NULL));
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(access(other, F_OK), 0);
+    unlink(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +382,7 @@ int main(void)
         cmocka_unit_test(personal_needs_purpose),
         cmocka_unit_test(bad_tags_refused),
         cmocka_unit_test(stream_limit_per_connection),
+        cmocka_unit_test(stale_part_files_are_swept),
         cmocka_unit_test(bad_reload_keeps_old_policy),
         cmocka_unit_test(reload_aborts_running_transfer),
     };
