@@ -40,7 +40,7 @@ _Static_assert(TDSX_SHA256_LEN == TDSX_HASH_LEN, "store and crypto agree on SHA-
 /* Room left after the data directory for "/objects/ab/<64 hex>" and "/tmp/import-<32>.part". */
 #define STORE_ROOT_MAX (STORE_PATH_MAX - 128)
 #define STORE_CHUNK (64u * 1024u)
-#define STORE_SCHEMA 2
+#define STORE_SCHEMA 3
 #define STORE_APP_ID 0x54445358 /* "TDSX" in PRAGMA application_id */
 #define STORE_BUSY_MS 5000
 #define STORE_IMPORT_PREFIX "import-"
@@ -164,6 +164,10 @@ static const char *const migrations[STORE_SCHEMA] = {
     " proposal BLOB NOT NULL, acceptance BLOB NOT NULL, termination BLOB NOT NULL,"
     " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) STRICT;"
     "CREATE INDEX agreements_pair ON agreements (provider, consumer);",
+    /* 2 -> 3: the NRO a sender keeps to resume an interrupted transfer (SPEC §9). It used to be
+     * a file per transfer; a row costs no inode and no fsync of its own. */
+    "CREATE TABLE sent_nros ("
+    " transfer_id BLOB NOT NULL PRIMARY KEY, nro BLOB NOT NULL) WITHOUT ROWID, STRICT;",
 };
 
 enum {
@@ -183,6 +187,9 @@ enum {
     ST_RCPT_LIST,
     ST_PEER_PUT,
     ST_PEER_GET,
+    ST_NRO_PUT,
+    ST_NRO_GET,
+    ST_NRO_DROP,
     ST_AGR_INSERT,
     ST_AGR_GET,
     ST_AGR_GET_ID,
@@ -243,6 +250,10 @@ static const char *const sql_text[ST_COUNT] = {
                     " ON CONFLICT (peer) DO UPDATE SET der = excluded.der,"
                     " stored_at = excluded.stored_at",
     [ST_PEER_GET] = "SELECT der FROM peer_certs WHERE peer = ?1",
+    [ST_NRO_PUT] = "INSERT INTO sent_nros (transfer_id, nro) VALUES (?1, ?2)"
+                   " ON CONFLICT (transfer_id) DO UPDATE SET nro = excluded.nro",
+    [ST_NRO_GET] = "SELECT nro FROM sent_nros WHERE transfer_id = ?1",
+    [ST_NRO_DROP] = "DELETE FROM sent_nros WHERE transfer_id = ?1",
     [ST_AGR_INSERT] = "INSERT INTO agreements (hash, id, provider, consumer, proposer, dataset_id,"
                       " category, purpose_code, purpose_text, actions, not_before, not_after,"
                       " transfer_limit, transfers_used, state, reason, proposal, acceptance,"
@@ -1905,6 +1916,78 @@ int tdsx_store_peer_cert_get(tdsx_store_t *s, const char *peer, uint8_t **der, s
             *len = copy.n;
         }
     }
+    done(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Kept NROs
+ * ---------------------------------------------------------------------------------------- */
+
+int tdsx_store_nro_put(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN], tdsx_bytes_t nro)
+{
+    int rc = check_store(s);
+    if (rc == 0)
+        rc = id ? blob_ok(nro, 1) : TDSX_E_INVAL;
+    /* Not synced on its own: lost in a crash, the send simply cannot be resumed and is sent
+     * again under a new id (the receiver's part file is swept after part_ttl). */
+    if (rc == 0)
+        rc = set_sync(s, 0);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_NRO_PUT];
+    int b = SQLITE_OK;
+    bind_blob(st, 1, id, TDSX_TRANSFER_ID_LEN, &b);
+    bind_blob(st, 2, nro.p, nro.n, &b);
+    rc = b == SQLITE_OK ? step_done(s, st, "nro_put") : sql_fail(s, "nro_put", b);
+    done(st);
+    return rc;
+}
+
+int tdsx_store_nro_get(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN], uint8_t **nro,
+                       size_t *len)
+{
+    if (nro)
+        *nro = NULL;
+    if (len)
+        *len = 0;
+    int rc = check_store(s);
+    if (rc)
+        return rc;
+    if (!id || !nro || !len)
+        return TDSX_E_INVAL;
+    sqlite3_stmt *st = s->st[ST_NRO_GET];
+    int b = SQLITE_OK;
+    bind_blob(st, 1, id, TDSX_TRANSFER_ID_LEN, &b);
+    rc = b == SQLITE_OK ? step(s, st, "nro_get", NULL) : sql_fail(s, "nro_get", b);
+    tdsx_bytes_t view;
+    if (rc == 0)
+        rc = TDSX_E_NOTFOUND;
+    if (rc == 1)
+        rc = col_view(s, st, 0, &view);
+    if (rc == 0) {
+        tdsx_bytes_t copy;
+        rc = dup_bytes(view, &copy);
+        if (rc == 0) {
+            *nro = (uint8_t *)copy.p;
+            *len = copy.n;
+        }
+    }
+    done(st);
+    return rc;
+}
+
+int tdsx_store_nro_drop(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN])
+{
+    int rc = check_store(s);
+    if (rc == 0)
+        rc = id ? set_sync(s, 0) : TDSX_E_INVAL;
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_NRO_DROP];
+    int b = SQLITE_OK;
+    bind_blob(st, 1, id, TDSX_TRANSFER_ID_LEN, &b);
+    rc = b == SQLITE_OK ? step_done(s, st, "nro_drop") : sql_fail(s, "nro_drop", b);
     done(st);
     return rc;
 }

@@ -324,4 +324,15 @@ TDSX_MUST_CHECK int tdsx_store_agreement_match(tdsx_store_t *s, const char *prov
  * allowed. */
 void tdsx_agreement_clear(tdsx_agreement_rec_t *a);
 
+/* ---- kept NROs (a sender's, to resume an interrupted transfer) -------------------------- */
+
+/* Keeps (or replaces) the NRO envelope of one of our sends. Not synced on its own (see
+ * store.c). tdsx_store_nro_get returns a heap copy (tdsx_free) or TDSX_E_NOTFOUND;
+ * tdsx_store_nro_drop forgets it (once receipted: the receipt holds it). */
+TDSX_MUST_CHECK int tdsx_store_nro_put(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN],
+                                       tdsx_bytes_t nro);
+TDSX_MUST_CHECK int tdsx_store_nro_get(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN],
+                                       uint8_t **nro, size_t *len);
+TDSX_MUST_CHECK int tdsx_store_nro_drop(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN]);
+
 #endif

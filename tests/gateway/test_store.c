@@ -358,6 +358,31 @@ static void open_refuses_garbage_database(void **state)
     free(db);
 }
 
+/* A sender's kept NRO: stored, replaced, read back byte for byte, dropped; survives reopen. */
+static void kept_nro_round_trip(void **state)
+{
+    fx_t *f = *state;
+    uint8_t id[TDSX_TRANSFER_ID_LEN] = {1, 2, 3};
+    uint8_t *p = NULL;
+    size_t n = 0;
+    assert_int_equal(tdsx_store_nro_get(f->s, id, &p, &n), TDSX_E_NOTFOUND);
+    assert_null(p);
+    assert_int_equal(tdsx_store_nro_put(f->s, id, tdsx_bytes("first", 5)), 0);
+    assert_int_equal(tdsx_store_nro_put(f->s, id, tdsx_bytes("second\0x", 8)), 0);
+    tdsx_store_close(f->s);
+    assert_int_equal(tdsx_store_open(f->root, &f->s), 0);
+    assert_int_equal(tdsx_store_nro_get(f->s, id, &p, &n), 0);
+    assert_int_equal(n, 8);
+    assert_memory_equal(p, "second\0x", 8);
+    tdsx_free(p);
+    assert_int_equal(tdsx_store_nro_drop(f->s, id), 0);
+    assert_int_equal(tdsx_store_nro_get(f->s, id, &p, &n), TDSX_E_NOTFOUND);
+    /* Refusals: empty envelope, missing arguments. */
+    assert_int_equal(tdsx_store_nro_put(f->s, id, tdsx_bytes(NULL, 0)), TDSX_E_INVAL);
+    assert_int_equal(tdsx_store_nro_put(f->s, NULL, tdsx_bytes("x", 1)), TDSX_E_INVAL);
+    assert_int_equal(tdsx_store_nro_get(f->s, id, NULL, &n), TDSX_E_INVAL);
+}
+
 static void open_refuses_newer_schema(void **state)
 {
     fx_t *f = *state;
@@ -367,7 +392,7 @@ static void open_refuses_newer_schema(void **state)
     tdsx_store_t *s = (tdsx_store_t *)1;
     assert_int_equal(tdsx_store_open(f->root, &s), TDSX_E_FORMAT);
     assert_null(s);
-    raw_sql(f->root, "PRAGMA user_version=2"); /* the current schema (store.c STORE_SCHEMA) */
+    raw_sql(f->root, "PRAGMA user_version=3"); /* the current schema (store.c STORE_SCHEMA) */
     assert_int_equal(tdsx_store_open(f->root, &f->s), 0);
 }
 
@@ -1585,6 +1610,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(open_refuses_open_permissions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(open_refuses_garbage_database, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(open_refuses_newer_schema, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(kept_nro_round_trip, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(open_refuses_foreign_database, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(open_refuses_bad_arguments, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(open_survives_allocation_failures, fx_setup, fx_teardown),
