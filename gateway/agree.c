@@ -14,6 +14,7 @@
 
 #include "exchange.h"
 #include "internal.h"
+#include "log.h"
 
 #define AGREE_SCRATCH_BUDGET (1u << 20) /* a local answer: one page of summaries */
 #define AGREE_LIST_PAGE 50u
@@ -379,6 +380,29 @@ static int record_from_terms(const Tdsx__AgreementTerms *t, tdsx_bytes_t env,
 
 /* ---- logging --------------------------------------------------------------------------------- */
 
+/* Every agreement event is also an entry of the node's transparency log (log.h, SPEC §11),
+ * with the signed envelopes as they are stored. */
+static void log_entry(const tdsx_agree_t *a, const char *event, const tdsx_agreement_rec_t *r,
+                      const char *by)
+{
+    tdsx_agreement_rec_t full;
+    memset(&full, 0, sizeof full);
+    /* A record being created may not carry its envelope here: the store has it. */
+    if (r->proposal.n == 0 && tdsx_store_agreement_get(a->store, r->hash, &full) == 0)
+        r = &full;
+    const char *what = strncmp(event, "agreement.", 10) == 0 ? event + 10 : event;
+    tdsx_log_entry_t e = {TDSX_LOG_ENTRY_AGREEMENT, 7, {{0}}};
+    e.item[0] = tdsx_bytes(what, strlen(what));
+    e.item[1] = tdsx_bytes(by, strlen(by));
+    e.item[2] = tdsx_bytes(r->hash, TDSX_SHA256_LEN);
+    e.item[3] = r->proposal;
+    e.item[4] = r->acceptance;
+    e.item[5] = r->termination;
+    e.item[6] = tdsx_bytes(r->reason, strlen(r->reason));
+    tdsx__log_event(a->node, &e);
+    tdsx_agreement_clear(&full);
+}
+
 static void log_event(const tdsx_agree_t *a, tdsx_log_level_t lvl, const char *event,
                       const tdsx_agreement_rec_t *r, const char *by, int err)
 {
@@ -393,6 +417,7 @@ static void log_event(const tdsx_agree_t *a, tdsx_log_level_t lvl, const char *e
              TDSX_KV_I("not_before", r->not_before), TDSX_KV_I("not_after", r->not_after),
              TDSX_KV_I("limit", r->transfer_limit), TDSX_KV_S("reason", r->reason),
              TDSX_KV_E("err", err));
+    log_entry(a, event, r, by);
 }
 
 /* A peer's event we refused: logged with what the peer sent it as. */

@@ -72,5 +72,9 @@ int tdsx_cmd_agree_accept(int argc, char **argv);
 int tdsx_cmd_agree_refuse(int argc, char **argv);
 int tdsx_cmd_agree_terminate(int argc, char **argv);
 int tdsx_cmd_agree_list(int argc, char **argv);
+int tdsx_cmd_log_status(int argc, char **argv);
+int tdsx_cmd_log_proof(int argc, char **argv);
+int tdsx_cmd_log_consistency(int argc, char **argv);
+int tdsx_cmd_log_verify_proof(int argc, char **argv);
 
 #endif

@@ -78,6 +78,7 @@ struct tdsx_node_s {
     struct tdsx_policy_s *policy;     /* swapped whole on SIGHUP (policy.h) */
     struct tdsx_taxonomy_s *taxonomy;
     uint64_t next_ctl_serial;
+    struct tdsx_nodelog_s *log; /* the transparency log (log.c), NULL until started */
 };
 
 /* Loads credentials, trust and registry named by cfg (taken: the node frees it). On failure

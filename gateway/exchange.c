@@ -29,6 +29,7 @@
 
 #include "agree.h"
 #include "crypto.h"
+#include "log.h"
 #include "policy.h"
 #include "store.h"
 
@@ -53,6 +54,7 @@ typedef enum {
     XS_RECV_SIGN,   /* NRR waiting for the signer */
     XS_PULL_WAIT,   /* we asked for a dataset; the owner will send TransferStart */
     XS_QUERY_WAIT,  /* we asked for a catalog page; the peer will send CatalogResult */
+    XS_LOGGING,     /* receipt or NRD stored; its transparency-log entry is on its way (log.c) */
     XS_DONE
 } xs_state_t;
 
@@ -135,6 +137,10 @@ struct xstream_s {
     uint64_t req_id;
     int progress;
     uint64_t progress_ms;
+
+    /* The transparency log (log.c): where the receipt or NRD went, once durable. */
+    int logged;
+    uint64_t log_index;
 };
 
 struct xconn_s {
@@ -325,6 +331,8 @@ static void reply_result(xstream_t *s, int err, const char *state, const char *m
     r.sha256.data = s->rec.sha256;
     r.sha256.len = 32;
     r.sealed = s->sealed;
+    r.logged = s->logged;
+    r.log_index = s->log_index;
     if (s->has_plain_sha) {
         r.plaintext_sha256.data = s->plain_sha;
         r.plaintext_sha256.len = TDSX_SHA256_LEN;
@@ -575,6 +583,106 @@ static int bundle_pack(const tdsx_receipt_t *r, const tdsx_exchange_t *x, tdsx_b
     return 0;
 }
 
+/* The receiver's NRR, to the sender (when still connected). */
+static void send_nrr(xstream_t *s, tdsx_bytes_t nrr)
+{
+    if (!s->conn)
+        return;
+    Tdsx__TransferReceipt tr = TDSX__TRANSFER_RECEIPT__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    tr.nrr.data = (uint8_t *)nrr.p;
+    tr.nrr.len = nrr.n;
+    f.stream_id = s->id;
+    f.body_case = TDSX__FRAME__BODY_TRANSFER_RECEIPT;
+    f.transfer_receipt = &tr;
+    send_quietly(s->conn, &f);
+}
+
+/* ---- the transparency log (log.c) ----------------------------------------------------------- */
+
+/* A reply held back until the transfer's log entry is durable. */
+typedef struct {
+    xstream_t *s;
+    int receipt; /* a receipt (else an NRD) */
+    int err;
+    const char *state; /* static text */
+    char msg[1024];
+    int has_msg;
+    tdsx_buf_t reply; /* the receipt bundle or the NRD envelope for the local client */
+    uint8_t *nrr;     /* receiver: the NRR the sender gets once it is logged */
+    size_t nrr_len;
+} held_reply_t;
+
+static void receipt_final(xstream_t *s);
+
+static void on_logged(void *ud, int status, uint64_t index)
+{
+    held_reply_t *h = ud;
+    xstream_t *s = h->s;
+    s->busy--;
+    s->logged = status == 0;
+    s->log_index = index;
+    int err = h->err;
+    const char *msg = h->has_msg ? h->msg : NULL;
+    if (status) {
+        log_transfer(s, TDSX_LOG_ERROR, "transfer.log_failed", status);
+        if (!err) {
+            err = TDSX_E_LOG;
+            msg = "stored, but its transparency-log entry failed";
+        }
+    }
+    /* The sender is owed our signed receipt even when our log failed: it logs it in its own. */
+    if (h->nrr)
+        send_nrr(s, tdsx_bytes(h->nrr, h->nrr_len));
+    reply_result(s, err, h->state, msg, tdsx_buf_bytes(&h->reply));
+    if (h->receipt)
+        receipt_final(s);
+    else
+        stream_finish(s);
+    tdsx_buf_free(&h->reply);
+    tdsx_free(h->nrr);
+    tdsx_free(h);
+}
+
+/* Appends the transfer's entry (our NRO and `env`, the NRR or the NRD) and holds the replies
+ * until it is durable: on 0 the stream waits in XS_LOGGING and *reply was taken. */
+static int log_then_reply(xstream_t *s, uint8_t type, tdsx_bytes_t env, int err, const char *state,
+                          const char *msg, tdsx_buf_t *reply)
+{
+    held_reply_t *h = tdsx_calloc(1, sizeof *h);
+    if (!h)
+        return TDSX_E_NOMEM;
+    h->s = s;
+    h->receipt = type == TDSX_LOG_ENTRY_RECEIPT;
+    h->err = err;
+    h->state = state;
+    if (msg) {
+        snprintf(h->msg, sizeof h->msg, "%s", msg);
+        h->has_msg = 1;
+    }
+    if (h->receipt && !s->sender) {
+        if (!(h->nrr = tdsx_malloc(env.n))) {
+            tdsx_free(h);
+            return TDSX_E_NOMEM;
+        }
+        memcpy(h->nrr, env.p, env.n);
+        h->nrr_len = env.n;
+    }
+    tdsx_log_entry_t e = {type, 2, {tdsx_bytes(s->nro, s->nro_len), env}};
+    int rc = tdsx__log_append(s->node, &e, on_logged, h);
+    if (rc) {
+        log_transfer(s, TDSX_LOG_ERROR, "transfer.log_failed", rc);
+        tdsx_free(h->nrr);
+        tdsx_free(h);
+        return rc;
+    }
+    h->reply = *reply;
+    tdsx_buf_init(reply, reply->cap);
+    s->state = XS_LOGGING;
+    s->busy++;
+    return 0;
+}
+
 /* Stores the complete receipt and answers the local client with it. */
 static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int err,
                                 const char *msg)
@@ -610,12 +718,25 @@ static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int
     tdsx_buf_init(&b, 2 * TDSX_ENVELOPE_MAX);
     if (bundle_pack(&r, x, &b) != 0)
         tdsx_buf_reset(&b);
+    /* SPEC §11: a stored receipt counts, and the sender (our NRR) and the local client hear of
+     * it, only once its transparency-log entry is durable; meanwhile the stream waits. */
+    if (rc == 0 && log_then_reply(s, TDSX_LOG_ENTRY_RECEIPT, nrr, err,
+                                  refused ? "refused" : "receipted", msg, &b) == 0)
+        return;
+    if (!s->sender)
+        send_nrr(s, nrr);
     reply_result(s, rc ? rc : err,
                  rc        ? "aborted"
                  : refused ? "refused"
                            : "receipted",
                  msg, tdsx_buf_bytes(&b));
     tdsx_buf_free(&b);
+    receipt_final(s);
+}
+
+/* What a receipted transfer leaves behind goes, and the stream ends. */
+static void receipt_final(xstream_t *s)
+{
     if (s->sender) {
         /* The NRO kept for resuming is no longer needed. */
         tdsx_buf_t p;
@@ -1141,17 +1262,8 @@ static void on_nrr_signed(void *ud, int status, tdsx_bytes_t env)
         return;
     }
     int refused = s->commit_rc != 0;
-    if (s->conn) {
-        Tdsx__TransferReceipt tr = TDSX__TRANSFER_RECEIPT__INIT;
-        Tdsx__Frame f = TDSX__FRAME__INIT;
-        tr.nrr.data = (uint8_t *)env.p;
-        tr.nrr.len = env.n;
-        f.stream_id = s->id;
-        f.body_case = TDSX__FRAME__BODY_TRANSFER_RECEIPT;
-        f.transfer_receipt = &tr;
-        send_quietly(s->conn, &f);
-    }
-    /* Our half is stored whether or not the sender is still there to hear it. */
+    /* Our half is stored whether or not the sender is still there to hear it; the sender
+     * hears it once it is in our transparency log (finish_with_receipt). */
     s->state = XS_RECV_SIGN;
     finish_with_receipt(s, env, refused, s->commit_rc, s->refusal_why);
 }
@@ -1697,6 +1809,8 @@ static int on_window_update(xstream_t *s, const Tdsx__WindowUpdate *wu)
 
 static int on_transfer_abort(xstream_t *s, const Tdsx__TransferAbort *a)
 {
+    if (s->state == XS_LOGGING)
+        return 0; /* the receipt is stored already: an abort racing its log entry is moot */
     int err = tdsx_err_from_wire(a->code);
     tdsx_log(TDSX_LOG_WARN, "transfer.peer_abort", TDSX_KV_S("peer", s->rec.peer),
              TDSX_KV_E("err", err), TDSX_KV_S("message", a->message));
@@ -1969,7 +2083,7 @@ void tdsx__exchange_conn_closed(tdsx_conn_t *c, int err)
             continue;
         int e = err ? err : TDSX_E_CLOSED;
         if (s->state == XS_SEND_WAIT_RECEIPT || s->state == XS_RECV_COMMIT ||
-            s->state == XS_RECV_SIGN) {
+            s->state == XS_RECV_SIGN || s->state == XS_LOGGING) {
             /* Past the data phase the work continues without the connection: the receiver
              * still commits and signs, the sender waits for the NRD deadline. */
             stream_remove(xc, s);
@@ -2045,6 +2159,11 @@ int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
     case TDSX__FRAME__BODY_AGREEMENT_RESULT:
         /* Agreements (agree.c) keep their own streams, never in the transfer table. */
         return tdsx__agree_frame(x->agree, c, f, &xc->peer_key);
+    case TDSX__FRAME__BODY_CHECKPOINT_SUBMIT:
+    case TDSX__FRAME__BODY_CHECKPOINT_COSIGNED:
+        /* The transparency log's witness protocol (log.c, SPEC §11): streams of its own. */
+        return tdsx__log_frame(tdsx__conn_node(c), c, f,
+                               tdsx_bytes(xc->peer_cert, xc->peer_cert_len));
     default: break;
     }
     if (!s) {
@@ -2079,6 +2198,14 @@ static void on_nrd_signed(void *ud, int status, tdsx_bytes_t env)
         s->rec.finished_at = tdsx_now();
         save_state(s);
         log_transfer(s, TDSX_LOG_WARN, "transfer.nrd", TDSX_E_TIMEOUT);
+        /* Logged like a receipt (log.c, SPEC §11): the client hears once it is durable. */
+        tdsx_buf_t b;
+        tdsx_buf_init(&b, 2 * TDSX_ENVELOPE_MAX);
+        if (tdsx_buf_append(&b, env.p, env.n) == 0 &&
+            log_then_reply(s, TDSX_LOG_ENTRY_NRD, env, TDSX_E_TIMEOUT, "nrd",
+                           "no receipt from the receiver: NRD signed", &b) == 0)
+            return;
+        tdsx_buf_free(&b);
     }
     reply_result(s, TDSX_E_TIMEOUT, "nrd", "no receipt from the receiver: NRD signed", env);
     s->state = XS_SEND_WAIT_RECEIPT;
@@ -2741,6 +2868,10 @@ int tdsx__exchange_local(tdsx_node_t *n, tdsx_ctl_client_t *cl, const Tdsx__Loca
     case TDSX__LOCAL_REQUEST__BODY_AGREE_TERMINATE:
     case TDSX__LOCAL_REQUEST__BODY_AGREE_LIST: /* agreements (agree.c) */
         return tdsx__agree_local(x->agree, cl, req, a, resp);
+    case TDSX__LOCAL_REQUEST__BODY_LOG_STATUS:
+    case TDSX__LOCAL_REQUEST__BODY_LOG_PROOF:
+    case TDSX__LOCAL_REQUEST__BODY_LOG_CONSISTENCY: /* the transparency log (log.c) */
+        return tdsx__log_local(n, cl, req, a, resp);
     default: return TDSX_E_PROTO_UNSUPPORTED;
     }
 }

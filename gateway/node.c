@@ -4,6 +4,7 @@
  */
 #include "daemon.h"
 #include "exchange.h"
+#include "log.h"
 #include "policy.h"
 
 #include <string.h>
@@ -143,6 +144,12 @@ int tdsx_node_new(uv_loop_t *loop, tdsx_config_t *cfg, tdsx_node_t **out, char *
                  TDSX_KV_I("line", rerr.line), TDSX_KV_S("problem", rerr.msg));
         goto fail;
     }
+    /* The witness that cosigns our log (log.c) must be a member we can reach. */
+    if (n->cfg.witness && !tdsx_registry_find(n->registry, n->cfg.witness)) {
+        set_what(what, what_size, "witness (not in the member registry)");
+        rc = TDSX_E_NOTFOUND;
+        goto fail;
+    }
     if ((rc = load_own_cert(n, TDSX_CRED_AUTH_CERT, TDSX_PURPOSE_AUTH, &n->self_auth, what,
                             what_size)) != 0)
         goto fail;
@@ -259,21 +266,44 @@ void tdsx__dialer_closed(tdsx_dialer_t *d, int err)
     schedule_redial(d, err);
 }
 
+/* The witness (log.c, SPEC §11) when it is not a configured peer: the member to dial at its
+ * registry endpoint, or NULL. */
+static const tdsx_member_t *witness_to_dial(const tdsx_node_t *n)
+{
+    if (!n->cfg.witness || strcmp(n->cfg.witness, n->self_id) == 0)
+        return NULL;
+    for (size_t i = 0; i < n->cfg.n_peers; i++)
+        if (strcmp(n->cfg.peers[i].id, n->cfg.witness) == 0)
+            return NULL;
+    return tdsx_registry_find(n->registry, n->cfg.witness);
+}
+
 /* A dialled connection exists from the dial on, not only once open: remember it early so a
  * second dial does not race the first. */
 static int start_dialers(tdsx_node_t *n)
 {
-    if (n->cfg.n_peers == 0)
+    const tdsx_member_t *w = witness_to_dial(n);
+    size_t count = n->cfg.n_peers + (w ? 1 : 0);
+    if (count == 0)
         return 0;
-    n->dialers = tdsx_calloc(n->cfg.n_peers, sizeof *n->dialers);
+    n->dialers = tdsx_calloc(count, sizeof *n->dialers);
     if (!n->dialers)
         return TDSX_E_NOMEM;
-    for (size_t i = 0; i < n->cfg.n_peers; i++) {
+    for (size_t i = 0; i < count; i++) {
         tdsx_dialer_t *d = &n->dialers[i];
         d->node = n;
-        snprintf(d->id, sizeof d->id, "%s", n->cfg.peers[i].id);
-        if (tdsx_config_split_addr(n->cfg.peers[i].address, d->host, sizeof d->host, &d->port) != 0)
-            return TDSX_E_CONFIG;
+        if (i < n->cfg.n_peers) {
+            snprintf(d->id, sizeof d->id, "%s", n->cfg.peers[i].id);
+            if (tdsx_config_split_addr(n->cfg.peers[i].address, d->host, sizeof d->host,
+                                       &d->port) != 0)
+                return TDSX_E_CONFIG;
+        } else {
+            char addr[TDSX_HOST_MAX + 8];
+            snprintf(d->id, sizeof d->id, "%s", w->id);
+            snprintf(addr, sizeof addr, "%s:%u", w->host, (unsigned)w->port);
+            if (tdsx_config_split_addr(addr, d->host, sizeof d->host, &d->port) != 0)
+                return TDSX_E_CONFIG;
+        }
         uv_timer_init(n->loop, &d->timer);
         d->timer.data = d;
         n->n_dialers++;
@@ -345,6 +375,7 @@ static void close_node_handles(tdsx_node_t *n)
             uv_close((uv_handle_t *)&n->dialers[i].timer, NULL);
     tdsx__control_stop(n);
     tdsx__exchange_close(n);
+    tdsx__log_close(n);
 }
 
 void tdsx__node_conn_gone(tdsx_node_t *n)
@@ -396,6 +427,7 @@ static void on_signal(uv_signal_t *s, int signum)
         char hex[65];
         tdsx_policy_hash_hex(p, hex);
         tdsx_log(TDSX_LOG_INFO, "policy.reloaded", TDSX_KV_S("sha256", hex));
+        tdsx__log_policy(n, "reload"); /* a policy change is a log entry (SPEC §11) */
         tdsx__exchange_policy_changed(n);
         tdsx_policy_free(old);
         return;
@@ -415,6 +447,8 @@ int tdsx_node_start(tdsx_node_t *n)
     uv_signal_start(&n->sig_int, on_signal, SIGINT);
     uv_signal_start(&n->sig_hup, on_signal, SIGHUP);
     int rc = tdsx__exchange_start(n);
+    if (rc == 0)
+        rc = tdsx__log_start(n); /* after the data_dir lock the exchange takes */
     if (rc == 0)
         rc = start_listener(n);
     if (rc == 0)
@@ -438,6 +472,7 @@ void tdsx_node_free(tdsx_node_t *n)
     if (!n)
         return;
     tdsx__exchange_free(n);
+    tdsx__log_free(n); /* after the exchange: nothing waits on its entries any more */
     tdsx_policy_free(n->policy);
     tdsx_taxonomy_free(n->taxonomy);
     tdsx_tls_ctx_free(n->tls);

@@ -30,6 +30,11 @@ static const tdsx_cmd_t commands[] = {
     {"receipts", "show", tdsx_cmd_receipts_show, "fetch, verify and print one receipt"},
     {"receipts", "verify", tdsx_cmd_receipts_verify, "verify a receipt file offline"},
     {NULL, "status", tdsx_cmd_status, "show the local daemon: identity, peers, counters"},
+    {"log", "status", tdsx_cmd_log_status, "transparency log: size, checkpoints, witness"},
+    {"log", "proof", tdsx_cmd_log_proof, "print an entry's inclusion proof (a proof file)"},
+    {"log", "consistency", tdsx_cmd_log_consistency,
+     "print a consistency proof from an earlier size (a proof file)"},
+    {"log", "verify-proof", tdsx_cmd_log_verify_proof, "check a proof file offline"},
     {"bench", "send", tdsx_cmd_bench_send, "load generator: N sends, C in flight; rate, latency"},
 };
 

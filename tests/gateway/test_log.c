@@ -1,0 +1,895 @@
+/*
+ * The transparency log inside tdsxd (SPEC §11). First the pure parts (entry format, the
+ * witness's decision), then real daemons: a centre (the witness), a brain and an enterprise.
+ *
+ *  - every receipt lands in both parties' logs, with inclusion and consistency proofs that
+ *    `tdsx log verify-proof` checks offline (and refuses once a byte is changed);
+ *  - agreement events and policy reloads are entries too;
+ *  - each node's published checkpoint is cosigned by the centre (cosignature/v1, verified
+ *    here with the centre's key);
+ *  - kill -9 during a stream of transfers, five times: after each restart the tree verifies,
+ *    every acknowledged receipt is at the index it was acknowledged with, and the new
+ *    checkpoint is consistent with the last one seen before the kill;
+ *  - a stale copy of the log directory is refused at start; a restored stale backup of the
+ *    whole data directory forks the log, and the centre refuses the fork and counts it.
+ */
+#include "daemon.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "tlog.h"
+
+#define TAGS                                                                                       \
+    "grade=general:1 domain=production category=production.process personal=none "                 \
+    "library=base source=enterprise"
+#define ARENA_BUDGET (64u << 20)
+#define CRASH_ROUNDS 5
+#define CRASH_THREADS 4
+#define CRASH_ACKS 6 /* acknowledged receipts per round before the kill */
+#define MAX_ACKS 256
+
+typedef struct {
+    tdsx_test_province_t p;
+    tdsx_test_node_t centre, brain, ent;
+    char *file; /* a small payload */
+    tdsx_note_verifier_t ent_v, brain_v, centre_v, centre_cosig_v;
+} world_t;
+
+static world_t W;
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static void key_of(const tdsx_test_node_t *n, uint8_t type, tdsx_note_verifier_t *out)
+{
+    char *path = tdsx_test_path(n->creds, "sign.key");
+    uint8_t seed[32];
+    tdsx_note_signer_t *s = NULL;
+    assert_int_equal(tdsx_key_load_ed25519(path, seed), 0);
+    assert_int_equal(tdsx_note_signer_new(n->id, type, seed, &s), 0);
+    *out = *tdsx_note_signer_verifier(s);
+    tdsx_note_signer_free(s);
+    sodium_memzero(seed, sizeof seed);
+    free(path);
+}
+
+/* One control request; returns 0 with *resp in *arena, or the daemon's or the call's error. */
+static int try_ask(const tdsx_test_node_t *n, Tdsx__LocalRequest *req, tdsx_arena_t **arena,
+                   Tdsx__LocalResponse **resp)
+{
+    if (tdsx_arena_new(ARENA_BUDGET, arena) != 0)
+        return TDSX_E_NOMEM;
+    req->id = 7;
+    int rc = tdsx_control_call(n->sock, req, *arena, 30000, NULL, NULL, resp);
+    if (rc == 0 && (*resp)->body_case == TDSX__LOCAL_RESPONSE__BODY_ERROR)
+        rc = tdsx_err_from_wire((*resp)->error->code);
+    if (rc) {
+        tdsx_arena_free(*arena);
+        *arena = NULL;
+    }
+    return rc;
+}
+
+static const Tdsx__LogStatusResponse *status(const tdsx_test_node_t *n, tdsx_arena_t **arena)
+{
+    Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
+    Tdsx__LogStatusRequest q = TDSX__LOG_STATUS_REQUEST__INIT;
+    Tdsx__LocalResponse *resp = NULL;
+    req.body_case = TDSX__LOCAL_REQUEST__BODY_LOG_STATUS;
+    req.log_status = &q;
+    assert_int_equal(try_ask(n, &req, arena, &resp), 0);
+    assert_int_equal(resp->body_case, TDSX__LOCAL_RESPONSE__BODY_LOG_STATUS);
+    return resp->log_status;
+}
+
+static uint64_t log_size(const tdsx_test_node_t *n)
+{
+    tdsx_arena_t *a = NULL;
+    uint64_t size = status(n, &a)->size;
+    tdsx_arena_free(a);
+    return size;
+}
+
+/* Inclusion (consistency = 0, num = index) or consistency (num = from) proof. */
+static int try_proof(const tdsx_test_node_t *n, int consistency, uint64_t num, tdsx_arena_t **arena,
+                     const Tdsx__LogProofResponse **out)
+{
+    Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
+    Tdsx__LogProofRequest pq = TDSX__LOG_PROOF_REQUEST__INIT;
+    Tdsx__LogConsistencyRequest cq = TDSX__LOG_CONSISTENCY_REQUEST__INIT;
+    Tdsx__LocalResponse *resp = NULL;
+    if (consistency) {
+        cq.from = num;
+        req.body_case = TDSX__LOCAL_REQUEST__BODY_LOG_CONSISTENCY;
+        req.log_consistency = &cq;
+    } else {
+        pq.index = num;
+        req.body_case = TDSX__LOCAL_REQUEST__BODY_LOG_PROOF;
+        req.log_proof = &pq;
+    }
+    int rc = try_ask(n, &req, arena, &resp);
+    if (rc == 0)
+        *out = resp->log_proof;
+    return rc;
+}
+
+/* Opens a checkpoint note with the log's key: 0 and its size and root, or the error. */
+static int open_cp(const ProtobufCBinaryData *note, const tdsx_note_verifier_t *v,
+                   tdsx_checkpoint_t *cp_out)
+{
+    tdsx_note_t *n = NULL;
+    tdsx_checkpoint_t cp;
+    int rc = tdsx_checkpoint_open(tdsx_bytes(note->data, note->len), v, NULL, 0, v->name, &n, &cp);
+    if (rc == 0) {
+        /* The views die with the note: keep the numbers only. */
+        cp.origin = tdsx_bytes(NULL, 0);
+        cp.extensions = tdsx_bytes(NULL, 0);
+        *cp_out = cp;
+    }
+    tdsx_note_free(n);
+    return rc;
+}
+
+static void hashes_of(const Tdsx__LogProofResponse *p, tdsx_hash_t *h)
+{
+    for (size_t i = 0; i < p->n_hashes; i++) {
+        assert_int_equal(p->hashes[i].len, TDSX_HASH_LEN);
+        memcpy(h[i].b, p->hashes[i].data, TDSX_HASH_LEN);
+    }
+}
+
+/* Entry `index` of n's log, verified against its signed checkpoint; its description goes to
+ * what. Returns the checkpoint's size. */
+static uint64_t proven_entry(const tdsx_test_node_t *n, const tdsx_note_verifier_t *v,
+                             uint64_t index, char *what, size_t what_size)
+{
+    tdsx_arena_t *a = NULL;
+    const Tdsx__LogProofResponse *p = NULL;
+    assert_int_equal(try_proof(n, 0, index, &a, &p), 0);
+    tdsx_checkpoint_t cp;
+    assert_int_equal(open_cp(&p->checkpoint, v, &cp), 0);
+    tdsx_hash_t leaf, path[TDSX_MERKLE_CONSISTENCY_MAX];
+    assert_true(p->n_hashes <= TDSX_MERKLE_PATH_MAX);
+    hashes_of(p, path);
+    assert_int_equal(tdsx_merkle_leaf_hash(p->entry.data, p->entry.len, &leaf), 0);
+    assert_int_equal(
+        tdsx_merkle_inclusion_verify(index, cp.size, &leaf, path, p->n_hashes, &cp.root), 0);
+    tdsx__log_entry_describe(tdsx_bytes(p->entry.data, p->entry.len), what, what_size);
+    tdsx_arena_free(a);
+    return cp.size;
+}
+
+/* The index of the first entry at or after `from` whose description holds every needle
+ * (NULL-terminated), or -1. */
+static long find_entry(const tdsx_test_node_t *n, const tdsx_note_verifier_t *v, uint64_t from,
+                       const char *needle, const char *needle2)
+{
+    uint64_t size = log_size(n);
+    for (uint64_t i = from; i < size; i++) {
+        char what[600];
+        proven_entry(n, v, i, what, sizeof what);
+        if (strstr(what, needle) && (!needle2 || strstr(what, needle2)))
+            return (long)i;
+    }
+    return -1;
+}
+
+/* Sends W.file from the enterprise to the brain; returns the transfer id in hex. */
+static void send_one(const char *dataset, char tid[33])
+{
+    char *out = NULL;
+    int rc =
+        tdsx_test_run(&out, "tdsx send --socket '%s' --to %s '%s' --dataset %s --tags '%s' 2>&1",
+                      W.ent.sock, W.brain.id, W.file, dataset, TAGS);
+    if (rc != 0)
+        fail_msg("send %s failed (%d): %s", dataset, rc, out ? out : "");
+    assert_non_null(strstr(out, "state      receipted"));
+    const char *t = strstr(out, "transfer   ");
+    assert_non_null(t);
+    memcpy(tid, t + 11, 32);
+    tid[32] = '\0';
+    free(out);
+}
+
+static int wait_until(int (*cond)(void), int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        if (cond())
+            return 1;
+        usleep(50000);
+    }
+    return cond();
+}
+
+/* The enterprise's last published checkpoint is the one the centre cosigned. */
+static int ent_cosigned_current(void)
+{
+    tdsx_arena_t *a = NULL;
+    const Tdsx__LogStatusResponse *st = status(&W.ent, &a);
+    tdsx_checkpoint_t pub, cos;
+    int ok = st->published.len && st->cosigned.len &&
+             open_cp(&st->published, &W.ent_v, &pub) == 0 &&
+             open_cp(&st->cosigned, &W.ent_v, &cos) == 0 && pub.size == cos.size &&
+             memcmp(pub.root.b, cos.root.b, TDSX_HASH_LEN) == 0 && pub.size == st->size;
+    tdsx_arena_free(a);
+    return ok;
+}
+
+static void wait_ent_connected(void)
+{
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.brain.id, NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.centre.id, NULL));
+    usleep(200000); /* the Hellos */
+}
+
+static void stop_ent(void)
+{
+    assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
+}
+
+static void start_ent(void)
+{
+    tdsx_test_node_start(&W.ent);
+    wait_ent_connected();
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    tdsx_test_province_t *p = &W.p;
+    char extra[4096];
+    tdsx_test_province_init(p);
+    tdsx_test_node_issue(p, &W.centre, "centre", TDSX_ROLE_CENTRE, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.brain, "brain", TDSX_ROLE_BRAIN, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.ent, "ent", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
+    tdsx_test_node_config(p, &W.centre, "checkpoint_interval 200ms\n");
+    snprintf(extra, sizeof extra, "checkpoint_interval 200ms\nwitness %s\n", W.centre.id);
+    tdsx_test_node_config(p, &W.brain, extra);
+    /* The witness is not a configured peer: the enterprise dials it from the registry. */
+    snprintf(extra, sizeof extra, "checkpoint_interval 200ms\nwitness %s\npeer %s 127.0.0.1:%d\n",
+             W.centre.id, W.brain.id, W.brain.port);
+    tdsx_test_node_config(p, &W.ent, extra);
+    W.file = tdsx_test_path(p->dir, "payload.bin");
+    tdsx_test_write_file(W.file, "日期,产量\n2026-11-01,1200\n", 30);
+    key_of(&W.ent, TDSX_NOTE_ED25519, &W.ent_v);
+    key_of(&W.brain, TDSX_NOTE_ED25519, &W.brain_v);
+    key_of(&W.centre, TDSX_NOTE_ED25519, &W.centre_v);
+    key_of(&W.centre, TDSX_NOTE_COSIG, &W.centre_cosig_v);
+    tdsx_test_node_start(&W.centre);
+    tdsx_test_node_start(&W.brain);
+    start_ent();
+    assert_true(tdsx_test_log_wait(&W.brain, 10000, "\"event\":\"conn.open\"", W.centre.id, NULL));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tdsx_test_node_free(&W.ent);
+    tdsx_test_node_free(&W.brain);
+    tdsx_test_node_free(&W.centre);
+    free(W.file);
+    tdsx_test_province_free(&W.p);
+    return 0;
+}
+
+/* ---- entries and the witness's decision (no daemons) ------------------------------------------
+ */
+
+static void entry_round_trip(void **state)
+{
+    (void)state;
+    static const uint8_t nro[] = "NRO envelope bytes", nrr[] = "NRR";
+    tdsx_log_entry_t e = {TDSX_LOG_ENTRY_RECEIPT, 2, {{0}}}, back;
+    e.item[0] = tdsx_bytes(nro, sizeof nro);
+    e.item[1] = tdsx_bytes(nrr, sizeof nrr);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, TDSX_TLOG_ENTRY_MAX);
+    assert_int_equal(tdsx__log_entry_encode(&e, &b), 0);
+    assert_int_equal(b.len, 2 + 2 + sizeof nro + 2 + sizeof nrr);
+    assert_int_equal(b.p[0], TDSX_LOG_ENTRY_VERSION);
+    assert_int_equal(b.p[1], TDSX_LOG_ENTRY_RECEIPT);
+    assert_int_equal(tdsx__log_entry_parse(tdsx_buf_bytes(&b), &back), 0);
+    assert_int_equal(back.type, TDSX_LOG_ENTRY_RECEIPT);
+    assert_int_equal(back.n, 2);
+    assert_true(tdsx_bytes_equal(back.item[0], e.item[0]));
+    assert_true(tdsx_bytes_equal(back.item[1], e.item[1]));
+    /* Empty items are allowed (an agreement without acceptance yet). */
+    tdsx_log_entry_t a = {TDSX_LOG_ENTRY_AGREEMENT, 7, {{0}}};
+    a.item[0] = tdsx_bytes("proposed", 8);
+    tdsx_buf_reset(&b);
+    assert_int_equal(tdsx__log_entry_encode(&a, &b), 0);
+    assert_int_equal(tdsx__log_entry_parse(tdsx_buf_bytes(&b), &back), 0);
+    assert_int_equal(back.n, 7);
+    assert_int_equal(back.item[6].n, 0);
+    assert_string_equal(tdsx__log_entry_type_name(TDSX_LOG_ENTRY_WITNESS_REFUSAL),
+                        "witness-refusal");
+    tdsx_buf_free(&b);
+}
+
+static void entry_defects_refused(void **state)
+{
+    (void)state;
+    tdsx_log_entry_t e = {TDSX_LOG_ENTRY_RECEIPT, 2, {{0}}}, back;
+    e.item[0] = tdsx_bytes("a", 1);
+    e.item[1] = tdsx_bytes("bc", 2);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, TDSX_TLOG_ENTRY_MAX);
+    assert_int_equal(tdsx__log_entry_encode(&e, &b), 0);
+    uint8_t bad[64];
+    memcpy(bad, b.p, b.len);
+    /* Another version, an unknown type, a cut item, a byte too many, one item missing. */
+    bad[0] = 2;
+    assert_int_equal(tdsx__log_entry_parse(tdsx_bytes(bad, b.len), &back), TDSX_E_FORMAT);
+    bad[0] = 1;
+    bad[1] = 9;
+    assert_int_equal(tdsx__log_entry_parse(tdsx_bytes(bad, b.len), &back), TDSX_E_FORMAT);
+    bad[1] = 0;
+    assert_int_equal(tdsx__log_entry_parse(tdsx_bytes(bad, b.len), &back), TDSX_E_FORMAT);
+    bad[1] = TDSX_LOG_ENTRY_RECEIPT;
+    assert_int_equal(tdsx__log_entry_parse(tdsx_bytes(bad, b.len - 1), &back), TDSX_E_FORMAT);
+    bad[b.len] = 0;
+    assert_int_equal(tdsx__log_entry_parse(tdsx_bytes(bad, b.len + 1), &back), TDSX_E_FORMAT);
+    assert_int_equal(tdsx__log_entry_parse(tdsx_bytes(bad, 2 + 2 + 1), &back), TDSX_E_FORMAT);
+    assert_int_equal(tdsx__log_entry_parse(tdsx_bytes(bad, 1), &back), TDSX_E_FORMAT);
+    /* Encoding refuses what could not be parsed back. */
+    size_t len = b.len;
+    e.n = 3;
+    assert_int_equal(tdsx__log_entry_encode(&e, &b), TDSX_E_INVAL);
+    e.n = 2;
+    e.type = 0;
+    assert_int_equal(tdsx__log_entry_encode(&e, &b), TDSX_E_INVAL);
+    e.type = TDSX_LOG_ENTRY_NRD;
+    uint8_t *big = calloc(1, TDSX_TLOG_ENTRY_MAX);
+    assert_non_null(big);
+    e.item[0] = tdsx_bytes(big, 70000);
+    assert_int_equal(tdsx__log_entry_encode(&e, &b), TDSX_E_INVAL);
+    e.item[0] = tdsx_bytes(big, 40000);
+    e.item[1] = tdsx_bytes(big, 40000);
+    assert_int_equal(tdsx__log_entry_encode(&e, &b), TDSX_E_TOOBIG);
+    assert_int_equal(b.len, len); /* unchanged on error */
+    free(big);
+    char what[200];
+    tdsx__log_entry_describe(tdsx_bytes("\x01\x09", 2), what, sizeof what);
+    assert_non_null(strstr(what, "not a TDSX log entry"));
+    tdsx_buf_free(&b);
+}
+
+/* A tree of n leaves "leaf <i>" and its checkpoint under origin "o". */
+static void tree(size_t n, tdsx_hash_t *leaves, tdsx_checkpoint_t *cp, const char *origin)
+{
+    for (size_t i = 0; i < n; i++) {
+        char s[32];
+        int k = snprintf(s, sizeof s, "leaf %zu", i);
+        assert_int_equal(tdsx_merkle_leaf_hash(s, (size_t)k, &leaves[i]), 0);
+    }
+    memset(cp, 0, sizeof *cp);
+    cp->origin = tdsx_bytes(origin, strlen(origin));
+    cp->size = n;
+    assert_int_equal(tdsx_merkle_root(leaves, n, &cp->root), 0);
+}
+
+static void witness_decides(void **state)
+{
+    (void)state;
+    tdsx_hash_t leaves[20], proof[TDSX_MERKLE_CONSISTENCY_MAX];
+    tdsx_checkpoint_t last, next, fork, other;
+    size_t len;
+    tree(7, leaves, &last, "o");
+    tree(20, leaves, &next, "o");
+    assert_int_equal(tdsx_merkle_consistency_proof(leaves, 20, 7, proof, &len), 0);
+    /* The first checkpoint of a node is taken as it is; a proven extension is cosigned. */
+    assert_int_equal(tdsx__log_witness_check(NULL, &next, 0, NULL, 0), 0);
+    assert_int_equal(tdsx__log_witness_check(&last, &next, 7, proof, len), 0);
+    /* The same checkpoint again needs no proof. */
+    assert_int_equal(tdsx__log_witness_check(&next, &next, 20, NULL, 0), 0);
+
+    /* Proving from another size than the witness holds: tell the node which. */
+    assert_int_equal(tdsx__log_witness_check(&last, &next, 5, proof, len), TDSX_E_STATE);
+    /* A smaller log, a changed proof, a proof too short, a root that is not the extension's. */
+    assert_int_equal(tdsx__log_witness_check(&next, &last, 20, NULL, 0), TDSX_E_LOG_INCONSISTENT);
+    proof[0].b[0] ^= 1;
+    assert_int_equal(tdsx__log_witness_check(&last, &next, 7, proof, len), TDSX_E_LOG_INCONSISTENT);
+    proof[0].b[0] ^= 1;
+    assert_int_equal(tdsx__log_witness_check(&last, &next, 7, proof, len - 1),
+                     TDSX_E_LOG_INCONSISTENT);
+    fork = next;
+    fork.root.b[31] ^= 0x80;
+    assert_int_equal(tdsx__log_witness_check(&last, &fork, 7, proof, len), TDSX_E_LOG_INCONSISTENT);
+    /* Same size, another root: a fork at equal size. */
+    assert_int_equal(tdsx__log_witness_check(&next, &fork, 20, NULL, 0), TDSX_E_LOG_INCONSISTENT);
+    /* Another log's checkpoint. */
+    other = next;
+    other.origin = tdsx_bytes("p", 1);
+    assert_int_equal(tdsx__log_witness_check(&last, &other, 7, proof, len),
+                     TDSX_E_LOG_INCONSISTENT);
+}
+
+/* ---- with daemons ------------------------------------------------------------------------------
+ */
+
+/* Every receipt is an entry in both parties' logs, provable from the signed checkpoints. */
+static void receipts_are_logged(void **state)
+{
+    (void)state;
+    uint64_t ent_before = log_size(&W.ent), brain_before = log_size(&W.brain);
+    char tids[3][33];
+    for (int i = 0; i < 3; i++) {
+        char ds[32];
+        snprintf(ds, sizeof ds, "logged-%d", i);
+        send_one(ds, tids[i]);
+    }
+    /* Acknowledged as receipted means durable in the sender's log: already there. */
+    assert_true(log_size(&W.ent) >= ent_before + 3);
+    for (int i = 0; i < 3; i++) {
+        long at = find_entry(&W.ent, &W.ent_v, ent_before, tids[i], "accepted");
+        assert_true(at >= 0);
+        char what[600];
+        proven_entry(&W.ent, &W.ent_v, (uint64_t)at, what, sizeof what);
+        assert_non_null(strstr(what, "receipt transfer"));
+        assert_non_null(strstr(what, W.brain.id));
+        /* The receiver logged the same receipt before it told the sender. */
+        assert_true(find_entry(&W.brain, &W.brain_v, brain_before, tids[i], NULL) >= 0);
+    }
+    /* The checkpoint is consistent with the one before these transfers. */
+    tdsx_arena_t *a = NULL;
+    const Tdsx__LogProofResponse *p = NULL;
+    assert_int_equal(try_proof(&W.ent, 1, ent_before, &a, &p), 0);
+    tdsx_checkpoint_t cp;
+    assert_int_equal(open_cp(&p->checkpoint, &W.ent_v, &cp), 0);
+    tdsx_hash_t proof[TDSX_MERKLE_CONSISTENCY_MAX], from_root;
+    hashes_of(p, proof);
+    memcpy(from_root.b, p->from_root.data, TDSX_HASH_LEN);
+    assert_int_equal(tdsx_merkle_consistency_verify(ent_before, cp.size, &from_root, &cp.root,
+                                                    proof, p->n_hashes),
+                     0);
+    tdsx_arena_free(a);
+}
+
+/* Flips one hex digit of the first line starting with `prefix` in a proof file. */
+static void tamper(const char *file, const char *prefix)
+{
+    uint8_t *text = NULL;
+    size_t len = 0;
+    assert_int_equal(tdsx_file_read(file, 1 << 20, &text, &len), 0);
+    char *line = strstr((char *)text, prefix);
+    assert_non_null(line);
+    char *c = line + strlen(prefix) + 3;
+    *c = *c == '0' ? '1' : '0';
+    tdsx_test_write_file(file, text, len);
+    tdsx_free(text);
+}
+
+/* The CLI's proof files verify offline, and stop verifying when anything in them changes. */
+static void proof_files_verify_offline(void **state)
+{
+    (void)state;
+    char *dir = W.p.dir, *out = NULL;
+    char *old = tdsx_test_path(dir, "old.cp"), *inc = tdsx_test_path(dir, "inc.proof"),
+         *con = tdsx_test_path(dir, "con.proof");
+    tdsx_arena_t *a = NULL;
+    const char *vkey_src = status(&W.ent, &a)->vkey;
+    char vkey[TDSX_NOTE_VKEY_MAX + 1], brain_vkey[TDSX_NOTE_VKEY_MAX + 1];
+    snprintf(vkey, sizeof vkey, "%s", vkey_src);
+    tdsx_arena_free(a);
+    snprintf(brain_vkey, sizeof brain_vkey, "%s", status(&W.brain, &a)->vkey);
+    tdsx_arena_free(a);
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx log status --socket '%s' --checkpoint-out '%s'", W.ent.sock, old),
+        0);
+    assert_non_null(strstr(out, "vkey"));
+    free(out);
+    uint64_t from = log_size(&W.ent);
+    char tid[33];
+    send_one("proved", tid);
+    long at = find_entry(&W.ent, &W.ent_v, from, tid, NULL);
+    assert_true(at >= 0);
+
+    assert_int_equal(tdsx_test_run(&out, "tdsx log proof --socket '%s' --index %ld --out '%s'",
+                                   W.ent.sock, at, inc),
+                     0);
+    assert_non_null(strstr(out, tid));
+    free(out);
+    assert_int_equal(tdsx_test_run(&out, "tdsx log verify-proof '%s' --vkey '%s'", inc, vkey), 0);
+    assert_non_null(strstr(out, "PASS  inclusion"));
+    assert_non_null(strstr(out, tid));
+    free(out);
+    assert_int_equal(tdsx_test_run(&out,
+                                   "tdsx log consistency --socket '%s' --from %llu --out '%s'",
+                                   W.ent.sock, (unsigned long long)from, con),
+                     0);
+    free(out);
+    assert_int_equal(tdsx_test_run(&out,
+                                   "tdsx log verify-proof '%s' --vkey '%s' --old-checkpoint '%s'",
+                                   con, vkey, old),
+                     0);
+    assert_non_null(strstr(out, "PASS  consistency"));
+    assert_non_null(strstr(out, "PASS  old checkpoint"));
+    free(out);
+    /* Without a key it still checks the proof, and says the signature was not checked. */
+    assert_int_equal(tdsx_test_run(&out, "tdsx log verify-proof '%s'", inc), 0);
+    assert_non_null(strstr(out, "NOT checked"));
+    free(out);
+
+    /* Another node's key: the checkpoint is not that log's. */
+    assert_int_equal(tdsx_test_run(&out, "tdsx log verify-proof '%s' --vkey '%s'", inc, brain_vkey),
+                     1);
+    assert_non_null(strstr(out, "FAIL  checkpoint"));
+    free(out);
+    /* An old checkpoint the proof does not start from: the brain's. */
+    char *bold = tdsx_test_path(dir, "brain-old.cp");
+    assert_int_equal(tdsx_test_run(&out, "tdsx log status --socket '%s' --checkpoint-out '%s'",
+                                   W.brain.sock, bold),
+                     0);
+    free(out);
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx log verify-proof '%s' --old-checkpoint '%s'", con, bold), 1);
+    assert_non_null(strstr(out, "FAIL  old checkpoint"));
+    free(out);
+    free(bold);
+    /* One changed hex digit in the entry, in a path hash, in the old root. */
+    char *copy = tdsx_test_path(dir, "inc2.proof");
+    assert_int_equal(tdsx_test_run(&out, "cp '%s' '%s'", inc, copy), 0);
+    free(out);
+    tamper(inc, "\nentry ");
+    assert_int_equal(tdsx_test_run(&out, "tdsx log verify-proof '%s' --vkey '%s'", inc, vkey), 1);
+    assert_non_null(strstr(out, "FAIL  inclusion"));
+    free(out);
+    /* The log holds more than one entry, so the path is not empty. */
+    tamper(copy, "\nhash ");
+    assert_int_equal(tdsx_test_run(&out, "tdsx log verify-proof '%s' --vkey '%s'", copy, vkey), 1);
+    assert_non_null(strstr(out, "FAIL  inclusion"));
+    free(out);
+    tamper(con, "\nfrom-root ");
+    assert_int_equal(tdsx_test_run(&out, "tdsx log verify-proof '%s' --vkey '%s'", con, vkey), 1);
+    assert_non_null(strstr(out, "FAIL  consistency"));
+    free(out);
+    /* Not a proof file at all. */
+    assert_int_equal(tdsx_test_run(&out, "tdsx log verify-proof '%s'", old), 1);
+    assert_non_null(strstr(out, "FAIL  proof file"));
+    free(out);
+    free(copy);
+    free(old);
+    free(inc);
+    free(con);
+}
+
+/* Asking for what the log does not hold is refused with its code, nothing printed as proof. */
+static void proofs_beyond_the_log_refused(void **state)
+{
+    (void)state;
+    uint64_t size = log_size(&W.ent);
+    tdsx_arena_t *a = NULL;
+    const Tdsx__LogProofResponse *p = NULL;
+    assert_int_equal(try_proof(&W.ent, 0, size + 1000, &a, &p), TDSX_E_NOTFOUND);
+    assert_int_equal(try_proof(&W.ent, 1, size + 1000, &a, &p), TDSX_E_NOTFOUND);
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out, "tdsx log proof --socket '%s' --index %llu 2>&1",
+                                   W.ent.sock, (unsigned long long)(size + 1000)),
+                     1);
+    assert_non_null(strstr(out, "TDSX_E_NOTFOUND"));
+    assert_null(strstr(out, "tdsx-log-proof"));
+    free(out);
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx log proof --socket '%s' --index -3 2>&1", W.ent.sock), 2);
+    free(out);
+    assert_int_equal(tdsx_test_run(&out, "tdsx log consistency --socket '%s' 2>&1", W.ent.sock), 2);
+    assert_non_null(strstr(out, "--from is required"));
+    free(out);
+}
+
+/* The centre cosigns each node's published checkpoint, and says so for itself. */
+static void checkpoints_cosigned_by_centre(void **state)
+{
+    (void)state;
+    char tid[33];
+    send_one("witnessed", tid);
+    assert_true(wait_until(ent_cosigned_current, 10000));
+    tdsx_arena_t *a = NULL;
+    const Tdsx__LogStatusResponse *st = status(&W.ent, &a);
+    tdsx_note_t *note = NULL;
+    tdsx_checkpoint_t cp;
+    /* Signed by the enterprise's log key and cosigned by the centre, cosignature/v1. */
+    assert_int_equal(tdsx_checkpoint_open(tdsx_bytes(st->cosigned.data, st->cosigned.len), &W.ent_v,
+                                          &W.centre_cosig_v, 1, W.ent.id, &note, &cp),
+                     0);
+    const tdsx_note_sig_t *sig = tdsx_note_verified_by(note, &W.centre_cosig_v);
+    assert_non_null(sig);
+    assert_true(sig->timestamp > 0 && (int64_t)sig->timestamp <= time(NULL) + 5);
+    assert_string_equal(st->witness, W.centre.id);
+    assert_non_null(strstr(st->witness_state, "cosigned"));
+    tdsx_note_free(note);
+    tdsx_arena_free(a);
+    /* A plain Ed25519 line by the centre is not a cosignature. */
+    st = status(&W.ent, &a);
+    assert_int_equal(tdsx_checkpoint_open(tdsx_bytes(st->cosigned.data, st->cosigned.len), &W.ent_v,
+                                          &W.centre_v, 1, W.ent.id, &note, &cp),
+                     0);
+    assert_null(tdsx_note_verified_by(note, &W.centre_v));
+    tdsx_note_free(note);
+    tdsx_arena_free(a);
+    /* The centre keeps one record per node it witnesses and has refused nothing. */
+    st = status(&W.centre, &a);
+    assert_true(st->witness_cosigned >= 2);
+    assert_int_equal(st->witnessed_nodes, 2);
+    assert_int_equal(st->witness_refused, 0);
+    tdsx_arena_free(a);
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out, "tdsx log status --socket '%s'", W.ent.sock), 0);
+    assert_non_null(strstr(out, "cosigned"));
+    assert_non_null(strstr(out, W.centre.id));
+    free(out);
+    assert_true(
+        tdsx_test_log_wait(&W.centre, 1000, "\"event\":\"log.witnessed\"", W.brain.id, NULL));
+}
+
+/* Policy reloads and agreement events are entries as well. */
+static void policy_and_agreements_logged(void **state)
+{
+    (void)state;
+    uint64_t from = log_size(&W.brain);
+    kill(W.brain.pid, SIGHUP);
+    assert_true(tdsx_test_log_wait(&W.brain, 5000, "\"event\":\"policy.reloaded\"", NULL));
+    usleep(300000);
+    assert_true(find_entry(&W.brain, &W.brain_v, from, "policy reload sha256", NULL) >= 0);
+    uint64_t ent_from = log_size(&W.ent);
+    from = log_size(&W.brain);
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out,
+                                   "tdsx agree propose --socket '%s' --with %s --dataset logged-ds "
+                                   "--purpose stats --action receive --days 30 2>&1",
+                                   W.ent.sock, W.brain.id),
+                     0);
+    free(out);
+    usleep(300000);
+    assert_true(find_entry(&W.ent, &W.ent_v, ent_from, "agreement proposed", W.ent.id) >= 0);
+    assert_true(find_entry(&W.brain, &W.brain_v, from, "agreement proposed", W.ent.id) >= 0);
+}
+
+/* ---- kill -9 during a stream of transfers ------------------------------------------------------
+ */
+
+typedef struct {
+    pthread_mutex_t mu;
+    volatile int stop;
+    int round;
+    size_t n;
+    char tid[MAX_ACKS][33];
+    uint64_t index[MAX_ACKS];
+} acks_t;
+
+static acks_t A;
+
+static void *sender(void *arg)
+{
+    long t = (long)arg;
+    for (int i = 0; !A.stop; i++) {
+        Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
+        Tdsx__SendRequest s = TDSX__SEND_REQUEST__INIT;
+        char ds[64];
+        snprintf(ds, sizeof ds, "crash-%d-%ld-%d", A.round, t, i);
+        req.body_case = TDSX__LOCAL_REQUEST__BODY_SEND;
+        req.send = &s;
+        s.to = W.brain.id;
+        s.path = W.file;
+        s.dataset_id = ds;
+        s.tags = TAGS;
+        tdsx_arena_t *a = NULL;
+        Tdsx__LocalResponse *resp = NULL;
+        if (try_ask(&W.ent, &req, &a, &resp) != 0)
+            break; /* the daemon is gone */
+        const Tdsx__TransferResult *r = resp->result;
+        if (resp->body_case == TDSX__LOCAL_RESPONSE__BODY_RESULT &&
+            strcmp(r->state, "receipted") == 0 && r->logged && r->transfer_id.len == 16) {
+            pthread_mutex_lock(&A.mu);
+            if (A.n < MAX_ACKS) {
+                tdsx_hex_encode(A.tid[A.n], r->transfer_id.data, 16);
+                A.index[A.n++] = r->log_index;
+            }
+            pthread_mutex_unlock(&A.mu);
+        }
+        tdsx_arena_free(a);
+    }
+    return NULL;
+}
+
+static size_t acked(void)
+{
+    pthread_mutex_lock(&A.mu);
+    size_t n = A.n;
+    pthread_mutex_unlock(&A.mu);
+    return n;
+}
+
+static void crash_recovers_every_acknowledged_receipt(void **state)
+{
+    (void)state;
+    pthread_mutex_init(&A.mu, NULL);
+    for (int round = 0; round < CRASH_ROUNDS; round++) {
+        A.round = round;
+        A.stop = 0;
+        size_t before = acked();
+        pthread_t th[CRASH_THREADS];
+        for (long t = 0; t < CRASH_THREADS; t++)
+            assert_int_equal(pthread_create(&th[t], NULL, sender, (void *)t), 0);
+        for (int i = 0; i < 400 && acked() < before + CRASH_ACKS; i++)
+            usleep(25000);
+        assert_true(acked() >= before + CRASH_ACKS);
+        /* A checkpoint seen now was signed after a durable append: it must survive. */
+        tdsx_arena_t *a = NULL;
+        const Tdsx__LogStatusResponse *st = status(&W.ent, &a);
+        tdsx_checkpoint_t seen;
+        assert_int_equal(open_cp(&st->checkpoint, &W.ent_v, &seen), 0);
+        tdsx_arena_free(a);
+        kill(W.ent.pid, SIGKILL);
+        waitpid(W.ent.pid, NULL, 0);
+        W.ent.pid = 0;
+        A.stop = 1;
+        for (int t = 0; t < CRASH_THREADS; t++)
+            pthread_join(th[t], NULL);
+
+        start_ent(); /* recovery, and the published-checkpoint check, pass or it never starts */
+        /* The new checkpoint extends the one seen before the kill: nothing durable was lost
+         * and no index was handed out twice. */
+        const Tdsx__LogProofResponse *p = NULL;
+        assert_int_equal(try_proof(&W.ent, 1, seen.size, &a, &p), 0);
+        tdsx_checkpoint_t now;
+        tdsx_hash_t proof[TDSX_MERKLE_CONSISTENCY_MAX], from_root;
+        assert_int_equal(open_cp(&p->checkpoint, &W.ent_v, &now), 0);
+        hashes_of(p, proof);
+        memcpy(from_root.b, p->from_root.data, TDSX_HASH_LEN);
+        assert_memory_equal(from_root.b, seen.root.b, TDSX_HASH_LEN);
+        assert_int_equal(tdsx_merkle_consistency_verify(seen.size, now.size, &seen.root, &now.root,
+                                                        proof, p->n_hashes),
+                         0);
+        tdsx_arena_free(a);
+        /* Every receipt acknowledged so far, in every round, is where it was acknowledged. */
+        for (size_t i = 0; i < acked(); i++) {
+            char what[600];
+            proven_entry(&W.ent, &W.ent_v, A.index[i], what, sizeof what);
+            if (!strstr(what, A.tid[i]))
+                fail_msg("round %d: acknowledged receipt %s is not at index %llu (found: %s)",
+                         round, A.tid[i], (unsigned long long)A.index[i], what);
+        }
+    }
+    /* Indexes are never shared by two acknowledged receipts. */
+    for (size_t i = 0; i < A.n; i++)
+        for (size_t j = i + 1; j < A.n; j++)
+            assert_true(A.index[i] != A.index[j]);
+    pthread_mutex_destroy(&A.mu);
+    /* The witness accepts the recovered log as the same log. */
+    assert_true(wait_until(ent_cosigned_current, 10000));
+}
+
+/* ---- stale copies ------------------------------------------------------------------------------
+ */
+
+static void stale_log_directory_refused_at_start(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    stop_ent();
+    assert_int_equal(tdsx_test_run(&out, "cp -a '%s/log' '%s/log.stale'", W.ent.data, W.ent.data),
+                     0);
+    free(out);
+    start_ent();
+    char tid[33];
+    send_one("after-copy", tid);
+    /* Published beyond the copy. */
+    for (int i = 0; i < 100; i++) {
+        tdsx_arena_t *a = NULL;
+        const Tdsx__LogStatusResponse *st = status(&W.ent, &a);
+        tdsx_checkpoint_t pub;
+        int done = st->published.len && open_cp(&st->published, &W.ent_v, &pub) == 0 &&
+                   pub.size == st->size;
+        tdsx_arena_free(a);
+        if (done)
+            break;
+        usleep(50000);
+    }
+    stop_ent();
+    assert_int_equal(
+        tdsx_test_run(&out, "cd '%s' && mv log log.good && mv log.stale log", W.ent.data), 0);
+    free(out);
+    int rc = tdsx_test_run(&out, "tdsxd -c '%s' 2>&1", W.ent.conf);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "TDSX_E_LOG_INCONSISTENT"));
+    assert_non_null(strstr(out, "\"event\":\"log.inconsistent\""));
+    free(out);
+    /* With the real directory back, it starts and carries on. */
+    assert_int_equal(tdsx_test_run(&out, "cd '%s' && rm -rf log && mv log.good log", W.ent.data),
+                     0);
+    free(out);
+    start_ent();
+    send_one("after-restore", tid);
+}
+
+static int centre_refused_ent(void)
+{
+    tdsx_arena_t *a = NULL;
+    int refused = status(&W.centre, &a)->witness_refused > 0;
+    tdsx_arena_free(a);
+    return refused;
+}
+
+static void witness_refuses_a_fork(void **state)
+{
+    (void)state;
+    char *out = NULL, tid[33];
+    assert_true(wait_until(ent_cosigned_current, 10000));
+    stop_ent();
+    assert_int_equal(tdsx_test_run(&out, "cp -a '%s' '%s.bak'", W.ent.data, W.ent.data), 0);
+    free(out);
+    start_ent();
+    send_one("before-restore-1", tid);
+    send_one("before-restore-2", tid);
+    assert_true(wait_until(ent_cosigned_current, 10000));
+    stop_ent();
+    /* The operator restores yesterday's backup of the whole data directory: locally nothing
+     * tells it from the real thing, and new transfers grow another history. */
+    assert_int_equal(
+        tdsx_test_run(&out, "rm -rf '%s' && mv '%s.bak' '%s'", W.ent.data, W.ent.data, W.ent.data),
+        0);
+    free(out);
+    start_ent();
+    send_one("forked-1", tid);
+    send_one("forked-2", tid);
+    send_one("forked-3", tid);
+    assert_true(wait_until(centre_refused_ent, 15000));
+    assert_true(tdsx_test_log_wait(&W.centre, 3000, "\"event\":\"log.witness_refused\"", W.ent.id,
+                                   "TDSX_E_LOG_INCONSISTENT", NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 3000, "\"event\":\"log.witness_refused\"",
+                                   "TDSX_E_LOG_INCONSISTENT", NULL));
+    tdsx_arena_t *a = NULL;
+    const Tdsx__LogStatusResponse *st = status(&W.ent, &a);
+    assert_non_null(strstr(st->witness_state, "refused"));
+    tdsx_arena_free(a);
+    /* The centre's own log holds the evidence; its count is what its report will say. */
+    assert_true(find_entry(&W.centre, &W.centre_v, 0, "witness-refusal node", W.ent.id) >= 0);
+    assert_int_equal(tdsx_test_run(&out, "tdsx log status --socket '%s'", W.centre.sock), 0);
+    assert_non_null(strstr(out, "refused"));
+    free(out);
+    /* What the centre cosigned for the node is still the real history, not the fork. */
+    st = status(&W.ent, &a);
+    tdsx_checkpoint_t cos, pub;
+    assert_int_equal(open_cp(&st->cosigned, &W.ent_v, &cos), 0);
+    assert_int_equal(open_cp(&st->published, &W.ent_v, &pub), 0);
+    assert_true(cos.size != pub.size || memcmp(cos.root.b, pub.root.b, TDSX_HASH_LEN) != 0);
+    tdsx_arena_free(a);
+}
+
+/* SIGTERM: every daemon drains its log queue and exits cleanly (no leak under ASan). */
+static void daemons_stop_cleanly(void **state)
+{
+    (void)state;
+    assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
+    assert_int_equal(tdsx_test_node_stop(&W.brain, 10000), 0);
+    assert_int_equal(tdsx_test_node_stop(&W.centre, 10000), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(entry_round_trip),
+        cmocka_unit_test(entry_defects_refused),
+        cmocka_unit_test(witness_decides),
+        cmocka_unit_test(receipts_are_logged),
+        cmocka_unit_test(proof_files_verify_offline),
+        cmocka_unit_test(proofs_beyond_the_log_refused),
+        cmocka_unit_test(checkpoints_cosigned_by_centre),
+        cmocka_unit_test(policy_and_agreements_logged),
+        cmocka_unit_test(crash_recovers_every_acknowledged_receipt),
+        cmocka_unit_test(stale_log_directory_refused_at_start),
+        cmocka_unit_test(witness_refuses_a_fork),
+        cmocka_unit_test(daemons_stop_cleanly),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
