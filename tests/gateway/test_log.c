@@ -10,6 +10,8 @@
  *  - kill -9 during a stream of transfers, five times: after each restart the tree verifies,
  *    every acknowledged receipt is at the index it was acknowledged with, and the new
  *    checkpoint is consistent with the last one seen before the kill;
+ *  - the centre checks what a member submits (its key, its origin, a proof from what it
+ *    cosigned) and refuses forks and rollbacks, counting them;
  *  - a stale copy of the log directory is refused at start; a restored stale backup of the
  *    whole data directory forks the log, and the centre refuses the fork and counts it.
  */
@@ -40,7 +42,8 @@
 typedef struct {
     tdsx_test_province_t p;
     tdsx_test_node_t centre, brain, ent;
-    char *file; /* a small payload */
+    tdsx_test_node_t rogue; /* a member with no daemon: a raw client speaks for it */
+    char *file;             /* a small payload */
     tdsx_note_verifier_t ent_v, brain_v, centre_v, centre_cosig_v;
 } world_t;
 
@@ -250,6 +253,7 @@ static int setup(void **state)
     tdsx_test_node_issue(p, &W.centre, "centre", TDSX_ROLE_CENTRE, 0, 0, 1, 0);
     tdsx_test_node_issue(p, &W.brain, "brain", TDSX_ROLE_BRAIN, 0, 0, 1, 0);
     tdsx_test_node_issue(p, &W.ent, "ent", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.rogue, "rogue", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
     tdsx_test_node_config(p, &W.centre, "checkpoint_interval 200ms\n");
     snprintf(extra, sizeof extra, "checkpoint_interval 200ms\nwitness %s\n", W.centre.id);
     tdsx_test_node_config(p, &W.brain, extra);
@@ -276,6 +280,7 @@ static int teardown(void **state)
     tdsx_test_node_free(&W.ent);
     tdsx_test_node_free(&W.brain);
     tdsx_test_node_free(&W.centre);
+    tdsx_test_node_free(&W.rogue);
     free(W.file);
     tdsx_test_province_free(&W.p);
     return 0;
@@ -654,6 +659,234 @@ static void policy_and_agreements_logged(void **state)
     assert_true(find_entry(&W.brain, &W.brain_v, from, "agreement proposed", W.ent.id) >= 0);
 }
 
+/* ---- a raw witness client ---------------------------------------------------------------------
+ */
+
+typedef struct {
+    tdsx_test_client_t c;
+    uint32_t next_stream; /* odd: we dialled */
+} raw_t;
+
+static size_t load_ders(const char *creds, const char *file, uint8_t **out, int *len, size_t max)
+{
+    char *path = tdsx_test_path(creds, file);
+    STACK_OF(X509) *sk = NULL;
+    size_t n = 0;
+    if (tdsx_cert_load_file(path, &sk) == 0)
+        for (int i = 0; i < sk_X509_num(sk) && n < max; i++, n++) {
+            out[n] = NULL;
+            len[n] = i2d_X509(sk_X509_value(sk, i), &out[n]);
+            assert_true(len[n] > 0);
+        }
+    sk_X509_pop_free(sk, X509_free);
+    free(path);
+    return n;
+}
+
+/* Connects to `to` as the rogue member and says who signs for it, as a daemon would. */
+static void raw_open(raw_t *r, const tdsx_test_node_t *to)
+{
+    assert_int_equal(tdsx_test_client_open(&r->c, &W.p, W.rogue.creds, to->port), 0);
+    r->next_stream = 1;
+    uint8_t *der[5];
+    int len[5];
+    assert_int_equal(load_ders(W.rogue.creds, "sign.pem", der, len, 1), 1);
+    size_t n_chain = load_ders(W.rogue.creds, "chain.pem", der + 1, len + 1, 4);
+    ProtobufCBinaryData chain[4];
+    for (size_t i = 0; i < n_chain; i++) {
+        chain[i].data = der[i + 1];
+        chain[i].len = (size_t)len[i + 1];
+    }
+    Tdsx__Hello h = TDSX__HELLO__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    h.sign_cert.data = der[0];
+    h.sign_cert.len = (size_t)len[0];
+    h.chain = chain;
+    h.n_chain = n_chain;
+    h.software = "raw-witness-client";
+    f.body_case = TDSX__FRAME__BODY_HELLO;
+    f.hello = &h;
+    tdsx_test_client_send_frame(&r->c, &f);
+    for (size_t i = 0; i <= n_chain; i++)
+        OPENSSL_free(der[i]);
+}
+
+/* Submits a checkpoint and returns the answer (free with tdsx__frame__free_unpacked).
+ * short_hash makes the first proof hash 31 bytes. */
+static Tdsx__Frame *raw_submit(raw_t *r, const tdsx_buf_t *note, uint64_t old_size,
+                               const tdsx_hash_t *proof, size_t n, int short_hash)
+{
+    Tdsx__CheckpointSubmit cs = TDSX__CHECKPOINT_SUBMIT__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    ProtobufCBinaryData pr[TDSX_MERKLE_CONSISTENCY_MAX];
+    for (size_t i = 0; i < n; i++) {
+        pr[i].data = (uint8_t *)proof[i].b;
+        pr[i].len = TDSX_HASH_LEN - (i == 0 && short_hash ? 1 : 0);
+    }
+    cs.checkpoint.data = note->p;
+    cs.checkpoint.len = note->len;
+    cs.old_size = old_size;
+    cs.consistency_proof = pr;
+    cs.n_consistency_proof = n;
+    f.stream_id = r->next_stream;
+    r->next_stream += 2;
+    f.body_case = TDSX__FRAME__BODY_CHECKPOINT_SUBMIT;
+    f.checkpoint_submit = &cs;
+    tdsx_test_client_send_frame(&r->c, &f);
+    for (;;) {
+        uint8_t hdr[4];
+        assert_int_equal(tdsx_test_client_recv(&r->c, hdr, 4, 10000), 4);
+        uint32_t len =
+            (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+        uint8_t *body = malloc(len ? len : 1);
+        assert_non_null(body);
+        assert_int_equal(tdsx_test_client_recv(&r->c, body, len, 10000), (long)len);
+        Tdsx__Frame *a = tdsx__frame__unpack(NULL, len, body);
+        free(body);
+        assert_non_null(a);
+        if (a->body_case == TDSX__FRAME__BODY_CHECKPOINT_COSIGNED) {
+            assert_int_equal(a->stream_id, f.stream_id);
+            return a;
+        }
+        tdsx__frame__free_unpacked(a, NULL); /* its Hello, window credit, pongs */
+    }
+}
+
+static int answer_code(const Tdsx__Frame *a)
+{
+    return a->checkpoint_cosigned->code ? tdsx_err_from_wire(a->checkpoint_cosigned->code) : 0;
+}
+
+/* The checkpoint of the first n leaves "<prefix> <i>", signed by `key`, origin `origin`. */
+static void signed_cp(const tdsx_note_signer_t *key, const char *origin, const char *prefix,
+                      size_t n, tdsx_hash_t *leaves, tdsx_buf_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        char s[64];
+        int k = snprintf(s, sizeof s, "%s %zu", prefix, i);
+        assert_int_equal(tdsx_merkle_leaf_hash(s, (size_t)k, &leaves[i]), 0);
+    }
+    tdsx_checkpoint_t cp = {tdsx_bytes(origin, strlen(origin)), n, {{0}}, tdsx_bytes(NULL, 0)};
+    assert_int_equal(tdsx_merkle_root(leaves, n, &cp.root), 0);
+    tdsx_buf_reset(out);
+    assert_int_equal(tdsx_checkpoint_sign(&cp, key, out), 0);
+}
+
+static tdsx_note_signer_t *signer_of(const tdsx_test_node_t *n, const char *name)
+{
+    char *path = tdsx_test_path(n->creds, "sign.key");
+    uint8_t seed[32];
+    tdsx_note_signer_t *s = NULL;
+    assert_int_equal(tdsx_key_load_ed25519(path, seed), 0);
+    assert_int_equal(tdsx_note_signer_new(name, TDSX_NOTE_ED25519, seed, &s), 0);
+    sodium_memzero(seed, sizeof seed);
+    free(path);
+    return s;
+}
+
+static uint64_t centre_refusals(void)
+{
+    tdsx_arena_t *a = NULL;
+    uint64_t n = status(&W.centre, &a)->witness_refused;
+    tdsx_arena_free(a);
+    return n;
+}
+
+/* What a member sends the witness is checked before it is cosigned: its own key, its own
+ * origin, a proof from what the witness holds; forks and rollbacks are refused and counted. */
+static void witness_refuses_forged_submissions(void **state)
+{
+    (void)state;
+    tdsx_note_signer_t *own = signer_of(&W.rogue, W.rogue.id);
+    tdsx_note_signer_t *stolen = signer_of(&W.ent, W.rogue.id); /* another key, our name */
+    tdsx_hash_t leaves[8], fork[8], proof[TDSX_MERKLE_CONSISTENCY_MAX];
+    size_t len;
+    tdsx_buf_t note;
+    tdsx_buf_init(&note, TDSX_NOTE_MAX);
+    uint64_t refused = centre_refusals();
+    raw_t r;
+    raw_open(&r, &W.centre);
+
+    /* Claiming to be another node's log, or signed by a key that is not ours, or no note. */
+    signed_cp(own, W.ent.id, "leaf", 3, leaves, &note);
+    Tdsx__Frame *a = raw_submit(&r, &note, 0, NULL, 0, 0);
+    assert_int_equal(answer_code(a), TDSX_E_CHECKPOINT);
+    tdsx__frame__free_unpacked(a, NULL);
+    signed_cp(stolen, W.rogue.id, "leaf", 3, leaves, &note);
+    a = raw_submit(&r, &note, 0, NULL, 0, 0);
+    assert_int_equal(answer_code(a), TDSX_E_NOTE_UNVERIFIED);
+    tdsx__frame__free_unpacked(a, NULL);
+    tdsx_buf_reset(&note);
+    assert_int_equal(tdsx_buf_append_str(&note, "not a signed note\n"), 0);
+    a = raw_submit(&r, &note, 0, NULL, 0, 0);
+    assert_int_equal(answer_code(a), TDSX_E_NOTE_FORMAT);
+    tdsx__frame__free_unpacked(a, NULL);
+
+    /* The first real one is taken on first use and cosigned by the centre. */
+    signed_cp(own, W.rogue.id, "leaf", 3, leaves, &note);
+    a = raw_submit(&r, &note, 0, NULL, 0, 0);
+    assert_int_equal(answer_code(a), 0);
+    const tdsx_note_verifier_t *rv = tdsx_note_signer_verifier(own);
+    tdsx_note_t *opened = NULL;
+    tdsx_checkpoint_t cp;
+    assert_int_equal(tdsx_checkpoint_open(tdsx_bytes(a->checkpoint_cosigned->cosigned.data,
+                                                     a->checkpoint_cosigned->cosigned.len),
+                                          rv, &W.centre_cosig_v, 1, W.rogue.id, &opened, &cp),
+                     0);
+    assert_non_null(tdsx_note_verified_by(opened, &W.centre_cosig_v));
+    tdsx_note_free(opened);
+    tdsx__frame__free_unpacked(a, NULL);
+
+    /* Growing to 5 but proving from 0: the centre says it holds 3, and shows it. */
+    signed_cp(own, W.rogue.id, "leaf", 5, leaves, &note);
+    assert_int_equal(tdsx_merkle_consistency_proof(leaves, 5, 3, proof, &len), 0);
+    a = raw_submit(&r, &note, 0, proof, len, 0);
+    assert_int_equal(answer_code(a), TDSX_E_STATE);
+    assert_true(a->checkpoint_cosigned->witnessed.len > 0);
+    tdsx__frame__free_unpacked(a, NULL);
+    /* A proof hash that is not 32 bytes is malformed, not a fork. */
+    a = raw_submit(&r, &note, 3, proof, len, 1);
+    assert_int_equal(answer_code(a), TDSX_E_PROTO_FIELD);
+    tdsx__frame__free_unpacked(a, NULL);
+    a = raw_submit(&r, &note, 3, proof, len, 0);
+    assert_int_equal(answer_code(a), 0);
+    tdsx__frame__free_unpacked(a, NULL);
+
+    /* Another history of 6 entries, with a proof from its own first 5: refused. So is going
+     * back to 4. */
+    signed_cp(own, W.rogue.id, "fork", 6, fork, &note);
+    assert_int_equal(tdsx_merkle_consistency_proof(fork, 6, 5, proof, &len), 0);
+    a = raw_submit(&r, &note, 5, proof, len, 0);
+    assert_int_equal(answer_code(a), TDSX_E_LOG_INCONSISTENT);
+    /* The answer shows the checkpoint the centre keeps: the real one, cosigned. */
+    assert_int_equal(tdsx_checkpoint_open(tdsx_bytes(a->checkpoint_cosigned->witnessed.data,
+                                                     a->checkpoint_cosigned->witnessed.len),
+                                          rv, &W.centre_cosig_v, 1, W.rogue.id, &opened, &cp),
+                     0);
+    assert_int_equal(cp.size, 5);
+    tdsx_note_free(opened);
+    tdsx__frame__free_unpacked(a, NULL);
+    signed_cp(own, W.rogue.id, "leaf", 4, leaves, &note);
+    a = raw_submit(&r, &note, 5, NULL, 0, 0);
+    assert_int_equal(answer_code(a), TDSX_E_LOG_INCONSISTENT);
+    tdsx__frame__free_unpacked(a, NULL);
+    tdsx_test_client_free(&r.c);
+
+    /* Five refusals counted (the malformed proof and the resync are not refusals). */
+    assert_int_equal(centre_refusals(), refused + 5);
+    assert_true(find_entry(&W.centre, &W.centre_v, 0, "witness-refusal node", W.rogue.id) >= 0);
+
+    /* A node that is not the centre witnesses nobody. */
+    raw_open(&r, &W.brain);
+    a = raw_submit(&r, &note, 0, NULL, 0, 0);
+    assert_int_equal(answer_code(a), TDSX_E_UNSUPPORTED);
+    tdsx__frame__free_unpacked(a, NULL);
+    tdsx_test_client_free(&r.c);
+    tdsx_buf_free(&note);
+    tdsx_note_signer_free(own);
+    tdsx_note_signer_free(stolen);
+}
+
 /* ---- kill -9 during a stream of transfers ------------------------------------------------------
  */
 
@@ -812,12 +1045,11 @@ static void stale_log_directory_refused_at_start(void **state)
     send_one("after-restore", tid);
 }
 
+static uint64_t refusals_before_fork;
+
 static int centre_refused_ent(void)
 {
-    tdsx_arena_t *a = NULL;
-    int refused = status(&W.centre, &a)->witness_refused > 0;
-    tdsx_arena_free(a);
-    return refused;
+    return centre_refusals() > refusals_before_fork;
 }
 
 static void witness_refuses_a_fork(void **state)
@@ -839,6 +1071,7 @@ static void witness_refuses_a_fork(void **state)
         tdsx_test_run(&out, "rm -rf '%s' && mv '%s.bak' '%s'", W.ent.data, W.ent.data, W.ent.data),
         0);
     free(out);
+    refusals_before_fork = centre_refusals();
     start_ent();
     send_one("forked-1", tid);
     send_one("forked-2", tid);
@@ -886,6 +1119,7 @@ int main(void)
         cmocka_unit_test(proofs_beyond_the_log_refused),
         cmocka_unit_test(checkpoints_cosigned_by_centre),
         cmocka_unit_test(policy_and_agreements_logged),
+        cmocka_unit_test(witness_refuses_forged_submissions),
         cmocka_unit_test(crash_recovers_every_acknowledged_receipt),
         cmocka_unit_test(stale_log_directory_refused_at_start),
         cmocka_unit_test(witness_refuses_a_fork),
