@@ -737,14 +737,11 @@ static void finish_with_receipt(xstream_t *s, tdsx_bytes_t nrr, int refused, int
 /* What a receipted transfer leaves behind goes, and the stream ends. */
 static void receipt_final(xstream_t *s)
 {
+    tdsx_exchange_t *x = X(s->node);
     if (s->sender) {
-        /* The NRO kept for resuming is no longer needed. */
-        tdsx_buf_t p;
-        char hex[TID_HEX];
-        tid_hex(s->rec.id, hex);
-        if (path_in(s->node, "tmp", hex, &p) == 0 && tdsx_buf_append_str(&p, ".nro") == 0)
-            unlink((const char *)p.p);
-        tdsx_buf_free(&p);
+        /* The NRO kept for resuming is no longer needed: the receipt holds it. */
+        if (tdsx_store_nro_drop(x->store, s->rec.id) != 0)
+            tdsx_log(TDSX_LOG_DEBUG, "store.nro_drop_failed", TDSX_KV_I("stream", s->id));
         remove_sealed_tmp(s); /* the transfer is final: its sealed stream is no longer needed */
     }
     stream_finish(s);
@@ -872,8 +869,10 @@ static void on_nro_signed(void *ud, int status, tdsx_bytes_t env)
     tdsx_hash_t h;
     if (tdsx_envelope_hash(env, &h) == 0)
         memcpy(s->nro_hash, h.b, 32);
-    /* Kept for a resume after an interruption (removed once receipted). */
-    keep_file(s, "tmp", ".nro", tdsx_bytes(s->nro, s->nro_len));
+    /* Kept for a resume after an interruption (dropped once receipted). */
+    int krc = tdsx_store_nro_put(X(s->node)->store, s->rec.id, tdsx_bytes(s->nro, s->nro_len));
+    if (krc)
+        tdsx_log(TDSX_LOG_ERROR, "store.nro_put_failed", TDSX_KV_E("err", krc));
     send_start(s);
 }
 
@@ -2428,17 +2427,13 @@ static int resume_send(xstream_t *s, const Tdsx__SendRequest *r)
     tdsx_transfer_t old;
     char hex[TID_HEX];
     tid_hex(s->rec.id, hex);
-    tdsx_buf_t p;
     uint8_t *nro = NULL;
     size_t len = 0;
     int rc = tdsx_store_transfer_get(X(n)->store, s->rec.id, &old);
     if (rc == 0 && (old.inbound || strcmp(old.peer, r->to) != 0))
         rc = TDSX_E_STATE;
-    tdsx_buf_init(&p, 0);
-    if (rc == 0 && (rc = path_in(n, "tmp", hex, &p)) == 0 &&
-        (rc = tdsx_buf_append_str(&p, ".nro")) == 0)
-        rc = tdsx_file_read((const char *)p.p, TDSX_ENVELOPE_MAX, &nro, &len);
-    tdsx_buf_free(&p);
+    if (rc == 0)
+        rc = tdsx_store_nro_get(X(n)->store, s->rec.id, &nro, &len);
     if (rc)
         return rc;
     s->nro = nro;
