@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <time.h>
 #include <string.h>
 
@@ -58,4 +59,15 @@ void tdsx__cli_print_time(int width, const char *label, int64_t t)
         strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
     printf("%-*s%s\n", width, label, buf);
+}
+
+int tdsx__cli_take_socket_opt(int o, tdsx_cli_target_t *t)
+{
+    if (o == 'S')
+        t->sock = optarg;
+    else if (o == 'c')
+        t->conf = optarg;
+    else
+        return 0;
+    return 1;
 }

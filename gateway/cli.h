@@ -48,6 +48,23 @@ int tdsx_cmd_receipts_list(int argc, char **argv);
 int tdsx_cmd_receipts_show(int argc, char **argv);
 int tdsx_cmd_receipts_verify(int argc, char **argv);
 
+/* The daemon a command talks to, from --socket PATH or -c CONFIG (see tdsx__cli_socket). */
+typedef struct tdsx_cli_target_s {
+    const char *cmd;
+    const char *sock;
+    const char *conf;
+} tdsx_cli_target_t;
+
+/* getopt_long entries for --socket, --config and --help (include <getopt.h>). */
+#define TDSX_CLI_SOCKET_OPTIONS                                                                    \
+    {"socket", required_argument, NULL, 'S'}, {"config", required_argument, NULL, 'c'},            \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
+
+/* Takes -S/-c into t; 1 when o was one of them, 0 otherwise. */
+int tdsx__cli_take_socket_opt(int o, tdsx_cli_target_t *t);
+
 /* Prints "label  2026-11-21T23:30:00Z" (or "-" for 0) with the label padded to width. */
 void tdsx__cli_print_time(int width, const char *label, int64_t t);
 

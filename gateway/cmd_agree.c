@@ -13,33 +13,10 @@
 #define AGREE_ACTIONS_MAX 6
 #define DAY_SECONDS 86400
 
-typedef struct {
-    const char *cmd;
-    const char *sock;
-    const char *conf;
-} target_t;
-
-#define SOCKET_OPTIONS                                                                             \
-    {"socket", required_argument, NULL, 'S'}, {"config", required_argument, NULL, 'c'},            \
-    {                                                                                              \
-        "help", no_argument, NULL, 'h'                                                             \
-    }
-
-static int take_socket_opt(int o, target_t *t)
-{
-    if (o == 'S')
-        t->sock = optarg;
-    else if (o == 'c')
-        t->conf = optarg;
-    else
-        return 0;
-    return 1;
-}
-
 /* Sends req and waits for the answer. Returns the exit code: 0 with *resp (in *arena, which
  * the caller frees) when the daemon answered with an agreement; otherwise the message is
  * printed. */
-static int call(const target_t *t, Tdsx__LocalRequest *req, tdsx_arena_t **arena,
+static int call(const tdsx_cli_target_t *t, Tdsx__LocalRequest *req, tdsx_arena_t **arena,
                 Tdsx__LocalResponse **resp)
 {
     char *path = NULL;
@@ -149,9 +126,9 @@ int tdsx_cmd_agree_propose(int argc, char **argv)
                                          {"not-after", required_argument, NULL, 'A'},
                                          {"limit", required_argument, NULL, 'l'},
                                          {"as", required_argument, NULL, 'r'},
-                                         SOCKET_OPTIONS,
+                                         TDSX_CLI_SOCKET_OPTIONS,
                                          {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     Tdsx__AgreeProposeRequest p = TDSX__AGREE_PROPOSE_REQUEST__INIT;
     char *actions[AGREE_ACTIONS_MAX];
     uint64_t days = 0, not_after = 0, not_before = 0, limit = 0;
@@ -159,7 +136,7 @@ int tdsx_cmd_agree_propose(int argc, char **argv)
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         switch (o) {
         case 'w': p.with = optarg; break;
@@ -246,13 +223,13 @@ int tdsx_cmd_agree_propose(int argc, char **argv)
 static int answer_cmd(int argc, char **argv, int body, int reason_allowed, const char *help)
 {
     static const struct option opts[] = {
-        {"reason", required_argument, NULL, 'R'}, SOCKET_OPTIONS, {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+        {"reason", required_argument, NULL, 'R'}, TDSX_CLI_SOCKET_OPTIONS, {NULL, 0, NULL, 0}};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     const char *reason = "";
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         if (o == 'R' && reason_allowed) {
             reason = optarg;
@@ -320,15 +297,15 @@ int tdsx_cmd_agree_list(int argc, char **argv)
 {
     static const struct option opts[] = {{"page", required_argument, NULL, 'p'},
                                          {"limit", required_argument, NULL, 'l'},
-                                         SOCKET_OPTIONS,
+                                         TDSX_CLI_SOCKET_OPTIONS,
                                          {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     Tdsx__AgreeListRequest l = TDSX__AGREE_LIST_REQUEST__INIT;
     uint64_t limit = 50;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         switch (o) {
         case 'p': l.page_token = optarg; break;

@@ -12,33 +12,9 @@
 #define EXCHANGE_TIMEOUT_MS (10 * 60 * 1000) /* silence from the daemon before giving up */
 #define LOCAL_TIMEOUT_MS 30000
 
-typedef struct {
-    const char *cmd;
-    const char *sock;
-    const char *conf;
-} target_t;
-
-/* Options every daemon-facing command takes. */
-#define SOCKET_OPTIONS                                                                             \
-    {"socket", required_argument, NULL, 'S'}, {"config", required_argument, NULL, 'c'},            \
-    {                                                                                              \
-        "help", no_argument, NULL, 'h'                                                             \
-    }
-
-static int take_socket_opt(int o, target_t *t)
-{
-    if (o == 'S')
-        t->sock = optarg;
-    else if (o == 'c')
-        t->conf = optarg;
-    else
-        return 0;
-    return 1;
-}
-
 /* Sends req to the daemon and waits for the final answer; progress goes to cb. On success
  * *resp is in *arena (the caller frees the arena). Daemon-side errors become their codes. */
-static int call(const target_t *t, Tdsx__LocalRequest *req, int timeout_ms,
+static int call(const tdsx_cli_target_t *t, Tdsx__LocalRequest *req, int timeout_ms,
                 tdsx_control_progress_cb cb, void *ud, tdsx_arena_t **arena,
                 Tdsx__LocalResponse **resp, int *exit_code)
 {
@@ -161,7 +137,8 @@ static int show_result(const char *cmd, const Tdsx__TransferResult *r, const cha
     return TDSX_EXIT_OK;
 }
 
-static int run_transfer(const target_t *t, Tdsx__LocalRequest *req, const char *receipt_out)
+static int run_transfer(const tdsx_cli_target_t *t, Tdsx__LocalRequest *req,
+                        const char *receipt_out)
 {
     progress_t p;
     memset(&p, 0, sizeof p);
@@ -198,16 +175,16 @@ int tdsx_cmd_send(int argc, char **argv)
                                          {"seal", no_argument, NULL, 's'},
                                          {"final", required_argument, NULL, 'F'},
                                          {"relay", required_argument, NULL, 'R'},
-                                         SOCKET_OPTIONS,
+                                         TDSX_CLI_SOCKET_OPTIONS,
                                          {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     const char *to = NULL, *dataset = "", *tags = "", *resume = NULL, *receipt_out = NULL;
     const char *final = "", *relay = NULL;
     int seal = 0;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         switch (o) {
         case 't': to = optarg; break;
@@ -285,14 +262,14 @@ int tdsx_cmd_pull(int argc, char **argv)
 {
     static const struct option opts[] = {{"from", required_argument, NULL, 'f'},
                                          {"receipt-out", required_argument, NULL, 'o'},
-                                         SOCKET_OPTIONS,
+                                         TDSX_CLI_SOCKET_OPTIONS,
                                          {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     const char *from = NULL, *receipt_out = NULL;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         switch (o) {
         case 'f': from = optarg; break;
@@ -336,14 +313,14 @@ int tdsx_cmd_catalog_publish(int argc, char **argv)
                                          {"description", required_argument, NULL, 'D'},
                                          {"tags", required_argument, NULL, 'g'},
                                          {"media-type", required_argument, NULL, 'm'},
-                                         SOCKET_OPTIONS,
+                                         TDSX_CLI_SOCKET_OPTIONS,
                                          {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     const char *id = NULL, *title = "", *desc = "", *tags = NULL, *media = "";
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         switch (o) {
         case 'i': id = optarg; break;
@@ -405,15 +382,15 @@ int tdsx_cmd_catalog_list(int argc, char **argv)
                                          {"text", required_argument, NULL, 'x'},
                                          {"page", required_argument, NULL, 'p'},
                                          {"limit", required_argument, NULL, 'l'},
-                                         SOCKET_OPTIONS,
+                                         TDSX_CLI_SOCKET_OPTIONS,
                                          {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     const char *from = "", *text = "", *page = "";
     unsigned long limit = 50;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         switch (o) {
         case 'f': from = optarg; break;
@@ -464,12 +441,12 @@ int tdsx_cmd_catalog_list(int argc, char **argv)
 
 int tdsx_cmd_catalog_withdraw(int argc, char **argv)
 {
-    static const struct option opts[] = {SOCKET_OPTIONS, {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+    static const struct option opts[] = {TDSX_CLI_SOCKET_OPTIONS, {NULL, 0, NULL, 0}};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         if (o == 'h') {
             printf("usage: tdsx catalog withdraw ID [--socket PATH | -c CONFIG]\n"
@@ -499,13 +476,13 @@ int tdsx_cmd_catalog_withdraw(int argc, char **argv)
 int tdsx_cmd_receipts_list(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"page", required_argument, NULL, 'p'}, SOCKET_OPTIONS, {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+        {"page", required_argument, NULL, 'p'}, TDSX_CLI_SOCKET_OPTIONS, {NULL, 0, NULL, 0}};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     const char *page = "";
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         if (o == 'p') {
             page = optarg;
@@ -540,7 +517,8 @@ int tdsx_cmd_receipts_list(int argc, char **argv)
 }
 
 /* Fetches one receipt bundle from the daemon into a heap buffer. */
-static int fetch_receipt(const target_t *t, const char *tid_hex, uint8_t **out, size_t *len)
+static int fetch_receipt(const tdsx_cli_target_t *t, const char *tid_hex, uint8_t **out,
+                         size_t *len)
 {
     uint8_t tid[16];
     if (parse_tid(tid_hex, tid) != 0)
@@ -614,14 +592,14 @@ int tdsx_cmd_receipts_show(int argc, char **argv)
 {
     static const struct option opts[] = {{"out", required_argument, NULL, 'o'},
                                          {"anchor", required_argument, NULL, 'a'},
-                                         SOCKET_OPTIONS,
+                                         TDSX_CLI_SOCKET_OPTIONS,
                                          {NULL, 0, NULL, 0}};
-    target_t t = {argv[0], NULL, NULL};
+    tdsx_cli_target_t t = {argv[0], NULL, NULL};
     const char *out = NULL, *anchor = NULL;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        if (take_socket_opt(o, &t))
+        if (tdsx__cli_take_socket_opt(o, &t))
             continue;
         switch (o) {
         case 'o': out = optarg; break;
