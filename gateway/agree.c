@@ -658,7 +658,7 @@ static agree_op_t *op_new(tdsx_agree_t *a, tdsx_ctl_client_t *cl, uint64_t req_i
                           const char *peer)
 {
     size_t n = strlen(peer);
-    if (n >= sizeof ((agree_op_t *)0)->peer)
+    if (n >= sizeof((agree_op_t *)0)->peer)
         return NULL; /* no member id is that long */
     agree_op_t *op = tdsx_calloc(1, sizeof *op);
     if (!op)
@@ -1453,6 +1453,79 @@ void tdsx__agree_cover(tdsx_agree_t *a, const char *provider, const char *consum
                  TDSX_KV_S("consumer", consumer), TDSX_KV_S("dataset", dataset_id),
                  TDSX_KV_E("err", rc));
     }
+}
+
+int tdsx__agree_relay(tdsx_agree_t *a, const uint8_t *upstream, const char *origin,
+                      const char *relayer, const char *dataset_id, const char *category,
+                      const char *receiver, const char *receiver_role, tdsx_agree_view_t *out,
+                      const char **why)
+{
+    const char *w = "the upstream transfer names no agreement that allows relaying";
+    int rc = TDSX_E_AGREEMENT;
+    tdsx_agreement_rec_t r;
+    tdsx_agreement_state_t st;
+    char act[TDSX_ID_SIZE + 16];
+    int granted = 0, grc;
+    memset(&r, 0, sizeof r);
+    memset(out, 0, sizeof *out);
+    out->state = TDSX_AGREEMENT_NONE;
+    out->named = 1;
+    if (!a || !upstream || !origin || !relayer || !receiver)
+        goto fail;
+    grc = tdsx_store_agreement_get(a->store, upstream, &r);
+    if (grc) {
+        if (grc != TDSX_E_NOTFOUND)
+            tdsx_log(TDSX_LOG_ERROR, "agreement.lookup_failed", TDSX_KV_S("provider", origin),
+                     TDSX_KV_S("consumer", relayer), TDSX_KV_E("err", grc));
+        w = "the agreement the upstream transfer names is not held here";
+        goto fail;
+    }
+    /* The upstream NRO is signed by the origin, but the agreement it names must still be the one
+     * between the origin and us for this data: a hash alone proves nothing about its subject. */
+    if (!tdsx__agree_covers(&r, origin, relayer, dataset_id ? dataset_id : "",
+                            category ? category : "")) {
+        w = "the agreement the upstream transfer names does not cover it";
+        goto fail;
+    }
+    st = tdsx__agree_state(&r, tdsx_now());
+    view_set(out, &r, st);
+    if (st == TDSX_AGREEMENT_TERMINATED) {
+        rc = TDSX_E_AGREEMENT_TERMINATED;
+        w = "the upstream agreement has been terminated";
+        goto fail;
+    }
+    if (st == TDSX_AGREEMENT_EXPIRED) {
+        rc = TDSX_E_AGREEMENT_EXPIRED;
+        w = "the upstream agreement has expired";
+        goto fail;
+    }
+    if (st != TDSX_AGREEMENT_VALID) {
+        w = "the upstream agreement is not valid now";
+        goto fail;
+    }
+    /* relay-to names a party or a role (agree.h, action text form). */
+    if (snprintf(act, sizeof act, "relay-to:%s", receiver) < (int)sizeof act)
+        granted = list_has(r.actions, act);
+    if (!granted && receiver_role && *receiver_role && strcmp(receiver_role, "none") != 0 &&
+        snprintf(act, sizeof act, "relay-to:%s", receiver_role) < (int)sizeof act)
+        granted = list_has(r.actions, act);
+    if (!granted) {
+        /* Not granted reads as no agreement for the policy, so nothing can lift it. */
+        out->state = TDSX_AGREEMENT_NONE;
+        out->purpose[0] = '\0';
+        out->not_after = 0;
+        w = "the upstream agreement does not grant relay-to this receiver";
+        goto fail;
+    }
+    tdsx_agreement_clear(&r);
+    if (why)
+        *why = NULL;
+    return 0;
+fail:
+    tdsx_agreement_clear(&r);
+    if (why)
+        *why = w;
+    return rc;
 }
 
 int tdsx__agree_enforce(const tdsx_agree_view_t *v, tdsx_policy_decision_t *d)

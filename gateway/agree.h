@@ -105,6 +105,25 @@ void tdsx__agree_cover(tdsx_agree_t *a, const char *provider, const char *consum
                        const char *dataset_id, const char *category, const uint8_t *named,
                        int search, tdsx_agree_view_t *out);
 
+/*
+ * SPEC §9: may this node (`relayer`, the consumer of the upstream transfer) relay data it got
+ * from `origin` (dataset_id, category) to `receiver`, whose registry role is `receiver_role`
+ * ("centre", "brain", "enterprise"; NULL or "none" when unknown)? `upstream` is the agreement
+ * hash the upstream NRO names (NULL when it named none). The agreement must be the one
+ * covering the upstream transfer (origin as provider, relayer as consumer, subject, receive),
+ * hold an action "relay-to:<receiver>" or "relay-to:<receiver_role>", and be VALID now.
+ * Returns 0 when granted, with *out VALID (purpose, not_after, hash; named = 1); otherwise
+ * TDSX_E_AGREEMENT (none named, unknown here, not covering, not yet valid, relay-to not
+ * granted to this receiver), TDSX_E_AGREEMENT_TERMINATED or TDSX_E_AGREEMENT_EXPIRED, with
+ * *out describing what was found and *why (may be NULL) a static reason. A store error is
+ * logged and reads as TDSX_E_AGREEMENT.
+ */
+TDSX_MUST_CHECK int tdsx__agree_relay(tdsx_agree_t *a, const uint8_t *upstream, const char *origin,
+                                      const char *relayer, const char *dataset_id,
+                                      const char *category, const char *receiver,
+                                      const char *receiver_role, tdsx_agree_view_t *out,
+                                      const char **why);
+
 /* A transfer that names an agreement stops when that agreement is terminated or expired,
  * whatever the policy says (SPEC §7). Returns 0 when v does not say so, else the refusal code
  * (TDSX_E_AGREEMENT_TERMINATED, TDSX_E_AGREEMENT_EXPIRED) with *d rewritten as a refusal by

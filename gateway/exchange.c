@@ -123,6 +123,12 @@ struct xstream_s {
     uint8_t plain_sha[TDSX_SHA256_LEN]; /* the NRO's plaintext_sha256 */
     int has_upstream;
     uint8_t upstream_nrr[TDSX_SHA256_LEN]; /* relay: SHA-256 of the upstream NRR envelope */
+    /* Relay sender: what decide() needs to check the upstream agreement grants the relay
+     * (SPEC §9), read from the upstream NRO by start_relay (not known after a resume). */
+    int up_known;
+    int up_has_agreement;
+    uint8_t up_agreement[TDSX_SHA256_LEN]; /* the agreement the upstream NRO names */
+    char up_origin[256];                   /* the upstream sender (the agreement's provider) */
     uv_file seal_fd;                       /* sender: the sealed temp file while it is written */
     int final_here;                        /* receiver: we are the final recipient */
     int cipher_existed;       /* receiver: the ciphertext object was there before this transfer */
@@ -908,9 +914,6 @@ static int decide(xstream_t *s, tdsx_direction_t dir, tdsx_policy_decision_t *d)
      * the payload, a relay by the sealed stream's length and magic). */
     in.sealed = s->sealed;
     in.relay = s->relay;
-    /* TODO(relay agreements, SPEC §7/§9): a relay must also be allowed by the upstream
-     * agreement: the agreement the upstream NRO names must grant relay-to this receiver (party
-     * or role). tdsx__agree_cover below only looks for an agreement between us and the peer. */
     /* Agreements (agree.c, SPEC §7): provider = data sender, consumer = receiver. The sender
      * looks for one (then keeps to its choice), the receiver takes the one the NRO names. */
     int sending = dir == TDSX_DIR_SEND;
@@ -920,14 +923,47 @@ static int decide(xstream_t *s, tdsx_direction_t dir, tdsx_policy_decision_t *d)
                       s->has_agreement ? s->agreement : NULL, sending, &av);
     in.agreement = av.state;
     in.purpose = av.purpose;
+    /* SPEC §9: a relay must be allowed by the agreement that covered the upstream transfer: it
+     * grants relay-to this receiver (by id or registry role) and is valid now, or nothing is
+     * sent. When it is, it is the agreement the policy sees (its purpose), so `require
+     * agreement` rules can allow the relay; an agreement of ours with the receiver still goes
+     * into the NRO for the receiver, which does not hold the upstream one. A resumed relay
+     * (up_known = 0) was checked on its first run. */
+    int rrc = 0;
+    const char *rwhy = NULL;
+    tdsx_agree_view_t rv;
+    if (sending && s->relay && s->up_known) {
+        rrc = tdsx__agree_relay(X(n)->agree, s->up_has_agreement ? s->up_agreement : NULL,
+                                s->up_origin, n->self_id, s->dataset_id, tags.category, s->rec.peer,
+                                tdsx_policy_role_name(in.peer_role), &rv, &rwhy);
+        if (rrc == 0) {
+            in.agreement = rv.state;
+            in.purpose = rv.purpose;
+        }
+    }
     rc = tdsx_policy_eval(n->policy, &in, d);
     if (rc == 0)
         rc = tdsx__agree_enforce(&av, d);
+    if (rrc) {
+        /* Whatever the policy says: rule ids no policy label can take (agree.h). */
+        d->allow = 0;
+        d->line = 0;
+        d->code = rrc;
+        d->rule_id = rrc == TDSX_E_AGREEMENT_TERMINATED ? "agreement:relay-terminated"
+                     : rrc == TDSX_E_AGREEMENT_EXPIRED  ? "agreement:relay-expired"
+                                                        : "agreement:relay-not-granted";
+        d->reason = rwhy;
+        rc = rrc;
+    }
     if (sending && av.state == TDSX_AGREEMENT_VALID) {
         s->has_agreement = 1;
         memcpy(s->agreement, av.hash, sizeof s->agreement);
     }
     s->agreement_until = av.state == TDSX_AGREEMENT_VALID ? av.not_after : 0;
+    /* A granted relay also stops when the upstream agreement ends (the tick re-decides). */
+    if (rc == 0 && sending && s->relay && s->up_known &&
+        (!s->agreement_until || rv.not_after < s->agreement_until))
+        s->agreement_until = rv.not_after;
     snprintf(s->rule, sizeof s->rule, "%s", d->rule_id ? d->rule_id : "");
     return rc;
 }
@@ -2528,6 +2564,12 @@ static int start_relay(xstream_t *s, const uint8_t up[TDSX_TRANSFER_ID_LEN])
         s->has_plain_sha = nro->plaintext_sha256.len == TDSX_SHA256_LEN;
         if (s->has_plain_sha)
             memcpy(s->plain_sha, nro->plaintext_sha256.data, TDSX_SHA256_LEN);
+        /* decide() checks this agreement grants the relay (SPEC §9). */
+        s->up_known = 1;
+        snprintf(s->up_origin, sizeof s->up_origin, "%s", r.sender);
+        s->up_has_agreement = nro->agreement_hash.len == TDSX_SHA256_LEN;
+        if (s->up_has_agreement)
+            memcpy(s->up_agreement, nro->agreement_hash.data, TDSX_SHA256_LEN);
         /* The stream stays bound to the transfer it was sealed in: the origin's. */
         s->has_seal_tid = s->sealed;
         if (nro->seal_transfer_id.len == TDSX_SEAL_TRANSFER_ID_LEN)
@@ -2536,8 +2578,7 @@ static int start_relay(xstream_t *s, const uint8_t up[TDSX_TRANSFER_ID_LEN])
             memcpy(s->seal_tid, up, sizeof s->seal_tid);
     }
     tdsx_arena_reset(x->arena);
-    /* Whether the upstream agreement allows relaying to this receiver is decide()'s (TODO
-     * there). */
+    /* Whether the upstream agreement allows relaying to this receiver is decide()'s. */
     tdsx_hash_t h;
     if (rc == 0 && (rc = tdsx_envelope_hash(r.nrr, &h)) == 0) {
         memcpy(s->upstream_nrr, h.b, TDSX_SHA256_LEN);

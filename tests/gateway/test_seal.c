@@ -6,7 +6,7 @@
  * altered anywhere (in flight from a raw client, or in the relay's store) ends in an
  * INTEGRITY_FAILED receipt with no plaintext kept; sealing to an unusable enc key is refused
  * before anything leaves; `require seal` policy rules see the sealed flag, deny rules the
- * relay flag.
+ * relay flag. The enterprise and the brain hold an agreement granting relay-to the centre.
  */
 #define _GNU_SOURCE
 #include "daemon.h"
@@ -210,6 +210,22 @@ static int setup(void **state)
     assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.brain.id, NULL));
     assert_true(tdsx_test_log_wait(&W.brain, 10000, "\"event\":\"conn.open\"", W.centre.id, NULL));
     usleep(300000); /* the Hellos follow the handshakes */
+    /* SPEC §9: the brain relays only under an upstream agreement granting relay-to the centre
+     * (test_relay.c tests the refusals); this one covers every payload sent here. */
+    char *out = NULL, id[33] = "";
+    assert_int_equal(tdsx_test_run(&out,
+                                   "tdsx agree propose --socket '%s' --with %s --category "
+                                   "production.process --purpose seal-test --purpose-text seal "
+                                   "--action receive --action relay-to:centre --days 1 2>&1",
+                                   W.ent.sock, W.brain.id),
+                     0);
+    const char *at = strstr(out, "agreement  ");
+    assert_non_null(at);
+    assert_int_equal(sscanf(at, "agreement  %32[0-9a-f]", id), 1);
+    free(out);
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx agree accept --socket '%s' %s 2>&1", W.brain.sock, id), 0);
+    free(out);
     return 0;
 }
 
