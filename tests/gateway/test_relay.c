@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -98,15 +99,16 @@ static void out_field(const char *out, const char *label, char hex[33])
         sscanf(p + strlen(label), " %32[0-9a-f]", hex);
 }
 
-/* The enterprise proposes an agreement for `dataset` with `actions` to the brain, which
- * accepts it; fills its id. */
+/* The enterprise proposes an agreement for `dataset` with `actions` (and a day's validity
+ * unless they give --not-after) to the brain, which accepts it; fills its id. */
 static void agree_on(const char *dataset, const char *actions, char id[33])
 {
     char *out = NULL;
     assert_int_equal(tdsx_test_run(&out,
                                    "tdsx agree propose --socket '%s' --with %s --dataset %s "
-                                   "--purpose relay-test --purpose-text relay %s --days 1 2>&1",
-                                   W.ent.sock, W.brain.id, dataset, actions),
+                                   "--purpose relay-test --purpose-text relay %s %s 2>&1",
+                                   W.ent.sock, W.brain.id, dataset, actions,
+                                   strstr(actions, "--not-after") ? "" : "--days 1"),
                      0);
     out_field(out, "agreement  ", id);
     free(out);
@@ -230,6 +232,20 @@ static void relay_after_termination_is_refused(void **state)
                          "agreement:relay-terminated");
 }
 
+static void relay_after_expiry_is_refused(void **state)
+{
+    (void)state;
+    char id[33], tid[33];
+    long long until = (long long)time(NULL) + 2;
+    char *acts = fmt("--action receive --action relay-to:centre --not-after %lld", until);
+    agree_on("r-exp", acts, id);
+    free(acts);
+    send_up("r-exp", tid);
+    while ((long long)time(NULL) <= until)
+        usleep(100000);
+    assert_relay_refused("r-exp", tid, "TDSX_E_AGREEMENT_EXPIRED", "agreement:relay-expired");
+}
+
 /* ---- granted --------------------------------------------------------------------------------- */
 
 static void relay_granted_by_role_is_receipted(void **state)
@@ -259,6 +275,7 @@ int main(void)
         cmocka_unit_test(relay_under_receive_only_agreement_is_refused),
         cmocka_unit_test(relay_granted_to_another_node_or_role_is_refused),
         cmocka_unit_test(relay_after_termination_is_refused),
+        cmocka_unit_test(relay_after_expiry_is_refused),
         cmocka_unit_test(relay_granted_by_role_is_receipted),
         cmocka_unit_test(relay_granted_by_node_id_is_receipted),
     };
