@@ -30,8 +30,13 @@ typedef struct {
 
 static world_t W;
 
-/* The brain passes general data up and down: only the agreement can stop a relay. */
-static const char brain_policy[] = "[in]      allow grade general from any\n"
+/* The brain passes general data up and down: only the agreement can stop a relay. Important
+ * data needs an agreement (and sealing) both ways. */
+static const char brain_policy[] = "[imp-in]  allow grade important from enterprise "
+                                   "require agreement, seal\n"
+                                   "[imp-out] allow grade important to centre "
+                                   "require agreement, seal\n"
+                                   "[in]      allow grade general from any\n"
                                    "[out]     allow grade general to centre\n"
                                    "[default] deny  any\n";
 
@@ -121,7 +126,7 @@ static void agree_on(const char *dataset, const char *actions, char id[33])
 
 /* The enterprise seals a fresh payload of `dataset` for the centre and sends it to the brain,
  * which accepts it; fills the upstream transfer id. */
-static void send_up(const char *dataset, char tid[33])
+static void send_up_tags(const char *dataset, const char *tags, char tid[33])
 {
     char *file = fmt("%s/%s.bin", W.p.dir, dataset);
     uint8_t b[4000];
@@ -131,14 +136,18 @@ static void send_up(const char *dataset, char tid[33])
     assert_int_equal(tdsx_test_run(&out,
                                    "tdsx send --socket '%s' --to %s '%s' --dataset %s --tags '%s' "
                                    "--seal --final %s 2>&1",
-                                   W.ent.sock, W.brain.id, file, dataset, TAGS("general:2"),
-                                   W.centre.id),
+                                   W.ent.sock, W.brain.id, file, dataset, tags, W.centre.id),
                      0);
     assert_non_null(strstr(out, "state      receipted"));
     out_field(out, "transfer", tid);
     assert_int_equal(strlen(tid), 32);
     free(out);
     free(file);
+}
+
+static void send_up(const char *dataset, char tid[33])
+{
+    send_up_tags(dataset, TAGS("general:2"), tid);
 }
 
 /* `tdsx send --relay` on the brain to the centre; returns the exit status. */
@@ -268,6 +277,43 @@ static void relay_granted_by_node_id_is_receipted(void **state)
     assert_relay_receipted("r-node", tid);
 }
 
+/* The granted upstream agreement is what the brain's [imp-out] rule sees; the centre does not
+ * hold it and refuses important data until it has an agreement of its own with the brain. */
+static void important_relay_needs_the_centres_own_agreement(void **state)
+{
+    (void)state;
+    char id[33], tid[33], *out = NULL;
+    agree_on("r-imp", "--action receive --action relay-to:centre", id);
+    send_up_tags("r-imp", TAGS("important"), tid);
+    assert_int_equal(relay(&out, tid), 1);
+    assert_non_null(strstr(out, "TDSX_E_AGREEMENT"));
+    free(out);
+    /* Refused by the centre, under its own policy with no agreement: not by the brain. */
+    assert_true(tdsx_test_log_wait(&W.centre, 3000, "\"event\":\"policy.refused\"",
+                                   "\"dataset\":\"r-imp\"", "\"dir\":\"in\"", NULL));
+    assert_int_equal(tdsx_test_log_count(&W.brain, "\"event\":\"policy.refused\"",
+                                         "\"dataset\":\"r-imp\"", NULL),
+                     0);
+    /* The brain and the centre agree: the same relay is receipted and opened. */
+    assert_int_equal(tdsx_test_run(&out,
+                                   "tdsx agree propose --socket '%s' --with %s --dataset r-imp "
+                                   "--purpose relay-test --purpose-text relay --action receive "
+                                   "--days 1 2>&1",
+                                   W.brain.sock, W.centre.id),
+                     0);
+    out_field(out, "agreement  ", id);
+    free(out);
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx agree accept --socket '%s' %s 2>&1", W.centre.sock, id), 0);
+    free(out);
+    char *ds = fmt("\"dataset\":\"r-imp\"");
+    assert_int_equal(relay(&out, tid), 0);
+    assert_non_null(strstr(out, "state      receipted"));
+    free(out);
+    assert_true(tdsx_test_log_wait(&W.centre, 3000, "\"event\":\"transfer.opened\"", ds, NULL));
+    free(ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +324,7 @@ int main(void)
         cmocka_unit_test(relay_after_expiry_is_refused),
         cmocka_unit_test(relay_granted_by_role_is_receipted),
         cmocka_unit_test(relay_granted_by_node_id_is_receipted),
+        cmocka_unit_test(important_relay_needs_the_centres_own_agreement),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
