@@ -621,6 +621,103 @@ typedef struct {
 
 static void receipt_final(xstream_t *s);
 
+/* The store learns the receipt's index: until then a start appends it again (relog below). */
+static void mark_logged(tdsx_node_t *n, const uint8_t id[TDSX_TRANSFER_ID_LEN], uint64_t index)
+{
+    int rc = tdsx_store_receipt_logged(X(n)->store, id, index);
+    if (rc) {
+        char hex[TID_HEX];
+        tid_hex(id, hex);
+        tdsx_log(TDSX_LOG_WARN, "store.log_mark_failed", TDSX_KV_S("transfer", hex),
+                 TDSX_KV_I("index", index), TDSX_KV_E("err", rc),
+                 TDSX_KV_S("action", "the next start logs the receipt again"));
+    }
+}
+
+typedef struct {
+    tdsx_node_t *node;
+    uint8_t id[TDSX_TRANSFER_ID_LEN];
+} relog_t;
+
+static void on_relogged(void *ud, int status, uint64_t index)
+{
+    relog_t *r = ud;
+    char hex[TID_HEX];
+    tid_hex(r->id, hex);
+    if (status == 0) {
+        mark_logged(r->node, r->id, index);
+        tdsx_log(TDSX_LOG_INFO, "log.receipt_recovered", TDSX_KV_S("transfer", hex),
+                 TDSX_KV_S("how", "appended"), TDSX_KV_I("index", index));
+    } else {
+        tdsx_log(TDSX_LOG_ERROR, "log.receipt_recovery_failed", TDSX_KV_S("transfer", hex),
+                 TDSX_KV_E("err", status));
+    }
+    tdsx_free(r);
+}
+
+typedef struct {
+    tdsx_node_t *node;
+    uint64_t from;  /* where an entry appended but never marked can be (store.h) */
+    size_t n_found; /* already in the log: marked once the walk is over */
+    uint8_t found[TDSX_STORE_PAGE_MAX][TDSX_TRANSFER_ID_LEN];
+    uint64_t found_at[TDSX_STORE_PAGE_MAX];
+} relog_walk_t;
+
+static int relog_one(void *ud, const tdsx_receipt_t *rcpt)
+{
+    relog_walk_t *w = ud;
+    tdsx_log_entry_t e = {TDSX_LOG_ENTRY_RECEIPT, 2, {rcpt->nro, rcpt->nrr}};
+    /* The append was durable and only its mark was lost: appending again would log the
+     * receipt twice. */
+    uint64_t at = 0;
+    int rc = tdsx__log_find(w->node, &e, w->from, &at);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        if (w->n_found >= TDSX_STORE_PAGE_MAX)
+            return TDSX_E_INTERNAL;
+        memcpy(w->found[w->n_found], rcpt->transfer_id, TDSX_TRANSFER_ID_LEN);
+        w->found_at[w->n_found++] = at;
+        return 0;
+    }
+    relog_t *r = tdsx_malloc(sizeof *r);
+    if (!r)
+        return TDSX_E_NOMEM;
+    r->node = w->node;
+    memcpy(r->id, rcpt->transfer_id, sizeof r->id);
+    rc = tdsx__log_append(w->node, &e, on_relogged, r);
+    if (rc)
+        tdsx_free(r);
+    return rc;
+}
+
+void tdsx__exchange_relog(tdsx_node_t *n)
+{
+    tdsx_exchange_t *x = n ? X(n) : NULL;
+    relog_walk_t *w = tdsx_calloc(1, sizeof *w);
+    int rc = x && x->store && n->log ? 0 : TDSX_E_STATE;
+    if (rc == 0 && !w)
+        rc = TDSX_E_NOMEM;
+    if (rc == 0) {
+        w->node = n;
+        rc = tdsx_store_receipt_log_next(x->store, &w->from);
+    }
+    if (rc == 0)
+        rc = tdsx_store_receipt_unlogged(x->store, TDSX_STORE_PAGE_MAX, relog_one, w);
+    /* Marked after the walk: the store's statement is busy during it. */
+    for (size_t i = 0; w && i < w->n_found; i++) {
+        char hex[TID_HEX];
+        tid_hex(w->found[i], hex);
+        mark_logged(n, w->found[i], w->found_at[i]);
+        tdsx_log(TDSX_LOG_INFO, "log.receipt_recovered", TDSX_KV_S("transfer", hex),
+                 TDSX_KV_S("how", "found"), TDSX_KV_I("index", w->found_at[i]));
+    }
+    tdsx_free(w);
+    if (rc)
+        tdsx_log(TDSX_LOG_ERROR, "log.receipt_recovery_failed", TDSX_KV_E("err", rc),
+                 TDSX_KV_S("action", "receipts not queued are tried again at the next start"));
+}
+
 static void on_logged(void *ud, int status, uint64_t index)
 {
     held_reply_t *h = ud;
@@ -628,6 +725,8 @@ static void on_logged(void *ud, int status, uint64_t index)
     s->busy--;
     s->logged = status == 0;
     s->log_index = index;
+    if (status == 0 && h->receipt)
+        mark_logged(s->node, s->rec.id, index);
     int err = h->err;
     const char *msg = h->has_msg ? h->msg : NULL;
     if (status) {

@@ -23,7 +23,7 @@
 #include "daemon.h"
 
 /* Caps and timings, defined once. */
-#define TDSX_XFER_CHUNK (256u * 1024u)             /* TransferData chunk, = TDSX_CHUNK_MAX */
+#define TDSX_XFER_CHUNK (256u * 1024u) /* TransferData chunk, = TDSX_CHUNK_MAX */
 #define TDSX_XFER_PROGRESS_MS 250u
 #define TDSX_XFER_RECEIPT_TIMEOUT_MS 30000u /* after TransferEnd: then the sender signs an NRD */
 
@@ -49,6 +49,17 @@ void tdsx__exchange_writable(tdsx_conn_t *c);
 /* The policy was replaced: every running transfer is decided again and those it now refuses
  * are aborted at both ends. */
 void tdsx__exchange_policy_changed(tdsx_node_t *n);
+
+/* Queues a RECEIPT log entry for every stored receipt whose entry a crash kept from becoming
+ * durable (tdsx_store_receipt_unlogged), oldest first, and marks each in the store once it is
+ * durable. Called by tdsx__log_start, before the node accepts connections, so these entries
+ * precede any new one. A receipt whose entry did become durable (only its mark was lost) is
+ * found in the log from tdsx_store_receipt_log_next on (tdsx__log_find, BLOCKS) and marked, not
+ * appended again: each receipt is logged once. At most TDSX_STORE_PAGE_MAX per start. A
+ * failure (no exchange or log, the store's or tdsx__log_append's errors) is logged as
+ * log.receipt_recovery_failed; entries queued before it stay queued, the rest wait for the
+ * next start. */
+void tdsx__exchange_relog(tdsx_node_t *n);
 
 /* A local request (control.c). Returns 1 when it will be answered later through
  * tdsx__control_reply, 0 when *resp was filled now (arena-allocated parts), or an error. */

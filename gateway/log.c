@@ -21,6 +21,7 @@
 #include <openssl/x509.h>
 #include <sodium.h>
 
+#include "exchange.h"
 #include "policy.h"
 #include "tlog.h"
 
@@ -570,6 +571,31 @@ int tdsx__log_append(tdsx_node_t *n, const tdsx_log_entry_t *e, tdsx_log_done_cb
     L->queued_bytes += it->len;
     start_batch(L);
     return 0;
+}
+
+int tdsx__log_find(tdsx_node_t *n, const tdsx_log_entry_t *e, uint64_t from, uint64_t *index)
+{
+    tdsx_nodelog_t *L = n ? n->log : NULL;
+    if (!L || !e || !index)
+        return TDSX_E_STATE;
+    tdsx_buf_t want, got;
+    tdsx_buf_init(&want, TDSX_TLOG_ENTRY_MAX);
+    tdsx_buf_init(&got, TDSX_TLOG_ENTRY_MAX);
+    int rc = tdsx__log_entry_encode(e, &want);
+    uint64_t size = 0;
+    tdsx_tlog_head(L->tlog, &size, NULL);
+    int found = 0;
+    for (uint64_t i = from; rc == 0 && !found && i < size; i++) {
+        tdsx_buf_reset(&got);
+        rc = tdsx_tlog_entry(L->tlog, i, &got);
+        if (rc == 0 && got.len == want.len && memcmp(got.p, want.p, want.len) == 0) {
+            *index = i;
+            found = 1;
+        }
+    }
+    tdsx_buf_free(&want);
+    tdsx_buf_free(&got);
+    return rc ? rc : found;
 }
 
 void tdsx__log_event(tdsx_node_t *n, const tdsx_log_entry_t *e)
@@ -1463,6 +1489,9 @@ int tdsx__log_start(tdsx_node_t *n)
              TDSX_KV_S("witness", L->witness ? L->witness : ""));
     log_key(n);
     tdsx__log_policy(n, "start");
+    /* SPEC §11: the log holds every receipt the node is party to, also one stored just before
+     * a crash. Its failure is logged; the node still starts (the receipts stay unlogged). */
+    tdsx__exchange_relog(n);
     return 0;
 fail:
     nodelog_free(L);

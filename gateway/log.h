@@ -148,6 +148,12 @@ void tdsx__log_free(tdsx_node_t *n);
  * TDSX_E_BUSY (the queue is at TDSX_LOG_QUEUE_BYTES_MAX), tdsx__log_entry_encode's errors. */
 TDSX_MUST_CHECK int tdsx__log_append(tdsx_node_t *n, const tdsx_log_entry_t *e, tdsx_log_done_cb cb,
                                      void *ud);
+/* Looks for an entry equal to e (as encoded) at indexes from `from` up to the current size,
+ * reading the tiles (BLOCKS: for the start, see tdsx__exchange_relog). Returns 1 and sets
+ * *index to the first match, 0 when there is none, TDSX_E_STATE (no log, NULL e or index),
+ * tdsx__log_entry_encode's and tdsx_tlog_entry's errors. */
+TDSX_MUST_CHECK int tdsx__log_find(tdsx_node_t *n, const tdsx_log_entry_t *e, uint64_t from,
+                                   uint64_t *index);
 /* The same, for events nobody waits on: a failure is logged (event log.append_failed). */
 void tdsx__log_event(tdsx_node_t *n, const tdsx_log_entry_t *e);
 /* Logs the policy now in force (a POLICY entry); why = "start" or "reload". */

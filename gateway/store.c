@@ -40,7 +40,7 @@ _Static_assert(TDSX_SHA256_LEN == TDSX_HASH_LEN, "store and crypto agree on SHA-
 /* Room left after the data directory for "/objects/ab/<64 hex>" and "/tmp/import-<32>.part". */
 #define STORE_ROOT_MAX (STORE_PATH_MAX - 128)
 #define STORE_CHUNK (64u * 1024u)
-#define STORE_SCHEMA 3
+#define STORE_SCHEMA 4
 #define STORE_APP_ID 0x54445358 /* "TDSX" in PRAGMA application_id */
 #define STORE_BUSY_MS 5000
 #define STORE_IMPORT_PREFIX "import-"
@@ -168,6 +168,14 @@ static const char *const migrations[STORE_SCHEMA] = {
      * a file per transfer; a row costs no inode and no fsync of its own. */
     "CREATE TABLE sent_nros ("
     " transfer_id BLOB NOT NULL PRIMARY KEY, nro BLOB NOT NULL) WITHOUT ROWID, STRICT;",
+    /* 3 -> 4: where each receipt is in the transparency log (SPEC §11), NULL until its entry
+     * is durable, so a start can append what a crash left out. Receipts from before were
+     * logged by the same code path before they were acknowledged; their index was not kept
+     * (-1): appending them again would duplicate them. The index serves both questions a start
+     * asks: which receipts have none, and the highest one recorded. */
+    "ALTER TABLE receipts ADD COLUMN log_index INTEGER;"
+    "UPDATE receipts SET log_index = -1;"
+    "CREATE INDEX receipts_log_index ON receipts (log_index);",
 };
 
 enum {
@@ -185,6 +193,9 @@ enum {
     ST_RCPT_INSERT,
     ST_RCPT_GET,
     ST_RCPT_LIST,
+    ST_RCPT_LOGGED,
+    ST_RCPT_UNLOGGED,
+    ST_RCPT_LOG_NEXT,
     ST_PEER_PUT,
     ST_PEER_GET,
     ST_NRO_PUT,
@@ -246,6 +257,10 @@ static const char *const sql_text[ST_COUNT] = {
                        " VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
     [ST_RCPT_GET] = "SELECT " RCPT_COLS " FROM receipts WHERE transfer_id = ?1",
     [ST_RCPT_LIST] = "SELECT " RCPT_COLS " FROM receipts WHERE n < ?1 ORDER BY n DESC LIMIT ?2",
+    [ST_RCPT_LOGGED] = "UPDATE receipts SET log_index = ?2 WHERE transfer_id = ?1",
+    [ST_RCPT_UNLOGGED] = "SELECT " RCPT_COLS " FROM receipts WHERE log_index IS NULL"
+                         " ORDER BY n LIMIT ?1",
+    [ST_RCPT_LOG_NEXT] = "SELECT coalesce(max(log_index), -1) + 1 FROM receipts",
     [ST_PEER_PUT] = "INSERT INTO peer_certs (peer, der, stored_at) VALUES (?1, ?2, ?3)"
                     " ON CONFLICT (peer) DO UPDATE SET der = excluded.der,"
                     " stored_at = excluded.stored_at",
@@ -1972,6 +1987,79 @@ int tdsx_store_nro_get(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN], 
             *nro = (uint8_t *)copy.p;
             *len = copy.n;
         }
+    }
+    done(st);
+    return rc;
+}
+
+int tdsx_store_receipt_logged(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN],
+                              uint64_t index)
+{
+    int rc = check_store(s);
+    if (rc == 0)
+        rc = id && index <= (uint64_t)INT64_MAX ? set_sync(s, 0) : TDSX_E_INVAL;
+    if (rc)
+        return rc;
+    /* NORMAL sync is enough: a mark lost with the power only makes the next start append the
+     * receipt again, which is the duplicate the header admits, never a missing entry. */
+    sqlite3_stmt *st = s->st[ST_RCPT_LOGGED];
+    int b = SQLITE_OK;
+    bind_blob(st, 1, id, TDSX_TRANSFER_ID_LEN, &b);
+    bind_i64(st, 2, (int64_t)index, &b);
+    rc = b == SQLITE_OK ? step_done(s, st, "receipt_logged") : sql_fail(s, "receipt_logged", b);
+    if (rc == 0 && sqlite3_changes(s->db) == 0)
+        rc = TDSX_E_NOTFOUND;
+    done(st);
+    return rc;
+}
+
+int tdsx_store_receipt_log_next(tdsx_store_t *s, uint64_t *next)
+{
+    int rc = check_store(s);
+    if (rc == 0 && !next)
+        rc = TDSX_E_INVAL;
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_RCPT_LOG_NEXT];
+    rc = step(s, st, "receipt_log_next", NULL);
+    if (rc == 1) {
+        int64_t v = sqlite3_column_int64(st, 0);
+        *next = v > 0 ? (uint64_t)v : 0;
+        rc = 0;
+    } else if (rc == 0) {
+        rc = sql_fail(s, "receipt_log_next", SQLITE_MISUSE); /* an aggregate always has a row */
+    }
+    done(st);
+    return rc;
+}
+
+int tdsx_store_receipt_unlogged(tdsx_store_t *s, unsigned limit, tdsx_receipt_cb cb, void *ud)
+{
+    int rc = check_store(s);
+    if (rc)
+        return rc;
+    if (!cb || limit == 0 || limit > TDSX_STORE_PAGE_MAX)
+        return TDSX_E_INVAL;
+    sqlite3_stmt *st = s->st[ST_RCPT_UNLOGGED];
+    int b = SQLITE_OK;
+    bind_i64(st, 1, (int64_t)limit, &b);
+    if (b != SQLITE_OK) {
+        done(st);
+        return sql_fail(s, "receipt_unlogged", b);
+    }
+    for (;;) {
+        rc = step(s, st, "receipt_unlogged", NULL);
+        if (rc <= 0)
+            break;
+        tdsx_receipt_t r;
+        rc = row_receipt(s, st, &r);
+        if (rc)
+            break;
+        s->busy = 1;
+        rc = cb(ud, &r);
+        s->busy = 0;
+        if (rc)
+            break;
     }
     done(st);
     return rc;

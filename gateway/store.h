@@ -221,6 +221,23 @@ typedef int (*tdsx_receipt_cb)(void *ud, const tdsx_receipt_t *r);
 TDSX_MUST_CHECK int tdsx_store_receipt_list(tdsx_store_t *s, const char *after, unsigned limit,
                                             tdsx_receipt_cb cb, void *ud, char *next,
                                             size_t next_size);
+/* Records that the receipt of transfer `id` is durable in the node's transparency log at
+ * `index` (SPEC §11; log.h). Until then the receipt is "unlogged". TDSX_E_NOTFOUND when no
+ * receipt for id, TDSX_E_INVAL (NULL id, index over INT64_MAX). The mark is written without a
+ * full sync: losing it to a power cut makes the next start log the receipt a second time,
+ * never lose it. */
+TDSX_MUST_CHECK int
+tdsx_store_receipt_logged(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN], uint64_t index);
+/* The unlogged receipts (stored, but a crash came before their log entry was durable), oldest
+ * first, at most `limit` (1..TDSX_STORE_PAGE_MAX), to cb as in tdsx_store_receipt_list (the
+ * bytes are borrowed for the call; cb must not use the store). Receipts stored before schema 4
+ * count as logged. A non-zero return of cb stops the walk and is returned. TDSX_E_INVAL. */
+TDSX_MUST_CHECK int tdsx_store_receipt_unlogged(tdsx_store_t *s, unsigned limit, tdsx_receipt_cb cb,
+                                                void *ud);
+/* One past the highest log index recorded for any receipt (0 when none is): a receipt logged
+ * but not yet marked when the node stopped can only be at this index or later, since marks are
+ * written in index order. TDSX_E_INVAL (NULL next). */
+TDSX_MUST_CHECK int tdsx_store_receipt_log_next(tdsx_store_t *s, uint64_t *next);
 /* Frees the byte buffers of a receipt returned by tdsx_store_receipt_get and zeroes it. NULL
  * is allowed. */
 void tdsx_receipt_clear(tdsx_receipt_t *r);

@@ -21,11 +21,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "log.h"
 #include "tlog.h"
@@ -1065,6 +1067,124 @@ static void stale_log_directory_refused_at_start(void **state)
     send_one("after-restore", tid);
 }
 
+/* ---- receipts stored but not logged -------------------------------------------------------------
+ */
+
+/* Runs sql on the enterprise's store with ?1 = the transfer id in hex; returns the first
+ * column of the first row (-2 when there is no row, -3 for NULL) or the number of rows changed. */
+static int64_t ent_sql(const char *sql, const char *tid)
+{
+    char *db = tdsx_test_path(W.ent.data, "meta.db");
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+    assert_int_equal(sqlite3_bind_text(st, 1, tid, -1, SQLITE_STATIC), SQLITE_OK);
+    int rc = sqlite3_step(st);
+    int64_t v = rc == SQLITE_ROW
+                    ? (sqlite3_column_type(st, 0) == SQLITE_NULL ? -3 : sqlite3_column_int64(st, 0))
+                : rc == SQLITE_DONE ? (sqlite3_column_count(st) ? -2 : sqlite3_changes(h))
+                                    : -4;
+    if (v == -4)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    free(db);
+    return v;
+}
+
+#define LOG_INDEX_OF "SELECT log_index FROM receipts WHERE lower(hex(transfer_id)) = lower(?1)"
+
+/* How many entries of the enterprise's log are the receipt of tid; each one, and every other
+ * entry, proven against the current checkpoint. *at is the last one's index. */
+static int receipt_entries(const char *tid, uint64_t *at)
+{
+    int count = 0;
+    uint64_t size = log_size(&W.ent);
+    for (uint64_t i = 0; i < size; i++) {
+        char what[600];
+        proven_entry(&W.ent, &W.ent_v, i, what, sizeof what);
+        assert_null(strstr(what, "not a TDSX log entry"));
+        if (strstr(what, "receipt transfer") && strstr(what, tid)) {
+            count++;
+            *at = i;
+        }
+    }
+    return count;
+}
+
+/* The crash came after the append was durable but before the store recorded it: the start
+ * finds the entry and records it, and does not log the receipt a second time. */
+static void unmarked_receipt_found_not_duplicated(void **state)
+{
+    (void)state;
+    char tid[33];
+    uint64_t at = 0, again = 0;
+    send_one("unmarked", tid);
+    assert_int_equal(receipt_entries(tid, &at), 1);
+    assert_int_equal(ent_sql(LOG_INDEX_OF, tid), (int64_t)at);
+    stop_ent();
+    assert_int_equal(
+        ent_sql("UPDATE receipts SET log_index = NULL WHERE lower(hex(transfer_id)) = lower(?1)",
+                tid),
+        1);
+    start_ent();
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"log.receipt_recovered\"", tid,
+                                   "\"how\":\"found\"", NULL));
+    assert_int_equal(receipt_entries(tid, &again), 1);
+    assert_int_equal(again, at);
+    assert_int_equal(ent_sql(LOG_INDEX_OF, tid), (int64_t)at);
+}
+
+/* The receipt was stored but its entry never reached the log (here: every append fails, as
+ * when the disk gives out between the store and the log). The sender's client hears of it;
+ * the next start appends the receipt, exactly once, and the tree verifies. */
+static void unlogged_receipt_logged_at_start(void **state)
+{
+    (void)state;
+    char tid[33], *out = NULL;
+    uint64_t at = 0;
+    stop_ent();
+    /* A directory where the log writes its next checkpoint: every append fails (even as
+     * root), while reads still work. */
+    char *blocker = tdsx_test_path(W.ent.data, "log/checkpoint.tmp");
+    assert_int_equal(mkdir(blocker, 0700), 0);
+    start_ent();
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"log.append_failed\"", NULL));
+    int rc = tdsx_test_run(
+        &out, "tdsx send --socket '%s' --to %s '%s' --dataset unlogged --tags '%s' 2>&1",
+        W.ent.sock, W.brain.id, W.file, TAGS);
+    (void)rc; /* what the client is told is not the point here: the store and the log are */
+    const char *t = out ? strstr(out, "transfer   ") : NULL;
+    if (!t)
+        fail_msg("send gave no transfer id: %s", out ? out : "");
+    memcpy(tid, t + 11, 32);
+    tid[32] = '\0';
+    free(out);
+    assert_true(ent_sql(LOG_INDEX_OF, tid) == -3); /* stored, no index */
+    assert_int_equal(receipt_entries(tid, &at), 0);
+    stop_ent();
+    assert_int_equal(rmdir(blocker), 0);
+    free(blocker);
+    start_ent();
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"log.receipt_recovered\"", tid,
+                                   "\"how\":\"appended\"", NULL));
+    /* The mark follows the entry once it is durable. */
+    for (int i = 0; i < 100 && ent_sql(LOG_INDEX_OF, tid) < 0; i++)
+        usleep(50000);
+    assert_int_equal(receipt_entries(tid, &at), 1);
+    assert_int_equal(ent_sql(LOG_INDEX_OF, tid), (int64_t)at);
+    /* And a further start leaves it alone. */
+    stop_ent();
+    start_ent();
+    uint64_t again = 0;
+    assert_int_equal(receipt_entries(tid, &again), 1);
+    assert_int_equal(again, at);
+    assert_true(wait_until(ent_cosigned_current, 10000));
+}
+
 static uint64_t refusals_before_fork;
 
 static int centre_refused_ent(void)
@@ -1142,6 +1262,8 @@ int main(void)
         cmocka_unit_test(witness_refuses_forged_submissions),
         cmocka_unit_test(crash_recovers_every_acknowledged_receipt),
         cmocka_unit_test(stale_log_directory_refused_at_start),
+        cmocka_unit_test(unmarked_receipt_found_not_duplicated),
+        cmocka_unit_test(unlogged_receipt_logged_at_start),
         cmocka_unit_test(witness_refuses_a_fork),
         cmocka_unit_test(daemons_stop_cleanly),
     };

@@ -392,7 +392,7 @@ static void open_refuses_newer_schema(void **state)
     tdsx_store_t *s = (tdsx_store_t *)1;
     assert_int_equal(tdsx_store_open(f->root, &s), TDSX_E_FORMAT);
     assert_null(s);
-    raw_sql(f->root, "PRAGMA user_version=3"); /* the current schema (store.c STORE_SCHEMA) */
+    raw_sql(f->root, "PRAGMA user_version=4"); /* the current schema (store.c STORE_SCHEMA) */
     assert_int_equal(tdsx_store_open(f->root, &f->s), 0);
 }
 
@@ -989,6 +989,119 @@ static void receipt_duplicate_is_refused(void **state)
     tdsx_transfer_t got_t;
     assert_int_equal(tdsx_store_transfer_get(f->s, t.id, &got_t), 0);
     assert_int_equal(got_t.state, TDSX_XFER_RECEIPTED);
+}
+
+typedef struct {
+    int n;
+    uint8_t tid[4][TDSX_TRANSFER_ID_LEN];
+} unlogged_t;
+
+static int unlogged_cb(void *ud, const tdsx_receipt_t *r)
+{
+    unlogged_t *u = ud;
+    assert_true(u->n < 4);
+    memcpy(u->tid[u->n++], r->transfer_id, TDSX_TRANSFER_ID_LEN);
+    return 0;
+}
+
+static int stop_cb(void *ud, const tdsx_receipt_t *r)
+{
+    (void)r;
+    (*(int *)ud)++;
+    return TDSX_E_BUSY;
+}
+
+/* A stored receipt is unlogged until its log index is recorded; the store hands the unlogged
+ * ones out oldest first and knows where the next log entry of a receipt can be. */
+static void receipt_log_marks(void **state)
+{
+    fx_t *f = *state;
+    tdsx_transfer_t t[3];
+    rbufs_t b[3];
+    tdsx_receipt_t r[3];
+    uint64_t next = 99;
+    assert_int_equal(tdsx_store_receipt_log_next(f->s, &next), 0);
+    assert_int_equal(next, 0);
+    for (uint32_t i = 0; i < 3; i++) {
+        transfer(&t[i], 40 + i, 0);
+        assert_int_equal(tdsx_store_transfer_begin(f->s, &t[i]), 0);
+        receipt(&r[i], &b[i], t[i].id, 10 + i);
+        assert_int_equal(tdsx_store_receipt_put(f->s, &r[i], 0), 0);
+    }
+    unlogged_t u = {0};
+    assert_int_equal(tdsx_store_receipt_unlogged(f->s, 10, unlogged_cb, &u), 0);
+    assert_int_equal(u.n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_memory_equal(u.tid[i], t[i].id, TDSX_TRANSFER_ID_LEN);
+    assert_int_equal(tdsx_store_receipt_logged(f->s, t[1].id, 7), 0);
+    assert_int_equal(tdsx_store_receipt_log_next(f->s, &next), 0);
+    assert_int_equal(next, 8);
+    memset(&u, 0, sizeof u);
+    assert_int_equal(tdsx_store_receipt_unlogged(f->s, 1, unlogged_cb, &u), 0);
+    assert_int_equal(u.n, 1); /* the limit */
+    assert_memory_equal(u.tid[0], t[0].id, TDSX_TRANSFER_ID_LEN);
+    assert_int_equal(tdsx_store_receipt_logged(f->s, t[0].id, 3), 0);
+    memset(&u, 0, sizeof u);
+    assert_int_equal(tdsx_store_receipt_unlogged(f->s, 10, unlogged_cb, &u), 0);
+    assert_int_equal(u.n, 1);
+    assert_memory_equal(u.tid[0], t[2].id, TDSX_TRANSFER_ID_LEN);
+    assert_int_equal(tdsx_store_receipt_log_next(f->s, &next), 0);
+    assert_int_equal(next, 8); /* the highest, not the latest marked */
+    /* Survives a reopen. */
+    tdsx_store_close(f->s);
+    assert_int_equal(tdsx_store_open(f->root, &f->s), 0);
+    memset(&u, 0, sizeof u);
+    assert_int_equal(tdsx_store_receipt_unlogged(f->s, 10, unlogged_cb, &u), 0);
+    assert_int_equal(u.n, 1);
+    /* A callback's error stops the walk and comes back. */
+    int calls = 0;
+    assert_int_equal(tdsx_store_receipt_unlogged(f->s, 10, stop_cb, &calls), TDSX_E_BUSY);
+    assert_int_equal(calls, 1);
+}
+
+static void receipt_log_marks_refused(void **state)
+{
+    fx_t *f = *state;
+    uint8_t tid[TDSX_TRANSFER_ID_LEN];
+    tid_of(tid, 77);
+    uint64_t next = 0;
+    unlogged_t u = {0};
+    /* No receipt for the transfer: nothing to mark. */
+    assert_int_equal(tdsx_store_receipt_logged(f->s, tid, 1), TDSX_E_NOTFOUND);
+    assert_int_equal(tdsx_store_receipt_logged(f->s, NULL, 1), TDSX_E_INVAL);
+    assert_int_equal(tdsx_store_receipt_logged(f->s, tid, (uint64_t)INT64_MAX + 1), TDSX_E_INVAL);
+    assert_int_equal(tdsx_store_receipt_log_next(f->s, NULL), TDSX_E_INVAL);
+    assert_int_equal(tdsx_store_receipt_log_next(NULL, &next), TDSX_E_INVAL);
+    assert_int_equal(tdsx_store_receipt_unlogged(f->s, 0, unlogged_cb, &u), TDSX_E_INVAL);
+    assert_int_equal(tdsx_store_receipt_unlogged(f->s, TDSX_STORE_PAGE_MAX + 1, unlogged_cb, &u),
+                     TDSX_E_INVAL);
+    assert_int_equal(tdsx_store_receipt_unlogged(f->s, 10, NULL, &u), TDSX_E_INVAL);
+    assert_int_equal(u.n, 0);
+}
+
+/* A version-3 database: its receipts were logged before indexes were kept, and must not be
+ * logged again. */
+static void receipts_from_schema_3_count_as_logged(void **state)
+{
+    fx_t *f = *state;
+    tdsx_transfer_t t;
+    rbufs_t b;
+    tdsx_receipt_t r;
+    transfer(&t, 50, 0);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &t), 0);
+    receipt(&r, &b, t.id, 20);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), 0);
+    tdsx_store_close(f->s);
+    f->s = NULL;
+    raw_sql(f->root, "DROP INDEX receipts_log_index; ALTER TABLE receipts DROP COLUMN log_index;"
+                     " PRAGMA user_version=3");
+    assert_int_equal(tdsx_store_open(f->root, &f->s), 0);
+    unlogged_t u = {0};
+    assert_int_equal(tdsx_store_receipt_unlogged(f->s, 10, unlogged_cb, &u), 0);
+    assert_int_equal(u.n, 0);
+    uint64_t next = 9;
+    assert_int_equal(tdsx_store_receipt_log_next(f->s, &next), 0);
+    assert_int_equal(next, 0);
 }
 
 static void receipt_refusals_store_nothing(void **state)
@@ -1651,6 +1764,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(receipt_round_trip_is_byte_identical, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(receipt_duplicate_is_refused, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(receipt_log_marks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(receipt_log_marks_refused, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(receipts_from_schema_3_count_as_logged, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(receipt_refusals_store_nothing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(late_receipt_after_nrd_and_missing_certificate, fx_setup,
                                         fx_teardown),
