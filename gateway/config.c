@@ -61,6 +61,7 @@ static const key_t_ keys[] = {
     {"redial_max", K_DURATION, OFF(redial_max_ms), 10, 3600000, 0},
     {"sync_every", K_SIZE, OFF(sync_every), 64 * KIB, 64 * 1024 * MIB, 0},
     {"part_ttl", K_DURATION, OFF(part_ttl_ms), 1000, 30ull * 86400 * 1000, 0},
+    {"receipt_timeout", K_DURATION, OFF(receipt_timeout_ms), 1000, 86400000, 0},
     {"checkpoint_interval", K_DURATION, OFF(checkpoint_interval_ms), 100, 86400000, 0},
     {"witness", K_STRING, OFF(witness), 0, 0, 0},
 };
@@ -84,6 +85,7 @@ void tdsx_config_defaults(tdsx_config_t *c)
     c->redial_max_ms = 30000;
     c->sync_every = 64 * MIB;
     c->part_ttl_ms = 24ull * 3600 * 1000;
+    c->receipt_timeout_ms = TDSX_RECEIPT_TIMEOUT_DEFAULT_MS;
     c->checkpoint_interval_ms = 10000;
 }
 

@@ -18,6 +18,7 @@
 #define TDSX_CONFIG_FILE_CAP (256u * 1024u)
 #define TDSX_CONFIG_MAX_PEERS 256
 #define TDSX_CONFIG_MAX_CRLS 16
+#define TDSX_RECEIPT_TIMEOUT_DEFAULT_MS 30000u /* config receipt_timeout; SPEC §10 NRD */
 
 typedef struct tdsx_config_peer_s {
     char *id;      /* "<USCC>/<node>" */
@@ -53,8 +54,9 @@ typedef struct tdsx_config_s {
     uint64_t ping_interval_ms;
     uint64_t redial_min_ms;
     uint64_t redial_max_ms;
-    uint64_t sync_every; /* receiver: fdatasync a transfer's part file every this many bytes */
+    uint64_t sync_every;  /* receiver: fdatasync a transfer's part file every this many bytes */
     uint64_t part_ttl_ms; /* an interrupted transfer not resumed within this is abandoned */
+    uint64_t receipt_timeout_ms; /* sender: no receipt this long after TransferEnd: sign an NRD */
 
     /* Transparency log (SPEC §11, gateway/log.h). */
     uint64_t checkpoint_interval_ms; /* publish a checkpoint this often when the log grew */

@@ -2441,7 +2441,7 @@ static void on_tick(uv_timer_t *t)
     for (xstream_t *s = x->streams, *next; s; s = next) {
         next = s->all_next;
         if (s->sender && s->state == XS_SEND_WAIT_RECEIPT && s->end_sent_ms != UINT64_MAX &&
-            now - s->end_sent_ms >= TDSX_XFER_RECEIPT_TIMEOUT_MS)
+            now - s->end_sent_ms >= s->node->cfg.receipt_timeout_ms)
             sign_nrd(s, s->conn ? "no receipt before the deadline" : "connection lost");
         if (s->agreement_until && tdsx_now() > s->agreement_until &&
             (s->state == XS_SEND_WAIT_ACCEPT || s->state == XS_SEND_DATA ||

@@ -25,7 +25,6 @@
 /* Caps and timings, defined once. */
 #define TDSX_XFER_CHUNK (256u * 1024u) /* TransferData chunk, = TDSX_CHUNK_MAX */
 #define TDSX_XFER_PROGRESS_MS 250u
-#define TDSX_XFER_RECEIPT_TIMEOUT_MS 30000u /* after TransferEnd: then the sender signs an NRD */
 
 typedef struct tdsx_exchange_s tdsx_exchange_t;
 
