@@ -12,6 +12,8 @@
  *    checkpoint is consistent with the last one seen before the kill;
  *  - the centre checks what a member submits (its key, its origin, a proof from what it
  *    cosigned) and refuses forks and rollbacks, counting them;
+ *  - a receipt stored but not logged (its append failed, or its mark in the store was lost)
+ *    is in the log exactly once after the next start;
  *  - a stale copy of the log directory is refused at start; a restored stale backup of the
  *    whole data directory forks the log, and the centre refuses the fork and counts it.
  */
@@ -1192,6 +1194,25 @@ static int centre_refused_ent(void)
     return centre_refusals() > refusals_before_fork;
 }
 
+/* The enterprise's witness state reports a refusal of the checkpoint it published last, which
+ * covers its whole log. Until the log stops growing, a refusal of an earlier checkpoint is
+ * followed by another submission, and the state passes through other values meanwhile. */
+static int ent_refused_current(void)
+{
+    tdsx_arena_t *a = NULL;
+    const Tdsx__LogStatusResponse *st = status(&W.ent, &a);
+    tdsx_checkpoint_t pub;
+    char want[64];
+    int ok =
+        st->published.len && open_cp(&st->published, &W.ent_v, &pub) == 0 && pub.size == st->size;
+    if (ok) {
+        snprintf(want, sizeof want, "refused size %llu:", (unsigned long long)pub.size);
+        ok = strstr(st->witness_state, want) != NULL;
+    }
+    tdsx_arena_free(a);
+    return ok;
+}
+
 static void witness_refuses_a_fork(void **state)
 {
     (void)state;
@@ -1217,14 +1238,16 @@ static void witness_refuses_a_fork(void **state)
     send_one("forked-2", tid);
     send_one("forked-3", tid);
     assert_true(wait_until(centre_refused_ent, 15000));
-    assert_true(tdsx_test_log_wait(&W.centre, 3000, "\"event\":\"log.witness_refused\"", W.ent.id,
+    assert_true(tdsx_test_log_wait(&W.centre, 10000, "\"event\":\"log.witness_refused\"", W.ent.id,
                                    "TDSX_E_LOG_INCONSISTENT", NULL));
-    assert_true(tdsx_test_log_wait(&W.ent, 3000, "\"event\":\"log.witness_refused\"",
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"log.witness_refused\"",
                                    "TDSX_E_LOG_INCONSISTENT", NULL));
+    /* The refusal may have been of a checkpoint before the last transfer; the node then
+     * publishes and submits again, and is refused again: wait for the refusal of the whole
+     * forked log rather than read the state at an arbitrary moment. */
+    assert_true(wait_until(ent_refused_current, 15000));
     tdsx_arena_t *a = NULL;
-    const Tdsx__LogStatusResponse *st = status(&W.ent, &a);
-    assert_non_null(strstr(st->witness_state, "refused"));
-    tdsx_arena_free(a);
+    const Tdsx__LogStatusResponse *st = NULL;
     /* The centre's own log holds the evidence; its count is what its report will say. */
     assert_true(find_entry(&W.centre, &W.centre_v, 0, "witness-refusal node", W.ent.id) >= 0);
     assert_int_equal(tdsx_test_run(&out, "tdsx log status --socket '%s'", W.centre.sock), 0);
