@@ -16,7 +16,6 @@
 #include "daemon.h"
 #include "exchange.h"
 
-#include <poll.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -61,8 +60,10 @@ struct tdsx_conn_s {
     uint64_t ping_nonce;
     uint32_t streams_open;
     uint32_t next_stream;
-    int out_blocked; /* output passed its cap; the exchange is told when it drains */
-    void *x;         /* the exchange's per-connection state */
+    int stall_suspect; /* the stall deadline passed; judged after one more I/O phase */
+    uint64_t stall_tx; /* t_tx when the suspicion was raised */
+    int out_blocked;   /* output passed its cap; the exchange is told when it drains */
+    void *x;           /* the exchange's per-connection state */
 };
 
 typedef struct {
@@ -549,20 +550,6 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
-/* 1 when the kernel would take more of our output right now. A libuv loop turn runs timers
- * before polling for I/O, so after one long callback of ours (a burst of durable store
- * commits) writes the peer has long made room for were simply not attempted yet: that delay
- * is ours, not a peer that stopped reading. (Found by 1,000 concurrent sends: the sender cut a
- * healthy receiver as "stalled".) */
-static int socket_writable(const tdsx_conn_t *c)
-{
-    uv_os_fd_t fd;
-    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
-        return 0;
-    struct pollfd p = {fd, POLLOUT, 0};
-    return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) && !(p.revents & (POLLERR | POLLHUP));
-}
-
 static void on_timer(uv_timer_t *t)
 {
     tdsx_conn_t *c = t->data;
@@ -578,10 +565,22 @@ static void on_timer(uv_timer_t *t)
             return;
         }
     } else {
-        if (c->out_inflight > 0 && now - c->t_tx >= cfg->stall_timeout_ms && !socket_writable(c)) {
+        if (c->out_inflight > 0 && now - c->t_tx >= cfg->stall_timeout_ms) {
+            /* A libuv loop turn runs timers before it polls for I/O, so after a long callback of
+             * ours (a burst of durable store commits) writes the peer made room for long ago may
+             * not have been attempted yet: that delay is ours. Judge only after one I/O phase
+             * has run with no write completing. (Found by 1,000 concurrent sends; an earlier
+             * fix that polled the socket for POLLOUT excused a peer that never read.) */
+            if (!c->stall_suspect || c->stall_tx != c->t_tx) {
+                c->stall_suspect = 1;
+                c->stall_tx = c->t_tx;
+                uv_timer_start(&c->timer, on_timer, 1, 0);
+                return;
+            }
             tdsx__conn_fail(c, TDSX_E_TIMEOUT, "stalled: peer is not reading");
             return;
         }
+        c->stall_suspect = 0;
         if (now - c->t_rx >= cfg->idle_timeout_ms) {
             tdsx__conn_fail(c, TDSX_E_TIMEOUT, "idle timeout: nothing received");
             return;
