@@ -61,6 +61,8 @@ struct tdsx_conn_s {
     uint32_t streams_open;
     uint32_t next_stream;
     int stall_suspect; /* the stall deadline passed; judged after one more I/O phase */
+    int out_full;      /* output at its cap: reading paused until it drains */
+    uint64_t t_full;   /* when the output reached its cap */
     uint64_t stall_tx; /* t_tx when the suspicion was raised */
     int out_blocked;   /* output passed its cap; the exchange is told when it drains */
     void *x;           /* the exchange's per-connection state */
@@ -535,7 +537,11 @@ static void update_reading(tdsx_conn_t *c)
     if (c->shutting_down || uv_is_closing((uv_handle_t *)&c->tcp) ||
         c->state == TDSX_CONN_CONNECTING)
         return;
-    int want = c->out_inflight < CONN_OUT_CAP(c) && tdsx_tls_conn_room(c->tls) > 0;
+    int full = c->out_inflight >= CONN_OUT_CAP(c);
+    if (full && !c->out_full)
+        c->t_full = uv_now(c->node->loop);
+    c->out_full = full;
+    int want = !full && tdsx_tls_conn_room(c->tls) > 0;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
             c->reading = 1;
@@ -565,20 +571,28 @@ static void on_timer(uv_timer_t *t)
             return;
         }
     } else {
-        if (c->out_inflight > 0 && now - c->t_tx >= cfg->stall_timeout_ms) {
+        /* Stalled: nothing written for stall_timeout, or output held at its cap that long (a
+         * peer whose kernel takes a trickle is still not reading). */
+        int stalled = (c->out_inflight > 0 && now - c->t_tx >= cfg->stall_timeout_ms) ||
+                      (c->out_full && now - c->t_full >= cfg->stall_timeout_ms);
+        if (stalled) {
             /* A libuv loop turn runs timers before it polls for I/O, so after a long callback of
              * ours (a burst of durable store commits) writes the peer made room for long ago may
              * not have been attempted yet: that delay is ours. Judge only after one I/O phase
-             * has run with no write completing. (Found by 1,000 concurrent sends; an earlier
-             * fix that polled the socket for POLLOUT excused a peer that never read.) */
-            if (!c->stall_suspect || c->stall_tx != c->t_tx) {
+             * has run: still nothing written, or the output still held at its cap. (Found by
+             * 1,000 concurrent sends; an earlier fix that polled the socket for POLLOUT excused
+             * a peer that never read.) */
+            if (!c->stall_suspect) {
                 c->stall_suspect = 1;
                 c->stall_tx = c->t_tx;
                 uv_timer_start(&c->timer, on_timer, 1, 0);
                 return;
             }
-            tdsx__conn_fail(c, TDSX_E_TIMEOUT, "stalled: peer is not reading");
-            return;
+            int still_full = c->out_full && now - c->t_full >= cfg->stall_timeout_ms;
+            if (still_full || c->stall_tx == c->t_tx) {
+                tdsx__conn_fail(c, TDSX_E_TIMEOUT, "stalled: peer is not reading");
+                return;
+            }
         }
         c->stall_suspect = 0;
         if (now - c->t_rx >= cfg->idle_timeout_ms) {
