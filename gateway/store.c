@@ -1900,6 +1900,29 @@ int tdsx_store_peer_cert_put(tdsx_store_t *s, const char *peer, tdsx_bytes_t der
     return rc;
 }
 
+/* Runs a bound single-row, single-BLOB query and hands the caller a heap copy of the value
+ * (tdsx_free); TDSX_E_NOTFOUND when there is no row. b is the binding status. */
+static int blob_result(tdsx_store_t *s, sqlite3_stmt *st, int b, const char *what, uint8_t **out,
+                       size_t *len)
+{
+    int rc = b == SQLITE_OK ? step(s, st, what, NULL) : sql_fail(s, what, b);
+    tdsx_bytes_t view;
+    if (rc == 0)
+        rc = TDSX_E_NOTFOUND;
+    if (rc == 1)
+        rc = col_view(s, st, 0, &view);
+    if (rc == 0) {
+        tdsx_bytes_t copy;
+        rc = dup_bytes(view, &copy);
+        if (rc == 0) {
+            *out = (uint8_t *)copy.p;
+            *len = copy.n;
+        }
+    }
+    done(st);
+    return rc;
+}
+
 int tdsx_store_peer_cert_get(tdsx_store_t *s, const char *peer, uint8_t **der, size_t *len)
 {
     if (der)
@@ -1917,22 +1940,7 @@ int tdsx_store_peer_cert_get(tdsx_store_t *s, const char *peer, uint8_t **der, s
     sqlite3_stmt *st = s->st[ST_PEER_GET];
     int b = SQLITE_OK;
     bind_text(st, 1, peer, &b);
-    rc = b == SQLITE_OK ? step(s, st, "peer_cert_get", NULL) : sql_fail(s, "peer_cert_get", b);
-    tdsx_bytes_t view;
-    if (rc == 0)
-        rc = TDSX_E_NOTFOUND;
-    if (rc == 1)
-        rc = col_view(s, st, 0, &view);
-    if (rc == 0) {
-        tdsx_bytes_t copy;
-        rc = dup_bytes(view, &copy);
-        if (rc == 0) {
-            *der = (uint8_t *)copy.p;
-            *len = copy.n;
-        }
-    }
-    done(st);
-    return rc;
+    return blob_result(s, st, b, "peer_cert_get", der, len);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -1974,22 +1982,7 @@ int tdsx_store_nro_get(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN], 
     sqlite3_stmt *st = s->st[ST_NRO_GET];
     int b = SQLITE_OK;
     bind_blob(st, 1, id, TDSX_TRANSFER_ID_LEN, &b);
-    rc = b == SQLITE_OK ? step(s, st, "nro_get", NULL) : sql_fail(s, "nro_get", b);
-    tdsx_bytes_t view;
-    if (rc == 0)
-        rc = TDSX_E_NOTFOUND;
-    if (rc == 1)
-        rc = col_view(s, st, 0, &view);
-    if (rc == 0) {
-        tdsx_bytes_t copy;
-        rc = dup_bytes(view, &copy);
-        if (rc == 0) {
-            *nro = (uint8_t *)copy.p;
-            *len = copy.n;
-        }
-    }
-    done(st);
-    return rc;
+    return blob_result(s, st, b, "nro_get", nro, len);
 }
 
 int tdsx_store_receipt_logged(tdsx_store_t *s, const uint8_t id[TDSX_TRANSFER_ID_LEN],
