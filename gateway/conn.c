@@ -531,13 +531,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-/* Reads while output is below its cap and the engine has room. */
+/* Reads while output is below its cap (with hysteresis) and the engine has room. */
 static void update_reading(tdsx_conn_t *c)
 {
     if (c->shutting_down || uv_is_closing((uv_handle_t *)&c->tcp) ||
         c->state == TDSX_CONN_CONNECTING)
         return;
-    int full = c->out_inflight >= CONN_OUT_CAP(c);
+    /* Hysteresis: reading pauses when the output reaches its cap and resumes only once the
+     * peer has taken half of it. Without it, a peer whose kernel accepts a trickle (a tiny
+     * receive buffer being collapsed) let a few bytes out, a few pings in, and restarted the
+     * stall clock each time: the slow-reader test saw no stall in 20 s under CI load. Now the
+     * peer must drain CONN_OUT_CAP / 2 within stall_timeout. */
+    size_t mark = c->out_full ? CONN_OUT_CAP(c) / 2 : CONN_OUT_CAP(c);
+    int full = c->out_inflight >= mark;
     if (full && !c->out_full)
         c->t_full = uv_now(c->node->loop);
     c->out_full = full;

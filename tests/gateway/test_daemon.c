@@ -391,8 +391,17 @@ static void slow_reader_is_bounded_and_cut(void **state)
     fprintf(stderr, "slow reader: sent %zu bytes, daemon RSS %ld -> %ld KiB\n", sent_total,
             rss_before, peak);
     assert_true(growth_kib < 32 * 1024);
-    assert_true(tdsx_test_log_wait(&W.centre, 20000, "\"err\":\"TDSX_E_TIMEOUT\"", "stalled",
-                                   W.ent.id, NULL));
+    int cut = tdsx_test_log_wait(&W.centre, 20000, "\"err\":\"TDSX_E_TIMEOUT\"", "stalled",
+                                 W.ent.id, NULL);
+    if (!cut) {
+        /* Say what the daemon did with the connection instead. */
+        char *out = NULL;
+        (void)tdsx_test_run(&out, "grep -F '%s' '%s' | tail -n 8; tdsx status --socket '%s'",
+                            W.ent.id, W.centre.log, W.centre.sock);
+        fprintf(stderr, "no stall logged; centre's view:\n%s\n", out ? out : "");
+        free(out);
+    }
+    assert_true(cut);
     tdsx_buf_free(&batch);
     tdsx_test_client_free(&c);
 }
