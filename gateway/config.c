@@ -19,7 +19,9 @@ typedef enum {
     K_COUNT,    /* plain number */
     K_DURATION, /* milliseconds, or with a ms/s/m/h suffix */
     K_PEER,     /* "<id> <host:port>", repeatable */
-    K_CRL       /* a path, repeatable */
+    K_CRL,      /* a path, repeatable */
+    K_BOOL,     /* yes | no */
+    K_URL       /* bundle_url: an http:// or https:// URL, repeatable */
 } key_type_t;
 
 typedef struct {
@@ -64,6 +66,13 @@ static const key_t_ keys[] = {
     {"receipt_timeout", K_DURATION, OFF(receipt_timeout_ms), 1000, 86400000, 0},
     {"checkpoint_interval", K_DURATION, OFF(checkpoint_interval_ms), 100, 86400000, 0},
     {"witness", K_STRING, OFF(witness), 0, 0, 0},
+    /* HTTP endpoint and bundle fetching (gateway/http.h). */
+    {"http_public", K_BOOL, OFF(http_public), 0, 0, 0},
+    {"http_timeout", K_DURATION, OFF(http_timeout_ms), 100, 600000, 0},
+    {"http_max_connections", K_COUNT, OFF(http_max_connections), 1, 10000, 0},
+    {"publish_dir", K_PATH, OFF(publish_dir), 0, 0, 0},
+    {"bundle_url", K_URL, 0, 0, 0, 0},
+    {"bundle_refresh", K_DURATION, OFF(bundle_refresh_ms), 1000, 7ull * 86400 * 1000, 0},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -87,6 +96,9 @@ void tdsx_config_defaults(tdsx_config_t *c)
     c->part_ttl_ms = 24ull * 3600 * 1000;
     c->receipt_timeout_ms = TDSX_RECEIPT_TIMEOUT_DEFAULT_MS;
     c->checkpoint_interval_ms = 10000;
+    c->http_timeout_ms = 10000;
+    c->http_max_connections = 64;
+    c->bundle_refresh_ms = 3600ull * 1000;
 }
 
 static void diag(tdsx_config_diags_t *d, unsigned line, int err, const char *fmt, ...)
@@ -238,6 +250,27 @@ static int set_value(tdsx_config_t *c, const key_t_ *k, const char *v, const cha
             return TDSX_E_NOMEM;
         c->crls[c->n_crls++] = field_s;
         return 0;
+    case K_BOOL:
+        if (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0)
+            *(int *)field = v[0] == 'y';
+        else
+            diag(d, line, TDSX_E_CONFIG, "%s: expected yes or no, got '%s'", k->name, v);
+        return 0;
+    case K_URL:
+        /* Only what libcurl is allowed to fetch (fetch.c limits the protocols the same way). */
+        if ((strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) ||
+            strpbrk(v, " \t") != NULL || strlen(v) > 900) {
+            diag(d, line, TDSX_E_CONFIG, "bundle_url: expected an http:// or https:// URL");
+            return 0;
+        }
+        if (c->n_bundle_urls == TDSX_CONFIG_MAX_BUNDLE_URLS) {
+            diag(d, line, TDSX_E_TOOBIG, "bundle_url: at most %d", TDSX_CONFIG_MAX_BUNDLE_URLS);
+            return 0;
+        }
+        if ((c->bundle_urls[c->n_bundle_urls] = tdsx_strdup(v)) == NULL)
+            return TDSX_E_NOMEM;
+        c->n_bundle_urls++;
+        return 0;
     case K_PEER: {
         const char *sp = strpbrk(v, " \t");
         if (!sp) {
@@ -314,6 +347,18 @@ static int id_ok(const char *id)
            tdsx__node_name_ok(tdsx_bytes(id + TDSX_USCC_LEN + 1, n - TDSX_USCC_LEN - 1));
 }
 
+/* /metrics tells anyone who can connect about the node's traffic: loopback unless the
+ * operator says otherwise (SPEC §15 "a local HTTP port"). */
+static int loopback_addr(const char *addr)
+{
+    char host[TDSX_HOST_MAX + 1];
+    int port;
+    if (tdsx_config_split_addr(addr, host, sizeof host, &port) != 0)
+        return 0;
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
 int tdsx_config_parse(tdsx_config_t *c, const char *text, size_t n, const char *base_dir,
                       tdsx_config_diags_t *d)
 {
@@ -371,7 +416,7 @@ int tdsx_config_parse(tdsx_config_t *c, const char *text, size_t n, const char *
             diag(d, line, TDSX_E_CONFIG, "%s: missing value", k->name);
             continue;
         }
-        if (k->type != K_PEER && k->type != K_CRL && seen_line[ki]) {
+        if (k->type != K_PEER && k->type != K_CRL && k->type != K_URL && seen_line[ki]) {
             diag(d, line, TDSX_E_CONFIG, "%s: already set on line %u", k->name, seen_line[ki]);
             continue;
         }
@@ -388,6 +433,10 @@ int tdsx_config_parse(tdsx_config_t *c, const char *text, size_t n, const char *
     if (c->witness && !id_ok(c->witness))
         diag(d, seen_line[key_index("witness")], TDSX_E_CONFIG,
              "witness: '%.64s' is not <USCC>/<node>", c->witness);
+    if (c->http_listen && !c->http_public && !loopback_addr(c->http_listen))
+        diag(d, seen_line[key_index("http_listen")], TDSX_E_CONFIG,
+             "http_listen: %.64s is not a loopback address (set http_public yes to serve it)",
+             c->http_listen);
     if (!c->control_socket && c->data_dir) {
         tdsx_buf_t b;
         tdsx_buf_init(&b, 8192);
@@ -441,6 +490,9 @@ void tdsx_config_free(tdsx_config_t *c)
     tdsx_free(c->policy);
     tdsx_free(c->taxonomy);
     tdsx_free(c->witness);
+    tdsx_free(c->publish_dir);
+    for (size_t i = 0; i < c->n_bundle_urls; i++)
+        tdsx_free(c->bundle_urls[i]);
     for (size_t i = 0; i < c->n_crls; i++)
         tdsx_free(c->crls[i]);
     for (size_t i = 0; i < c->n_peers; i++) {

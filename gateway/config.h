@@ -19,6 +19,7 @@
 #define TDSX_CONFIG_MAX_PEERS 256
 #define TDSX_CONFIG_MAX_CRLS 16
 #define TDSX_RECEIPT_TIMEOUT_DEFAULT_MS 30000u /* config receipt_timeout; SPEC §10 NRD */
+#define TDSX_CONFIG_MAX_BUNDLE_URLS 8          /* bundle_url mirrors */
 
 typedef struct tdsx_config_peer_s {
     char *id;      /* "<USCC>/<node>" */
@@ -61,6 +62,15 @@ typedef struct tdsx_config_s {
     /* Transparency log (SPEC §11, gateway/log.h). */
     uint64_t checkpoint_interval_ms; /* publish a checkpoint this often when the log grew */
     char *witness; /* "<USCC>/<node>" of the centre that cosigns our checkpoints; NULL: none */
+
+    /* HTTP endpoint (gateway/http.h) and bundle fetching (SPEC §3). */
+    int http_public;          /* `http_public yes`: http_listen may be a non-loopback address */
+    uint64_t http_timeout_ms; /* a client that has not sent a whole request by then is closed */
+    uint64_t http_max_connections; /* HTTP clients at once; more are closed on accept */
+    char *publish_dir;             /* files served at /pub/NAME; NULL: /pub/ serves nothing */
+    char *bundle_urls[TDSX_CONFIG_MAX_BUNDLE_URLS]; /* mirrors, tried in order; http(s):// */
+    size_t n_bundle_urls;
+    uint64_t bundle_refresh_ms; /* how often the mirrors are asked for a newer bundle */
 } tdsx_config_t;
 
 /* One problem found in a config file. */
