@@ -32,7 +32,7 @@ static const struct {
     size_t items;
 } entry_types[] = {
     {NULL, 0},  {"receipt", 2},         {"nrd", 2}, {"agreement", 7}, {"policy", 3},
-    {"key", 2}, {"witness-refusal", 4},
+    {"key", 2}, {"witness-refusal", 4}, {"report", 2},
 };
 #define N_ENTRY_TYPES (sizeof entry_types / sizeof entry_types[0])
 

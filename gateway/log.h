@@ -51,6 +51,9 @@
  *                           every start
  *     WITNESS_REFUSAL (6)   node id, error name, the checkpoint last cosigned for it (note, may
  *                           be empty), the refused checkpoint (note as submitted)
+ *     REPORT (7)            the node's trust-status report (signed note, report.h), the
+ *                           centre's cosigned checkpoint it stated (note; empty when the
+ *                           report is made, set in the entry logged once the centre answers)
  *
  * Everything here runs on the node's loop thread unless a comment says otherwise.
  */
@@ -77,7 +80,8 @@ typedef enum {
     TDSX_LOG_ENTRY_AGREEMENT = 3,
     TDSX_LOG_ENTRY_POLICY = 4,
     TDSX_LOG_ENTRY_KEY = 5,
-    TDSX_LOG_ENTRY_WITNESS_REFUSAL = 6
+    TDSX_LOG_ENTRY_WITNESS_REFUSAL = 6,
+    TDSX_LOG_ENTRY_REPORT = 7
 } tdsx_log_entry_type_t;
 
 /* An entry as its parts: the views are borrowed (from the caller, or from the parsed bytes). */
@@ -89,7 +93,8 @@ typedef struct tdsx_log_entry_s {
 
 /* ---- pure functions (no I/O; exposed for tests and tools) ----------------------------------- */
 
-/* "receipt", "nrd", "agreement", "policy", "key", "witness-refusal"; NULL for other types. */
+/* "receipt", "nrd", "agreement", "policy", "key", "witness-refusal", "report"; NULL for other
+ * types. */
 const char *tdsx__log_entry_type_name(uint8_t type);
 /* The number of items an entry of this type has; 0 for an unknown type. */
 size_t tdsx__log_entry_items(uint8_t type);
