@@ -93,5 +93,8 @@ int tdsx_cmd_log_status(int argc, char **argv);
 int tdsx_cmd_log_proof(int argc, char **argv);
 int tdsx_cmd_log_consistency(int argc, char **argv);
 int tdsx_cmd_log_verify_proof(int argc, char **argv);
+/* gateway/cmd_audit.c */
+int tdsx_cmd_audit_export(int argc, char **argv);
+int tdsx_cmd_audit_verify(int argc, char **argv);
 
 #endif

@@ -35,6 +35,8 @@ static const tdsx_cmd_t commands[] = {
     {"log", "consistency", tdsx_cmd_log_consistency,
      "print a consistency proof from an earlier size (a proof file)"},
     {"log", "verify-proof", tdsx_cmd_log_verify_proof, "check a proof file offline"},
+    {"audit", "export", tdsx_cmd_audit_export, "write the node's evidence bundle for auditors"},
+    {"audit", "verify", tdsx_cmd_audit_verify, "verify an evidence bundle offline (anchor only)"},
     {"bench", "send", tdsx_cmd_bench_send, "load generator: N sends, C in flight; rate, latency"},
 };
 

@@ -1,0 +1,1713 @@
+/*
+ * audit.c — evidence export and offline verification (SPEC §13). The layout is in audit.h.
+ *
+ * The verifier trusts only the anchor: the node's sign certificate must chain to it before its
+ * key opens a checkpoint; the tiles must reproduce the signed root (RFC 9162 §2.1.1) before an
+ * entry counts; every receipt half must verify under a certificate that chains to the anchor
+ * and was not revoked when the statement says it was signed. The MANIFEST only detects damage
+ * in transit: it is unsigned, so every check below stands on signatures, not on it.
+ */
+#include "audit.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sqlite3.h>
+
+#include "certs.h"
+#include "crypto.h"
+#include "gateway.h"
+#include "log.h"
+#include "proto.h"
+#include "statement.pb-c.h"
+#include "tlog.h"
+
+#define PATH_CAP 4096
+#define TILE_W 256u
+#define ENTRIES_LEVEL (-1)
+#define EXPORT_RETRIES 10
+#define CERTS_MAX 4096u
+#define VERIFIER_CACHE 4096u
+#define LEVELS_MAX 8
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+const char *tdsx_audit_result_name(tdsx_audit_result_t r)
+{
+    return r == TDSX_AUDIT_PASS ? "PASS" : r == TDSX_AUDIT_FAIL ? "FAIL" : "INDETERMINATE";
+}
+
+/* C2SP tlog-tiles tile index: 3-digit groups, all but the last prefixed with 'x'. */
+static int index_path(char *out, size_t size, uint64_t index)
+{
+    unsigned g[8];
+    size_t k = 0, used = 0;
+    do {
+        g[k++] = (unsigned)(index % 1000);
+        index /= 1000;
+    } while (index && k < 8);
+    for (size_t i = k; i-- > 0;) {
+        int w = snprintf(out + used, size - used, i ? "x%03u/" : "%03u", g[i]);
+        if (w < 0 || (size_t)w >= size - used)
+            return TDSX_E_TOOBIG;
+        used += (size_t)w;
+    }
+    return 0;
+}
+
+/* "log/tile/<L>/<N>[.p/<W>]" relative to the evidence or log parent. */
+static int tile_rel(char *out, size_t size, const char *prefix, int level, uint64_t index,
+                    unsigned width)
+{
+    char n[48], lv[16];
+    int rc = index_path(n, sizeof n, index);
+    if (rc)
+        return rc;
+    if (level == ENTRIES_LEVEL)
+        snprintf(lv, sizeof lv, "entries");
+    else
+        snprintf(lv, sizeof lv, "%d", level);
+    int w = width ? snprintf(out, size, "%s/tile/%s/%s.p/%u", prefix, lv, n, width)
+                  : snprintf(out, size, "%s/tile/%s/%s", prefix, lv, n);
+    return w < 0 || (size_t)w >= size ? TDSX_E_TOOBIG : 0;
+}
+
+static int join(char *out, const char *a, const char *b)
+{
+    int w = snprintf(out, PATH_CAP, "%s/%s", a, b);
+    return w < 0 || w >= PATH_CAP ? TDSX_E_TOOBIG : 0;
+}
+
+/* mkdir -p for the parents of path (0700). */
+static int mkparents(const char *path)
+{
+    char p[PATH_CAP];
+    size_t n = strlen(path);
+    if (n >= sizeof p)
+        return TDSX_E_TOOBIG;
+    memcpy(p, path, n + 1);
+    for (size_t i = 1; i < n; i++) {
+        if (p[i] != '/')
+            continue;
+        p[i] = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST)
+            return -errno;
+        p[i] = '/';
+    }
+    return 0;
+}
+
+static int64_t asn1_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
+/* A cursor over a file read whole; *data is tdsx_free'd by the caller (may be NULL if empty). */
+static int read_all(const char *path, uint8_t **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    return tdsx_file_read(path, TDSX_AUDIT_FILE_MAX, data, len);
+}
+
+/* Takes the first `count` be16-length entries of a bundle; *n is their byte length. */
+static int bundle_prefix(tdsx_bytes_t b, unsigned count, size_t *n)
+{
+    tdsx_bytes_t c = b;
+    for (unsigned i = 0; i < count; i++) {
+        uint16_t l;
+        if (tdsx_bytes_u16be(&c, &l) != 0 || tdsx_bytes_skip(&c, l) != 0)
+            return TDSX_E_LOG_CORRUPT;
+    }
+    *n = b.n - c.n;
+    return 0;
+}
+
+/* ---- export ------------------------------------------------------------------------------- */
+
+typedef struct {
+    char *rel;
+    char hex[2 * TDSX_HASH_LEN + 1];
+} mfile_t;
+
+typedef struct {
+    const tdsx_config_t *cfg;
+    const char *out;
+    char logdir[PATH_CAP];
+    mfile_t *files;
+    size_t nfiles, afiles;
+    uint8_t (*fps)[32]; /* peer certificates already written */
+    size_t nfps;
+} exporter_t;
+
+static int put_file(exporter_t *x, const char *rel, const void *p, size_t n)
+{
+    char path[PATH_CAP];
+    int rc = join(path, x->out, rel);
+    if (rc == 0)
+        rc = mkparents(path);
+    if (rc)
+        return rc;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno == EEXIST ? TDSX_E_EXISTS : -errno;
+    const uint8_t *q = p;
+    size_t left = n;
+    while (left) {
+        ssize_t w = write(fd, q, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            rc = w < 0 ? -errno : TDSX_E_IO;
+            break;
+        }
+        q += w;
+        left -= (size_t)w;
+    }
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc)
+        return rc;
+    if (x->nfiles == x->afiles) {
+        size_t na = x->afiles ? 2 * x->afiles : 64;
+        mfile_t *f = tdsx_reallocarray(x->files, na, sizeof *f);
+        if (!f)
+            return TDSX_E_NOMEM;
+        x->files = f;
+        x->afiles = na;
+    }
+    uint8_t h[TDSX_HASH_LEN];
+    if ((rc = tdsx_sha256(p, n, h)) != 0)
+        return rc;
+    size_t rl = strlen(rel);
+    char *r = tdsx_malloc(rl + 1);
+    if (!r)
+        return TDSX_E_NOMEM;
+    memcpy(r, rel, rl + 1);
+    x->files[x->nfiles].rel = r;
+    tdsx_hex_encode(x->files[x->nfiles].hex, h, sizeof h);
+    x->nfiles++;
+    return 0;
+}
+
+/* Copies a file when it exists (0 either way; *found says which). */
+static int copy_file(exporter_t *x, const char *src, const char *rel, int *found)
+{
+    uint8_t *d = NULL;
+    size_t n = 0;
+    int rc = read_all(src, &d, &n);
+    if (found)
+        *found = rc == 0;
+    if (rc == TDSX_E_NOTFOUND)
+        return 0;
+    if (rc == 0)
+        rc = put_file(x, rel, d, n);
+    tdsx_free(d);
+    return rc;
+}
+
+/*
+ * Reads the first `count` hashes (level >= 0) or entries (entries level) of tile `k` as the
+ * tree of `count` in that tile needs them. A live daemon removes a partial tile once a wider
+ * one is written, so a missing file is looked for as a wider partial or the full tile: a
+ * tile's prefix never changes (c2sp.org/tlog-tiles).
+ */
+static int read_tile(exporter_t *x, int level, uint64_t k, unsigned count, uint8_t **data,
+                     size_t *len)
+{
+    char path[PATH_CAP];
+    int rc = TDSX_E_NOTFOUND;
+    /* The exact width first, then wider partials, then the full tile (width 0 in its name). */
+    for (unsigned w = count == TILE_W ? TILE_W : count; w <= TILE_W && rc == TDSX_E_NOTFOUND; w++) {
+        if ((rc = tile_rel(path, sizeof path, x->logdir, level, k, w == TILE_W ? 0 : w)) != 0)
+            return rc;
+        tdsx_free(*data);
+        *data = NULL;
+        rc = read_all(path, data, len);
+    }
+    if (rc)
+        return rc;
+    if (level == ENTRIES_LEVEL)
+        return bundle_prefix(tdsx_bytes(*data, *len), count, len);
+    if (*len < (size_t)count * TDSX_HASH_LEN)
+        return TDSX_E_LOG_CORRUPT;
+    *len = (size_t)count * TDSX_HASH_LEN;
+    return 0;
+}
+
+/* Writes every tile of the tree of `size` (entry bundles only for [from, to)); fills leaves. */
+static int export_tiles(exporter_t *x, uint64_t size, uint64_t from, uint64_t to,
+                        tdsx_hash_t *leaves)
+{
+    char rel[PATH_CAP];
+    uint8_t *d = NULL;
+    size_t n = 0;
+    int rc = 0;
+    for (int level = 0; level < LEVELS_MAX && rc == 0; level++) {
+        uint64_t count = size >> (8 * level);
+        if (count == 0)
+            break;
+        for (uint64_t k = 0; k * TILE_W < count && rc == 0; k++) {
+            unsigned w = (unsigned)(count - k * TILE_W >= TILE_W ? TILE_W : count - k * TILE_W);
+            if ((rc = read_tile(x, level, k, w, &d, &n)) != 0 ||
+                (rc = tile_rel(rel, sizeof rel, "log", level, k, w == TILE_W ? 0 : w)) != 0 ||
+                (rc = put_file(x, rel, d, n)) != 0)
+                break;
+            if (level == 0)
+                memcpy(leaves + k * TILE_W, d, n);
+        }
+    }
+    for (uint64_t k = from / TILE_W; rc == 0 && k * TILE_W < to; k++) {
+        unsigned w = (unsigned)(size - k * TILE_W >= TILE_W ? TILE_W : size - k * TILE_W);
+        if ((rc = read_tile(x, ENTRIES_LEVEL, k, w, &d, &n)) != 0 ||
+            (rc = tile_rel(rel, sizeof rel, "log", ENTRIES_LEVEL, k, w == TILE_W ? 0 : w)) != 0)
+            break;
+        rc = put_file(x, rel, d, n);
+    }
+    tdsx_free(d);
+    return rc == TDSX_E_NOTFOUND ? TDSX_E_LOG_CORRUPT : rc;
+}
+
+/* Size and root of a checkpoint note, unverified (the exporter only needs the numbers). */
+static int peek_checkpoint(tdsx_bytes_t msg, uint64_t *size, tdsx_hash_t *root)
+{
+    tdsx_note_t *note = NULL;
+    tdsx_checkpoint_t cp;
+    int rc = tdsx_note_parse(msg, &note);
+    if (rc == 0 && (rc = tdsx_checkpoint_parse(tdsx_note_text(note), &cp)) == 0) {
+        *size = cp.size;
+        if (root)
+            *root = cp.root;
+    }
+    tdsx_note_free(note);
+    return rc;
+}
+
+static int put_proof(exporter_t *x, const tdsx_hash_t *leaves, uint64_t m, uint64_t n)
+{
+    tdsx_hash_t proof[TDSX_MERKLE_CONSISTENCY_MAX];
+    size_t len = 0;
+    char rel[64], hex[2 * TDSX_HASH_LEN + 1];
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 8192);
+    int rc = 0;
+    if (m > 0 && m < n)
+        rc = tdsx_merkle_consistency_proof(leaves, (size_t)n, (size_t)m, proof, &len);
+    if (rc == 0)
+        rc = tdsx_buf_printf(&b, "tdsx-consistency v1 %llu %llu\n", (unsigned long long)m,
+                             (unsigned long long)n);
+    for (size_t i = 0; rc == 0 && i < len; i++) {
+        tdsx_hex_encode(hex, proof[i].b, TDSX_HASH_LEN);
+        rc = tdsx_buf_printf(&b, "%s\n", hex);
+    }
+    snprintf(rel, sizeof rel, "proofs/%llu-%llu", (unsigned long long)m, (unsigned long long)n);
+    if (rc == 0)
+        rc = put_file(x, rel, b.p, b.len);
+    tdsx_buf_free(&b);
+    return rc == TDSX_E_EXISTS ? 0 : rc;
+}
+
+static int put_der(exporter_t *x, const void *der, size_t n, const char *rel_or_null)
+{
+    uint8_t fp[32];
+    char rel[128], hex[65];
+    int rc = tdsx_sha256(der, n, fp);
+    if (rc || n == 0)
+        return rc;
+    if (rel_or_null)
+        return put_file(x, rel_or_null, der, n);
+    for (size_t i = 0; i < x->nfps; i++)
+        if (memcmp(x->fps[i], fp, 32) == 0)
+            return 0;
+    if (x->nfps >= CERTS_MAX)
+        return 0;
+    if (!x->fps && !(x->fps = tdsx_calloc(CERTS_MAX, 32)))
+        return TDSX_E_NOMEM;
+    memcpy(x->fps[x->nfps++], fp, 32);
+    tdsx_hex_encode(hex, fp, 32);
+    snprintf(rel, sizeof rel, "certs/peers/%s.der", hex);
+    return put_file(x, rel, der, n);
+}
+
+/* Counterparts' sign certificates from the node's SQLite store, opened read-only (WAL lets
+ * the daemon keep writing). A store that is not there is not an error: no counterparts. */
+static int export_peer_certs(exporter_t *x)
+{
+    char path[PATH_CAP];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = join(path, x->cfg->data_dir, "meta.db");
+    if (rc)
+        return rc;
+    if (access(path, R_OK) != 0)
+        return 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        rc = TDSX_E_IO;
+        goto done;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    static const char *const queries[] = {"SELECT peer, der FROM peer_certs",
+                                          "SELECT '', sender_cert FROM receipts",
+                                          "SELECT '', receiver_cert FROM receipts"};
+    for (size_t q = 0; q < sizeof queries / sizeof queries[0] && rc == 0; q++) {
+        if (sqlite3_prepare_v2(db, queries[q], -1, &st, NULL) != SQLITE_OK) {
+            rc = TDSX_E_IO;
+            break;
+        }
+        int s;
+        while (rc == 0 && (s = sqlite3_step(st)) == SQLITE_ROW) {
+            const void *der = sqlite3_column_blob(st, 1);
+            size_t n = (size_t)sqlite3_column_bytes(st, 1);
+            const char *peer = (const char *)sqlite3_column_text(st, 0);
+            if (!der || !n)
+                continue;
+            rc = put_der(x, der, n, NULL);
+            if (rc == 0 && x->cfg->witness && peer && strcmp(peer, x->cfg->witness) == 0)
+                rc = put_der(x, der, n, "certs/witness.der");
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+done:
+    sqlite3_close(db);
+    return rc;
+}
+
+static int cmp_mfile(const void *a, const void *b)
+{
+    return strcmp(((const mfile_t *)a)->rel, ((const mfile_t *)b)->rel);
+}
+
+static int export_reports(exporter_t *x)
+{
+    char dir[PATH_CAP], src[PATH_CAP], rel[PATH_CAP];
+    int rc = join(dir, x->cfg->data_dir, "reports");
+    if (rc)
+        return rc;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        struct stat sb;
+        if (de->d_name[0] == '.' || join(src, dir, de->d_name) != 0 || stat(src, &sb) != 0 ||
+            !S_ISREG(sb.st_mode))
+            continue;
+        snprintf(rel, sizeof rel, "reports/%s", de->d_name);
+        rc = copy_file(x, src, rel, NULL);
+    }
+    closedir(d);
+    return rc;
+}
+
+int tdsx_audit_export(const tdsx_config_t *cfg, const char *out, uint64_t from, uint64_t to)
+{
+    if (!cfg || !out || !cfg->data_dir || from > to)
+        return TDSX_E_INVAL;
+    exporter_t x = {cfg, out, {0}, NULL, 0, 0, NULL, 0};
+    uint8_t *pub = NULL, *cos = NULL, *head = NULL;
+    size_t npub = 0, ncos = 0, nhead = 0;
+    tdsx_hash_t *leaves = NULL;
+    tdsx_buf_t m;
+    tdsx_buf_init(&m, TDSX_AUDIT_FILE_MAX);
+    char path[PATH_CAP], rel[64];
+    int rc;
+    if ((rc = join(x.logdir, cfg->data_dir, TDSX_LOG_DIR)) != 0)
+        return rc;
+    if (mkdir(out, 0700) != 0) {
+        DIR *d;
+        struct dirent *de;
+        int empty = 1;
+        if (errno != EEXIST || !(d = opendir(out)))
+            return -errno;
+        while ((de = readdir(d)) != NULL)
+            empty &= strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+        closedir(d);
+        if (!empty)
+            return TDSX_E_EXISTS;
+    }
+    /* Published and cosigned first: the head read after them is at least as large. */
+    uint64_t spub = 0, scos = 0, size = 0;
+    tdsx_hash_t root;
+    if ((rc = join(path, cfg->data_dir, TDSX_LOG_PUBLISHED_FILE)) != 0)
+        goto done;
+    rc = read_all(path, &pub, &npub);
+    if (rc == 0 && (rc = peek_checkpoint(tdsx_bytes(pub, npub), &spub, NULL)) != 0)
+        goto done;
+    if (rc && rc != TDSX_E_NOTFOUND)
+        goto done;
+    if ((rc = join(path, cfg->data_dir, TDSX_LOG_COSIGNED_FILE)) != 0)
+        goto done;
+    rc = read_all(path, &cos, &ncos);
+    if (rc == 0 && (rc = peek_checkpoint(tdsx_bytes(cos, ncos), &scos, NULL)) != 0)
+        goto done;
+    if (rc && rc != TDSX_E_NOTFOUND)
+        goto done;
+    rc = TDSX_E_NOTFOUND;
+    for (int attempt = 0; attempt < EXPORT_RETRIES; attempt++) {
+        /* A retry starts the tiles over: forget what the failed attempt wrote. */
+        for (size_t i = 0; i < x.nfiles; i++) {
+            if (join(path, out, x.files[i].rel) == 0)
+                unlink(path);
+            tdsx_free(x.files[i].rel);
+        }
+        x.nfiles = 0;
+        tdsx_free(head);
+        head = NULL;
+        if ((rc = join(path, x.logdir, "checkpoint")) != 0 ||
+            (rc = read_all(path, &head, &nhead)) != 0 ||
+            (rc = peek_checkpoint(tdsx_bytes(head, nhead), &size, &root)) != 0)
+            goto done;
+        if (from > size) {
+            rc = TDSX_E_INVAL;
+            goto done;
+        }
+        uint64_t end = to > size ? size : to;
+        tdsx_free(leaves);
+        if (!(leaves = tdsx_calloc(size ? (size_t)size : 1, sizeof *leaves))) {
+            rc = TDSX_E_NOMEM;
+            goto done;
+        }
+        rc = export_tiles(&x, size, from, end, leaves);
+        tdsx_hash_t check;
+        if (rc == 0 && (rc = tdsx_merkle_root(leaves, (size_t)size, &check)) == 0 &&
+            memcmp(check.b, root.b, TDSX_HASH_LEN) != 0)
+            rc = TDSX_E_LOG_CORRUPT;
+        if (rc != TDSX_E_LOG_CORRUPT)
+            break;
+        usleep(100000); /* the daemon was growing the log under us */
+    }
+    if (rc)
+        goto done;
+    uint64_t end = to > size ? size : to;
+    if ((rc = put_file(&x, "log/checkpoint", head, nhead)) != 0 ||
+        (pub && (rc = put_file(&x, "checkpoints/published", pub, npub)) != 0) ||
+        (cos && (rc = put_file(&x, "checkpoints/cosigned", cos, ncos)) != 0))
+        goto done;
+    /* Successive checkpoints: cosigned -> published -> head. */
+    uint64_t sizes[3];
+    size_t ns = 0;
+    if (cos && scos <= size)
+        sizes[ns++] = scos;
+    if (pub && spub <= size)
+        sizes[ns++] = spub;
+    sizes[ns++] = size;
+    for (size_t i = 0; i + 1 < ns && rc == 0; i++)
+        if (sizes[i] <= sizes[i + 1])
+            rc = put_proof(&x, leaves, sizes[i], sizes[i + 1]);
+    if (rc)
+        goto done;
+    static const char *const creds[] = {TDSX_CRED_SIGN_CERT, TDSX_CRED_AUTH_CERT, TDSX_CRED_CHAIN,
+                                        TDSX_CRED_ROOT};
+    for (size_t i = 0; i < sizeof creds / sizeof creds[0] && cfg->credentials; i++) {
+        snprintf(rel, sizeof rel, "certs/%s", creds[i]);
+        if ((rc = join(path, cfg->credentials, creds[i])) != 0 ||
+            (rc = copy_file(&x, path, rel, NULL)) != 0)
+            goto done;
+    }
+    if ((rc = export_peer_certs(&x)) != 0)
+        goto done;
+    for (size_t i = 0; i < cfg->n_crls; i++) {
+        snprintf(rel, sizeof rel, "crls/%zu.pem", i);
+        if ((rc = copy_file(&x, cfg->crls[i], rel, NULL)) != 0)
+            goto done;
+    }
+    if ((rc = join(path, cfg->data_dir, "bundle.current")) != 0 ||
+        (rc = copy_file(&x, path, "bundles/bundle.current", NULL)) != 0 ||
+        (rc = export_reports(&x)) != 0)
+        goto done;
+    qsort(x.files, x.nfiles, sizeof *x.files, cmp_mfile);
+    char id[TDSX_ID_SIZE] = "";
+    {
+        tdsx_note_t *note = NULL;
+        tdsx_checkpoint_t cp;
+        if (tdsx_note_parse(tdsx_bytes(head, nhead), &note) == 0 &&
+            tdsx_checkpoint_parse(tdsx_note_text(note), &cp) == 0 && cp.origin.n < sizeof id)
+            memcpy(id, cp.origin.p, cp.origin.n);
+        tdsx_note_free(note);
+    }
+    rc = tdsx_buf_printf(&m, "%s\nnode %s\nsize %llu\nfrom %llu\nto %llu\nexported_at %lld\n",
+                         TDSX_AUDIT_MAGIC, id, (unsigned long long)size, (unsigned long long)from,
+                         (unsigned long long)end, (long long)tdsx_now());
+    for (size_t i = 0; rc == 0 && i < x.nfiles; i++)
+        rc = tdsx_buf_printf(&m, "%s %s\n", x.files[i].hex, x.files[i].rel);
+    if (rc == 0 && (rc = join(path, out, TDSX_AUDIT_MANIFEST)) == 0)
+        rc = tdsx_file_write(path, m.p, m.len, 0600, 0);
+done:
+    for (size_t i = 0; i < x.nfiles; i++)
+        tdsx_free(x.files[i].rel);
+    tdsx_free(x.files);
+    tdsx_free(x.fps);
+    tdsx_free(leaves);
+    tdsx_free(pub);
+    tdsx_free(cos);
+    tdsx_free(head);
+    tdsx_buf_free(&m);
+    return rc;
+}
+
+/* ---- verification ------------------------------------------------------------------------- */
+
+typedef struct {
+    X509 *x;
+    uint8_t fp[32];
+    tdsx_hash_t key_id;
+    tdsx_identity_t id;
+    char ids[TDSX_ID_SIZE];
+    int64_t nb, na;
+    int64_t revoked_at; /* 0: not revoked by any CRL in the evidence */
+    int base_rc;        /* chain, purpose, role, subject at a time inside its validity */
+} cert_t;
+
+typedef struct {
+    int present, ok;
+    uint64_t size;
+    tdsx_hash_t root;
+    const char *name;
+} cp_t;
+
+typedef struct {
+    tdsx_audit_cb cb;
+    void *ud;
+    tdsx_audit_summary_t sum;
+    const char *dir;
+    /* MANIFEST header */
+    char node[TDSX_ID_SIZE];
+    uint64_t size, from, to;
+    int64_t exported_at, at;
+    /* trust */
+    tdsx_trust_t *trust, *nocrl;
+    STACK_OF(X509) *cas;
+    STACK_OF(X509_CRL) *crls;
+    cert_t *certs;
+    size_t ncerts;
+    cert_t *node_cert, *witness_cert;
+    int node_ok;
+    tdsx_note_verifier_t node_v, witness_v;
+    /* the tree */
+    cp_t head, published, cosigned;
+    tdsx_hash_t *leaves;
+    int tree_ok;
+    /* entries */
+    tdsx_verifier_t *v;
+    tdsx_arena_t *arena;
+    uint64_t n_receipt, n_nrd, n_key, n_fail_entries;
+    uint64_t f_receipt, f_nrd, f_key;
+} audit_t;
+
+static void report(audit_t *a, tdsx_audit_result_t r, const char *check, const char *where,
+                   const char *fmt, ...) TDSX_PRINTF(5, 6);
+
+static void report(audit_t *a, tdsx_audit_result_t r, const char *check, const char *where,
+                   const char *fmt, ...)
+{
+    char detail[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    if (r == TDSX_AUDIT_PASS)
+        a->sum.pass++;
+    else if (r == TDSX_AUDIT_FAIL)
+        a->sum.fail++;
+    else
+        a->sum.indeterminate++;
+    if (a->cb)
+        a->cb(a->ud, r, check, where ? where : "", detail);
+}
+
+static int path_of(const audit_t *a, const char *rel, char *out)
+{
+    return join(out, a->dir, rel);
+}
+
+static int read_rel(const audit_t *a, const char *rel, uint8_t **d, size_t *n)
+{
+    char p[PATH_CAP];
+    int rc = path_of(a, rel, p);
+    return rc ? rc : read_all(p, d, n);
+}
+
+/* ---- manifest ---- */
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+static int safe_rel(const char *s)
+{
+    if (!*s || *s == '/' || strstr(s, "..") || strstr(s, "//"))
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-' || *s == '/'))
+            return 0;
+    return 1;
+}
+
+/* Every regular file under dir/rel not in the sorted list is reported. */
+static void walk_unlisted(audit_t *a, const char *rel, char **listed, size_t n, int depth)
+{
+    char p[PATH_CAP], sub[PATH_CAP];
+    if (depth > 16 || (rel[0] ? path_of(a, rel, p) : (snprintf(p, sizeof p, "%s", a->dir), 0)))
+        return;
+    DIR *d = opendir(p);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        int w = rel[0] ? snprintf(sub, sizeof sub, "%s/%s", rel, de->d_name)
+                       : snprintf(sub, sizeof sub, "%s", de->d_name);
+        if (w < 0 || (size_t)w >= sizeof sub)
+            continue;
+        char full[PATH_CAP];
+        struct stat sb;
+        if (path_of(a, sub, full) != 0 || lstat(full, &sb) != 0)
+            continue;
+        if (S_ISDIR(sb.st_mode)) {
+            walk_unlisted(a, sub, listed, n, depth + 1);
+            continue;
+        }
+        if (strcmp(sub, TDSX_AUDIT_MANIFEST) == 0)
+            continue;
+        char *key = sub;
+        if (!bsearch(&key, listed, n, sizeof *listed, cmp_str))
+            report(a, TDSX_AUDIT_FAIL, "manifest", sub, "file is not listed in the MANIFEST");
+    }
+    closedir(d);
+}
+
+static int check_manifest(audit_t *a)
+{
+    uint8_t *m = NULL;
+    size_t n = 0;
+    char **listed = NULL;
+    size_t nl = 0, bad = 0;
+    int rc = read_rel(a, TDSX_AUDIT_MANIFEST, &m, &n);
+    if (rc)
+        return rc;
+    if (!(listed = tdsx_calloc(n / 66 + 1, sizeof *listed))) {
+        tdsx_free(m);
+        return TDSX_E_NOMEM;
+    }
+    char *s = (char *)m, *end = s + n;
+    int first = 1;
+    while (s && s < end) {
+        char *nl_ = memchr(s, '\n', (size_t)(end - s));
+        if (!nl_)
+            break;
+        *nl_ = '\0';
+        char *line = s;
+        s = nl_ + 1;
+        if (first) {
+            first = 0;
+            if (strcmp(line, TDSX_AUDIT_MAGIC) != 0) {
+                report(a, TDSX_AUDIT_FAIL, "manifest", TDSX_AUDIT_MANIFEST,
+                       "not a tdsx evidence manifest");
+                bad++;
+            }
+            continue;
+        }
+        size_t ll = strlen(line);
+        int hashline = ll > 2 * TDSX_HASH_LEN + 1 && line[2 * TDSX_HASH_LEN] == ' ' &&
+                       strspn(line, "0123456789abcdef") == 2 * TDSX_HASH_LEN;
+        if (!hashline) {
+            char *sp = strchr(line, ' ');
+            unsigned long long v = 0;
+            if (!sp) {
+                report(a, TDSX_AUDIT_FAIL, "manifest", TDSX_AUDIT_MANIFEST, "malformed line");
+                bad++;
+                continue;
+            }
+            *sp = '\0';
+            const char *arg = sp + 1;
+            if (strcmp(line, "node") == 0)
+                snprintf(a->node, sizeof a->node, "%s", arg);
+            else if (sscanf(arg, "%llu", &v) == 1 && strcmp(line, "size") == 0)
+                a->size = v;
+            else if (sscanf(arg, "%llu", &v) == 1 && strcmp(line, "from") == 0)
+                a->from = v;
+            else if (sscanf(arg, "%llu", &v) == 1 && strcmp(line, "to") == 0)
+                a->to = v;
+            else if (sscanf(arg, "%llu", &v) == 1 && strcmp(line, "exported_at") == 0)
+                a->exported_at = (int64_t)v;
+            continue;
+        }
+        uint8_t want[TDSX_HASH_LEN], got[TDSX_HASH_LEN];
+        char *rel = line + 2 * TDSX_HASH_LEN + 1;
+        line[2 * TDSX_HASH_LEN] = '\0';
+        if (tdsx_hex_decode(want, sizeof want, line) != 0 || !safe_rel(rel)) {
+            report(a, TDSX_AUDIT_FAIL, "manifest", TDSX_AUDIT_MANIFEST, "malformed line");
+            bad++;
+            continue;
+        }
+        listed[nl++] = rel;
+        uint8_t *d = NULL;
+        size_t dn = 0;
+        int frc = read_rel(a, rel, &d, &dn);
+        if (frc == 0)
+            frc = tdsx_sha256(d, dn, got);
+        tdsx_free(d);
+        if (frc) {
+            report(a, TDSX_AUDIT_FAIL, "manifest", rel, "listed file cannot be read: %s",
+                   tdsx_err_name(frc));
+            bad++;
+        } else if (memcmp(want, got, sizeof got) != 0) {
+            report(a, TDSX_AUDIT_FAIL, "manifest", rel, "SHA-256 differs from the MANIFEST");
+            bad++;
+        }
+    }
+    qsort(listed, nl, sizeof *listed, cmp_str);
+    uint64_t before = a->sum.fail;
+    walk_unlisted(a, "", listed, nl, 0);
+    bad += (size_t)(a->sum.fail - before);
+    if (!bad)
+        report(a, TDSX_AUDIT_PASS, "manifest", "", "%zu files match their SHA-256", nl);
+    tdsx_free(listed);
+    tdsx_free(m);
+    return 0;
+}
+
+/* ---- trust: anchor, chain, CRLs, certificates ---- */
+
+static int load_pem_certs(const void *pem, size_t n, STACK_OF(X509) *into)
+{
+    BIO *bio = BIO_new_mem_buf(pem, (int)n);
+    X509 *x;
+    int count = 0;
+    if (!bio)
+        return TDSX_E_NOMEM;
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (!sk_X509_push(into, x)) {
+            X509_free(x);
+            break;
+        }
+        count++;
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    return count;
+}
+
+static int load_trust(audit_t *a, const char *anchor)
+{
+    uint8_t *pem = NULL, *chain = NULL;
+    size_t n = 0, nchain = 0;
+    int rc = read_all(anchor, &pem, &n);
+    if (rc)
+        return rc;
+    if (!(a->cas = sk_X509_new_null()) || !(a->crls = sk_X509_CRL_new_null())) {
+        rc = TDSX_E_NOMEM;
+        goto done;
+    }
+    int nanchors = load_pem_certs(pem, n, a->cas);
+    if (nanchors <= 0) {
+        rc = TDSX_E_CERT_PARSE;
+        goto done;
+    }
+    if ((rc = tdsx_trust_new(&a->trust)) != 0 || (rc = tdsx_trust_new(&a->nocrl)) != 0 ||
+        (rc = tdsx_trust_add_anchors_pem(a->trust, pem, n)) != 0 ||
+        (rc = tdsx_trust_add_anchors_pem(a->nocrl, pem, n)) != 0)
+        goto done;
+    report(a, TDSX_AUDIT_PASS, "anchor", anchor, "%d root certificate(s) trusted", nanchors);
+    /* Intermediates help build chains; as CRL issuers only those the anchor itself signed. */
+    if (read_rel(a, "certs/chain.pem", &chain, &nchain) == 0 && nchain) {
+        STACK_OF(X509) *inter = sk_X509_new_null();
+        if (!inter) {
+            rc = TDSX_E_NOMEM;
+            goto done;
+        }
+        load_pem_certs(chain, nchain, inter);
+        for (int i = 0; i < sk_X509_num(inter); i++) {
+            X509 *c = sk_X509_value(inter, i);
+            for (int j = 0; j < nanchors; j++) {
+                if (X509_verify(c, X509_get0_pubkey(sk_X509_value(a->cas, j))) == 1 &&
+                    X509_up_ref(c) == 1 && !sk_X509_push(a->cas, c))
+                    X509_free(c);
+            }
+        }
+        ERR_clear_error();
+        sk_X509_pop_free(inter, X509_free);
+        if (tdsx_trust_add_intermediates_pem(a->trust, chain, nchain) != 0 ||
+            tdsx_trust_add_intermediates_pem(a->nocrl, chain, nchain) != 0)
+            report(a, TDSX_AUDIT_FAIL, "cert-chain", "certs/chain.pem",
+                   "intermediate certificates do not parse");
+    }
+done:
+    tdsx_free(pem);
+    tdsx_free(chain);
+    return rc;
+}
+
+static void load_crls(audit_t *a)
+{
+    char dir[PATH_CAP];
+    int good = 0;
+    if (path_of(a, "crls", dir) != 0)
+        return;
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        char rel[PATH_CAP];
+        uint8_t *pem = NULL;
+        size_t n = 0;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(rel, sizeof rel, "crls/%s", de->d_name);
+        if (read_rel(a, rel, &pem, &n) != 0 || !n) {
+            tdsx_free(pem);
+            continue;
+        }
+        BIO *bio = BIO_new_mem_buf(pem, (int)n);
+        X509_CRL *crl;
+        int ok = 1, count = 0;
+        STACK_OF(X509_CRL) *mine = sk_X509_CRL_new_null();
+        while (bio && mine && (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+            int signed_ok = 0;
+            for (int j = 0; j < sk_X509_num(a->cas); j++) {
+                X509 *ca = sk_X509_value(a->cas, j);
+                if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0 &&
+                    X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+                    signed_ok = 1;
+            }
+            ok &= signed_ok;
+            count++;
+            if (!sk_X509_CRL_push(mine, crl))
+                X509_CRL_free(crl);
+        }
+        ERR_clear_error();
+        BIO_free(bio);
+        if (ok && count > 0 && tdsx_trust_add_crls_pem(a->trust, pem, n) == 0) {
+            X509_CRL *c;
+            while ((c = sk_X509_CRL_shift(mine)) != NULL)
+                if (!sk_X509_CRL_push(a->crls, c))
+                    X509_CRL_free(c);
+            report(a, TDSX_AUDIT_PASS, "crl", rel, "%d CRL(s) signed by the anchor's CAs", count);
+            good++;
+        } else {
+            report(a, TDSX_AUDIT_FAIL, "crl", rel,
+                   count ? "CRL not signed by a CA that chains to the anchor"
+                         : "file holds no CRL");
+        }
+        sk_X509_CRL_pop_free(mine, X509_CRL_free);
+        tdsx_free(pem);
+    }
+    if (d)
+        closedir(d);
+    if (good)
+        report(a, TDSX_AUDIT_PASS, "revocation", "", "revocation checked against %d CRL file(s)",
+               good);
+    else
+        report(a, TDSX_AUDIT_INDETERMINATE, "revocation", "",
+               "no CRL from the CA in the evidence: revocation not checked");
+}
+
+/* Adds a certificate (owned by the table afterwards) and judges it once. */
+static cert_t *cert_add(audit_t *a, X509 *x)
+{
+    uint8_t fp[32];
+    if (tdsx_cert_fingerprint(x, fp) != 0) {
+        X509_free(x);
+        return NULL;
+    }
+    for (size_t i = 0; i < a->ncerts; i++)
+        if (memcmp(a->certs[i].fp, fp, 32) == 0) {
+            X509_free(x);
+            return &a->certs[i];
+        }
+    if (a->ncerts >= CERTS_MAX) {
+        X509_free(x);
+        return NULL;
+    }
+    cert_t *c = &a->certs[a->ncerts++];
+    memset(c, 0, sizeof *c);
+    c->x = x;
+    memcpy(c->fp, fp, 32);
+    c->nb = asn1_time(X509_get0_notBefore(x));
+    c->na = asn1_time(X509_get0_notAfter(x));
+    tdsx_verify_opts_t o = {TDSX_PURPOSE_SIGN, TDSX_ROLE_NONE,
+                            c->nb + 1 <= c->na ? c->nb + 1 : c->nb, 0};
+    c->base_rc = tdsx_cert_verify(a->nocrl, x, NULL, &o, &c->id);
+    if (c->base_rc == 0) {
+        tdsx_identity_id(&c->id, c->ids, sizeof c->ids);
+        if (tdsx_key_id(c->id.pubkey, &c->key_id) != 0 ||
+            tdsx_verifier_add_key(a->v, c->id.pubkey) != 0)
+            c->base_rc = TDSX_E_CERT_KEY;
+    }
+    for (int i = 0; i < sk_X509_CRL_num(a->crls); i++) {
+        X509_REVOKED *rev = NULL;
+        if (X509_CRL_get0_by_cert(sk_X509_CRL_value(a->crls, i), &rev, x) == 1 && rev) {
+            int64_t t = asn1_time(X509_REVOKED_get0_revocationDate(rev));
+            if (!c->revoked_at || t < c->revoked_at)
+                c->revoked_at = t ? t : 1;
+        }
+    }
+    return c;
+}
+
+static cert_t *cert_add_der(audit_t *a, tdsx_bytes_t der)
+{
+    const uint8_t *p = der.p;
+    X509 *x = d2i_X509(NULL, &p, (long)der.n);
+    if (!x || p != der.p + der.n) {
+        X509_free(x);
+        ERR_clear_error();
+        return NULL;
+    }
+    return cert_add(a, x);
+}
+
+/* The certificate's standing at time t (SPEC §2, §13: status at the time). */
+static int cert_at(const cert_t *c, int64_t t)
+{
+    if (c->base_rc)
+        return c->base_rc;
+    if (t < c->nb)
+        return TDSX_E_CERT_NOT_YET_VALID;
+    if (t > c->na)
+        return TDSX_E_CERT_EXPIRED;
+    if (c->revoked_at && t >= c->revoked_at)
+        return TDSX_E_CERT_REVOKED;
+    return 0;
+}
+
+static cert_t *cert_by_key(audit_t *a, const tdsx_hash_t *key_id)
+{
+    for (size_t i = 0; i < a->ncerts; i++)
+        if (a->certs[i].base_rc == 0 && memcmp(a->certs[i].key_id.b, key_id->b, 32) == 0)
+            return &a->certs[i];
+    return NULL;
+}
+
+static cert_t *cert_file(audit_t *a, const char *rel)
+{
+    uint8_t *d = NULL;
+    size_t n = 0;
+    cert_t *c = NULL;
+    if (read_rel(a, rel, &d, &n) != 0 || !n) {
+        tdsx_free(d);
+        return NULL;
+    }
+    if (n > 10 && memcmp(d, "-----", 5) == 0) {
+        BIO *bio = BIO_new_mem_buf(d, (int)n);
+        X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+        if (x)
+            c = cert_add(a, x);
+    } else {
+        c = cert_add_der(a, tdsx_bytes(d, n));
+    }
+    ERR_clear_error();
+    tdsx_free(d);
+    return c;
+}
+
+static void load_peer_certs(audit_t *a)
+{
+    char dir[PATH_CAP];
+    if (path_of(a, "certs/peers", dir) != 0)
+        return;
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        char rel[PATH_CAP];
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(rel, sizeof rel, "certs/peers/%s", de->d_name);
+        cert_t *c = cert_file(a, rel);
+        if (!c)
+            report(a, TDSX_AUDIT_FAIL, "cert-chain", rel, "not a certificate");
+        else if (c->base_rc)
+            report(a, TDSX_AUDIT_FAIL, "cert-chain", rel, "%s: %s", tdsx_err_name(c->base_rc),
+                   tdsx_strerror(c->base_rc));
+    }
+    if (d)
+        closedir(d);
+}
+
+static void check_node_cert(audit_t *a)
+{
+    cert_t *c = cert_file(a, "certs/sign.pem");
+    if (!c) {
+        report(a, TDSX_AUDIT_FAIL, "cert-chain", "certs/sign.pem",
+               "the node's sign certificate is missing or does not parse");
+        return;
+    }
+    a->node_cert = c;
+    /* A checkpoint carries no signing time: a key revoked at any time before the audit could
+     * have signed it after its revocation, so revocation counts whatever its date. */
+    int rc = cert_at(c, a->at);
+    if (rc == 0 && c->revoked_at)
+        rc = TDSX_E_CERT_REVOKED;
+    if (c->base_rc == 0 && a->node[0] && strcmp(c->ids, a->node) != 0) {
+        report(a, TDSX_AUDIT_FAIL, "cert-chain", "certs/sign.pem",
+               "certificate names %s, the evidence is for %s", c->ids, a->node);
+        return;
+    }
+    if (rc) {
+        report(a, TDSX_AUDIT_FAIL, "cert-chain", "certs/sign.pem", "%s: %s%s", tdsx_err_name(rc),
+               tdsx_strerror(rc),
+               rc == TDSX_E_CERT_REVOKED ? " (revoked by a CRL in the evidence)" : "");
+    } else {
+        report(a, TDSX_AUDIT_PASS, "cert-chain", "certs/sign.pem",
+               "%s (%s) chains to the anchor, not revoked", c->ids, tdsx_role_name(c->id.role));
+    }
+    if (c->base_rc == 0 &&
+        tdsx_note_verifier_init(&a->node_v, c->ids, TDSX_NOTE_ED25519, c->id.pubkey) == 0)
+        a->node_ok = rc == 0 ? 1 : -1; /* -1: key known, but not trustworthy now */
+}
+
+/* ---- checkpoints and the tree ---- */
+
+static void check_checkpoint(audit_t *a, cp_t *cp, const char *rel, int with_witness)
+{
+    uint8_t *d = NULL;
+    size_t n = 0;
+    cp->name = rel;
+    int rc = read_rel(a, rel, &d, &n);
+    if (rc == TDSX_E_NOTFOUND && !with_witness && strcmp(rel, "log/checkpoint") != 0) {
+        tdsx_free(d);
+        return;
+    }
+    if (rc) {
+        if (with_witness)
+            report(a, TDSX_AUDIT_FAIL, "witness", rel, "no cosigned checkpoint in the evidence");
+        else
+            report(a, TDSX_AUDIT_FAIL, "checkpoint-signature", rel, "missing: %s",
+                   tdsx_err_name(rc));
+        tdsx_free(d);
+        return;
+    }
+    cp->present = 1;
+    tdsx_note_t *note = NULL;
+    tdsx_checkpoint_t c;
+    if (!a->node_ok) {
+        report(a, TDSX_AUDIT_FAIL, "checkpoint-signature", rel,
+               "no node key that chains to the anchor to check it with");
+    } else if ((rc = tdsx_checkpoint_open(tdsx_bytes(d, n), &a->node_v, NULL, 0, a->node_v.name,
+                                          &note, &c)) != 0) {
+        report(a, TDSX_AUDIT_FAIL, "checkpoint-signature", rel, "%s: %s", tdsx_err_name(rc),
+               tdsx_strerror(rc));
+    } else {
+        cp->size = c.size;
+        cp->root = c.root;
+        if (a->node_ok < 0) {
+            report(a, TDSX_AUDIT_FAIL, "checkpoint-signature", rel,
+                   "signed by %s whose certificate is %s", a->node_v.name,
+                   a->node_cert->revoked_at ? "revoked"
+                                            : tdsx_err_name(cert_at(a->node_cert, a->at)));
+        } else {
+            cp->ok = 1;
+            report(a, TDSX_AUDIT_PASS, "checkpoint-signature", rel, "size %llu signed by %s",
+                   (unsigned long long)c.size, a->node_v.name);
+        }
+    }
+    tdsx_note_free(note);
+    note = NULL;
+    if (with_witness) {
+        if (!a->witness_cert) {
+            report(a, TDSX_AUDIT_FAIL, "witness", rel, "no witness certificate in the evidence");
+        } else if (a->witness_cert->base_rc || a->witness_cert->id.role != TDSX_ROLE_CENTRE) {
+            report(a, TDSX_AUDIT_FAIL, "witness", "certs/witness.der",
+                   "witness certificate is not a centre's that chains to the anchor (%s)",
+                   tdsx_err_name(a->witness_cert->base_rc ? a->witness_cert->base_rc
+                                                          : TDSX_E_CERT_ROLE));
+        } else if (!a->node_ok) {
+            report(a, TDSX_AUDIT_FAIL, "witness", rel, "checkpoint cannot be opened");
+        } else if ((rc = tdsx_checkpoint_open(tdsx_bytes(d, n), &a->node_v, &a->witness_v, 1,
+                                              a->node_v.name, &note, &c)) != 0) {
+            report(a, TDSX_AUDIT_FAIL, "witness", rel, "%s: %s", tdsx_err_name(rc),
+                   tdsx_strerror(rc));
+        } else {
+            const tdsx_note_sig_t *s = tdsx_note_verified_by(note, &a->witness_v);
+            int crc = s ? cert_at(a->witness_cert, (int64_t)s->timestamp) : 0;
+            if (!s)
+                report(a, TDSX_AUDIT_FAIL, "witness", rel, "no cosignature by the witness %s",
+                       a->witness_cert->ids);
+            else if (crc)
+                report(a, TDSX_AUDIT_FAIL, "witness", rel,
+                       "cosigned at %llu by %s whose certificate was then %s",
+                       (unsigned long long)s->timestamp, a->witness_cert->ids, tdsx_err_name(crc));
+            else
+                report(a, TDSX_AUDIT_PASS, "witness", rel, "size %llu cosigned by %s at %llu",
+                       (unsigned long long)c.size, a->witness_cert->ids,
+                       (unsigned long long)s->timestamp);
+        }
+        tdsx_note_free(note);
+    }
+    tdsx_free(d);
+}
+
+/* Reads level `level` of the tree of `size` from the tiles: count hashes into out. */
+static int read_level(audit_t *a, int level, uint64_t count, tdsx_hash_t *out, uint64_t *bad)
+{
+    char rel[PATH_CAP];
+    for (uint64_t k = 0; k * TILE_W < count; k++) {
+        unsigned w = (unsigned)(count - k * TILE_W >= TILE_W ? TILE_W : count - k * TILE_W);
+        uint8_t *d = NULL;
+        size_t n = 0;
+        int rc = tile_rel(rel, sizeof rel, "log", level, k, w == TILE_W ? 0 : w);
+        if (rc == 0)
+            rc = read_rel(a, rel, &d, &n);
+        if (rc || n != (size_t)w * TDSX_HASH_LEN) {
+            if (rc)
+                report(a, TDSX_AUDIT_FAIL, "tiles", rel, "missing (%s)", tdsx_err_name(rc));
+            else
+                report(a, TDSX_AUDIT_FAIL, "tiles", rel, "holds %zu bytes, not %u", n,
+                       w * TDSX_HASH_LEN);
+            (*bad)++;
+            if (out)
+                memset(out + k * TILE_W, 0, (size_t)w * TDSX_HASH_LEN);
+        } else if (out) {
+            memcpy(out + k * TILE_W, d, n);
+        }
+        tdsx_free(d);
+    }
+    return 0;
+}
+
+static void check_tree(audit_t *a)
+{
+    uint64_t size = a->head.size, bad = 0;
+    if (!a->head.ok) {
+        report(a, TDSX_AUDIT_INDETERMINATE, "tree-root", "log/checkpoint",
+               "no verified head checkpoint: the tiles prove nothing");
+        return;
+    }
+    if (a->size != size)
+        report(a, TDSX_AUDIT_FAIL, "tree-root", TDSX_AUDIT_MANIFEST,
+               "MANIFEST says size %llu, the head checkpoint %llu", (unsigned long long)a->size,
+               (unsigned long long)size);
+    if (!(a->leaves = tdsx_calloc(size ? (size_t)size : 1, sizeof *a->leaves)))
+        return;
+    read_level(a, 0, size, a->leaves, &bad);
+    /* Each hash above level 0 is the root of a full tile below it (c2sp.org/tlog-tiles). */
+    tdsx_hash_t *below = a->leaves, *level = NULL;
+    uint64_t nbelow = size;
+    for (int l = 1; l < LEVELS_MAX; l++) {
+        uint64_t count = size >> (8 * l);
+        if (count == 0)
+            break;
+        tdsx_hash_t *mine = tdsx_calloc((size_t)count, sizeof *mine);
+        if (!mine)
+            break;
+        read_level(a, l, count, mine, &bad);
+        for (uint64_t j = 0; j < count && j * TILE_W + TILE_W <= nbelow; j++) {
+            tdsx_hash_t r;
+            if (tdsx_merkle_root(below + j * TILE_W, TILE_W, &r) != 0 ||
+                memcmp(r.b, mine[j].b, TDSX_HASH_LEN) != 0) {
+                char rel[PATH_CAP];
+                uint64_t k = j / TILE_W, w = count - k * TILE_W >= TILE_W ? 0 : count - k * TILE_W;
+                if (tile_rel(rel, sizeof rel, "log", l, k, (unsigned)w) == 0)
+                    report(a, TDSX_AUDIT_FAIL, "tiles", rel,
+                           "hash %llu is not the root of the tile below it",
+                           (unsigned long long)(j % TILE_W));
+                bad++;
+            }
+        }
+        if (level)
+            tdsx_free(level);
+        level = mine;
+        below = mine;
+        nbelow = count;
+    }
+    tdsx_free(level);
+    if (!bad)
+        report(a, TDSX_AUDIT_PASS, "tiles", "log/tile",
+               "every tile of size %llu present and "
+               "consistent",
+               (unsigned long long)size);
+    tdsx_hash_t root;
+    if (tdsx_merkle_root(a->leaves, (size_t)size, &root) == 0 &&
+        memcmp(root.b, a->head.root.b, TDSX_HASH_LEN) == 0) {
+        a->tree_ok = 1;
+        report(a, TDSX_AUDIT_PASS, "tree-root", "log/checkpoint",
+               "the %llu leaf hashes reproduce the signed root", (unsigned long long)size);
+    } else {
+        report(a, TDSX_AUDIT_FAIL, "tree-root", "log/checkpoint",
+               "the leaf hashes of the tiles do not reproduce the signed root");
+    }
+    cp_t *others[] = {&a->published, &a->cosigned};
+    for (size_t i = 0; i < 2; i++) {
+        cp_t *cp = others[i];
+        if (!cp->ok)
+            continue;
+        if (cp->size > size) {
+            report(a, TDSX_AUDIT_FAIL, "checkpoint-root", cp->name,
+                   "size %llu is beyond the head (%llu)", (unsigned long long)cp->size,
+                   (unsigned long long)size);
+        } else if (tdsx_merkle_root(a->leaves, (size_t)cp->size, &root) == 0 &&
+                   memcmp(root.b, cp->root.b, TDSX_HASH_LEN) == 0) {
+            report(a, TDSX_AUDIT_PASS, "checkpoint-root", cp->name,
+                   "the first %llu leaves reproduce its root", (unsigned long long)cp->size);
+        } else {
+            report(a, TDSX_AUDIT_FAIL, "checkpoint-root", cp->name,
+                   "the first %llu leaves do not reproduce its root", (unsigned long long)cp->size);
+        }
+    }
+}
+
+static const cp_t *cp_of_size(const audit_t *a, uint64_t size)
+{
+    const cp_t *all[] = {&a->head, &a->published, &a->cosigned};
+    for (size_t i = 0; i < 3; i++)
+        if (all[i]->ok && all[i]->size == size)
+            return all[i];
+    return NULL;
+}
+
+static int check_proof_file(audit_t *a, uint64_t m, uint64_t n)
+{
+    char rel[96];
+    uint8_t *d = NULL;
+    size_t len = 0;
+    snprintf(rel, sizeof rel, "proofs/%llu-%llu", (unsigned long long)m, (unsigned long long)n);
+    int rc = read_rel(a, rel, &d, &len);
+    if (rc) {
+        report(a, TDSX_AUDIT_FAIL, "consistency", rel, "no consistency proof in the evidence");
+        return 0;
+    }
+    tdsx_hash_t proof[TDSX_MERKLE_CONSISTENCY_MAX];
+    size_t np = 0;
+    unsigned long long pm = 0, pn = 0;
+    char *s = (char *)d, *nl = d ? strchr(s, '\n') : NULL;
+    int ok = nl && sscanf(s, "tdsx-consistency v1 %llu %llu", &pm, &pn) == 2 && pm == m && pn == n;
+    while (ok && nl && *(s = nl + 1)) {
+        nl = strchr(s, '\n');
+        if (!nl || nl - s != 2 * TDSX_HASH_LEN || np >= TDSX_MERKLE_CONSISTENCY_MAX) {
+            ok = 0;
+            break;
+        }
+        *nl = '\0';
+        ok = tdsx_hex_decode(proof[np++].b, TDSX_HASH_LEN, s) == 0;
+    }
+    const cp_t *cm = cp_of_size(a, m), *cn = cp_of_size(a, n);
+    tdsx_hash_t empty;
+    if (tdsx_merkle_root(NULL, 0, &empty) != 0)
+        ok = 0;
+    if (!ok)
+        report(a, TDSX_AUDIT_FAIL, "consistency", rel, "malformed proof file");
+    else if (!cn || (!cm && m != 0))
+        report(a, TDSX_AUDIT_INDETERMINATE, "consistency", rel,
+               "no verified checkpoint of one of these sizes");
+    else if ((rc = tdsx_merkle_consistency_verify(m, n, cm ? &cm->root : &empty, &cn->root, proof,
+                                                  np)) != 0)
+        report(a, TDSX_AUDIT_FAIL, "consistency", rel,
+               "the checkpoint of size %llu is not a prefix of the one of size %llu", pm, pn);
+    else
+        report(a, TDSX_AUDIT_PASS, "consistency", rel, "size %llu extends size %llu", pn, pm);
+    tdsx_free(d);
+    return 0;
+}
+
+static void check_consistency(audit_t *a)
+{
+    const cp_t *seq[3];
+    size_t n = 0;
+    if (a->cosigned.ok)
+        seq[n++] = &a->cosigned;
+    if (a->published.ok)
+        seq[n++] = &a->published;
+    if (a->head.ok)
+        seq[n++] = &a->head;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (i > 0 && seq[i - 1]->size == seq[i]->size && seq[i]->size == seq[i + 1]->size)
+            continue; /* the same proof again */
+        if (seq[i]->size > seq[i + 1]->size) {
+            report(a, TDSX_AUDIT_FAIL, "consistency", seq[i + 1]->name,
+                   "size %llu is smaller than the %s checkpoint's %llu",
+                   (unsigned long long)seq[i + 1]->size, seq[i]->name,
+                   (unsigned long long)seq[i]->size);
+            continue;
+        }
+        check_proof_file(a, seq[i]->size, seq[i + 1]->size);
+    }
+}
+
+/* ---- entries ---- */
+
+static void fail_entry(audit_t *a, const char *check, uint64_t idx, const char *fmt, ...)
+    TDSX_PRINTF(4, 5);
+
+static void fail_entry(audit_t *a, const char *check, uint64_t idx, const char *fmt, ...)
+{
+    char where[32], detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    snprintf(where, sizeof where, "%llu", (unsigned long long)idx);
+    report(a, TDSX_AUDIT_FAIL, check, where, "%s", detail);
+    a->n_fail_entries++;
+    a->f_receipt += strcmp(check, "receipt") == 0;
+    a->f_nrd += strcmp(check, "nrd") == 0;
+    a->f_key += strcmp(check, "key") == 0;
+}
+
+/* The checks of receipt.c (tdsx_receipt_verify), with certificates judged once and verified
+ * batch roots cached across the whole log instead of per receipt. */
+static int check_receipt(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
+{
+    ProtobufCMessage *m = NULL;
+    tdsx_verified_t ni, ri;
+    tdsx_arena_reset(a->arena);
+    int rc = tdsx_statement_open(a->v, TDSX_STATEMENT_NRO, e->item[0], a->arena, &m, &ni);
+    if (rc) {
+        fail_entry(a, "receipt", idx, "nro: %s: %s", tdsx_err_name(rc), tdsx_strerror(rc));
+        return rc;
+    }
+    const Tdsx__Nro *nro = (const Tdsx__Nro *)m;
+    if ((rc = tdsx_statement_open(a->v, TDSX_STATEMENT_NRR, e->item[1], a->arena, &m, &ri)) != 0) {
+        fail_entry(a, "receipt", idx, "nrr: %s: %s", tdsx_err_name(rc), tdsx_strerror(rc));
+        return rc;
+    }
+    const Tdsx__Nrr *nrr = (const Tdsx__Nrr *)m;
+    cert_t *s = cert_by_key(a, &ni.key_id), *r = cert_by_key(a, &ri.key_id);
+    int src = s ? cert_at(s, nro->time) : 0, rrc = r ? cert_at(r, nro->time) : 0;
+    tdsx_hash_t nro_hash;
+    uint8_t sig_hash[32];
+    if ((rc = tdsx_envelope_hash(e->item[0], &nro_hash)) != 0 ||
+        (rc = tdsx_sha256(ni.sig, sizeof ni.sig, sig_hash)) != 0)
+        return rc;
+    rc = TDSX_E_HASH_MISMATCH;
+    if (!s || !r)
+        fail_entry(a, "receipt", idx, "%s signer has no certificate in the evidence",
+                   !s ? "nro" : "nrr");
+    else if (src)
+        fail_entry(a, "receipt", idx, "sender certificate at the nro's time: %s",
+                   tdsx_err_name(src));
+    else if (rrc)
+        fail_entry(a, "receipt", idx, "receiver certificate at the nro's time: %s",
+                   tdsx_err_name(rrc));
+    else if (strcmp(nro->sender, s->ids) != 0)
+        fail_entry(a, "receipt", idx, "nro sender %s is not its signer %s", nro->sender, s->ids);
+    else if (strcmp(nro->receiver, r->ids) != 0 || strcmp(nrr->receiver, r->ids) != 0)
+        fail_entry(a, "receipt", idx, "nro receiver is not the nrr's signer %s", r->ids);
+    else if (nro->transfer_id.len != 16 || nrr->transfer_id.len != 16 ||
+             memcmp(nro->transfer_id.data, nrr->transfer_id.data, 16) != 0)
+        fail_entry(a, "receipt", idx, "nrr transfer id differs from the nro's");
+    else if (nrr->nro_hash.len != 32 || memcmp(nrr->nro_hash.data, nro_hash.b, 32) != 0)
+        fail_entry(a, "receipt", idx, "nrr nro_hash does not name this nro");
+    else if (nrr->nro_signature_hash.len != 32 ||
+             memcmp(nrr->nro_signature_hash.data, sig_hash, 32) != 0)
+        fail_entry(a, "receipt", idx, "nrr nro_signature_hash does not name this nro");
+    else if (nrr->status == TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED &&
+             (nrr->received_length != nro->payload_length || nrr->received_sha256.len != 32 ||
+              nro->payload_sha256.len != 32 ||
+              memcmp(nrr->received_sha256.data, nro->payload_sha256.data, 32) != 0))
+        fail_entry(a, "receipt", idx, "accepted nrr reports other bytes than the nro promised");
+    else
+        rc = 0;
+    if (rc == 0)
+        a->n_receipt++;
+    return rc;
+}
+
+static void check_nrd(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
+{
+    ProtobufCMessage *m = NULL;
+    tdsx_verified_t ni, di;
+    tdsx_arena_reset(a->arena);
+    int rc = tdsx_statement_open(a->v, TDSX_STATEMENT_NRO, e->item[0], a->arena, &m, &ni);
+    if (rc) {
+        fail_entry(a, "nrd", idx, "nro: %s", tdsx_err_name(rc));
+        return;
+    }
+    const Tdsx__Nro *nro = (const Tdsx__Nro *)m;
+    if ((rc = tdsx_statement_open(a->v, TDSX_STATEMENT_NRD, e->item[1], a->arena, &m, &di)) != 0) {
+        fail_entry(a, "nrd", idx, "nrd: %s", tdsx_err_name(rc));
+        return;
+    }
+    const Tdsx__Nrd *nrd = (const Tdsx__Nrd *)m;
+    cert_t *s = cert_by_key(a, &ni.key_id);
+    tdsx_hash_t h;
+    if (!s || memcmp(ni.key_id.b, di.key_id.b, 32) != 0)
+        fail_entry(a, "nrd", idx, "nro and nrd are not signed by the same certified sender");
+    else if ((rc = cert_at(s, nro->time)) != 0)
+        fail_entry(a, "nrd", idx, "sender certificate at the nro's time: %s", tdsx_err_name(rc));
+    else if (strcmp(nro->sender, s->ids) != 0 || strcmp(nrd->sender, s->ids) != 0)
+        fail_entry(a, "nrd", idx, "sender named is not the signer %s", s->ids);
+    else if (tdsx_envelope_hash(e->item[0], &h) != 0 || nrd->nro_hash.len != 32 ||
+             memcmp(nrd->nro_hash.data, h.b, 32) != 0)
+        fail_entry(a, "nrd", idx, "nrd nro_hash does not name this nro");
+    else
+        a->n_nrd++;
+}
+
+static void check_entry(audit_t *a, uint64_t idx, tdsx_bytes_t bytes)
+{
+    tdsx_log_entry_t e;
+    if (tdsx__log_entry_parse(bytes, &e) != 0) {
+        fail_entry(a, "entry-format", idx, "entry does not parse (gateway/log.h format)");
+        return;
+    }
+    a->sum.entries++;
+    switch (e.type) {
+    case TDSX_LOG_ENTRY_RECEIPT: (void)check_receipt(a, idx, &e); break;
+    case TDSX_LOG_ENTRY_NRD: check_nrd(a, idx, &e); break;
+    case TDSX_LOG_ENTRY_KEY: {
+        cert_t *c = cert_add_der(a, e.item[1]);
+        if (!c)
+            fail_entry(a, "key", idx, "key entry does not hold a certificate");
+        else if (c->base_rc)
+            fail_entry(a, "key", idx, "%s", tdsx_err_name(c->base_rc));
+        else if (strcmp(c->ids, a->node_v.name) != 0)
+            fail_entry(a, "key", idx, "key entry names %s, not the log's node", c->ids);
+        else
+            a->n_key++;
+        break;
+    }
+    default: break;
+    }
+}
+
+static void check_entries(audit_t *a)
+{
+    uint64_t size = a->head.size;
+    uint64_t bad_hash = 0, replayed = 0;
+    if (!a->leaves || !a->head.ok) {
+        report(a, TDSX_AUDIT_INDETERMINATE, "entries", "", "no verified tree to replay against");
+        return;
+    }
+    if (a->from > a->to || a->to > size) {
+        report(a, TDSX_AUDIT_FAIL, "entries", TDSX_AUDIT_MANIFEST,
+               "range %llu..%llu is not inside the log of size %llu", (unsigned long long)a->from,
+               (unsigned long long)a->to, (unsigned long long)size);
+        return;
+    }
+    for (uint64_t k = a->from / TILE_W; k * TILE_W < a->to; k++) {
+        unsigned w = (unsigned)(size - k * TILE_W >= TILE_W ? TILE_W : size - k * TILE_W);
+        char rel[PATH_CAP];
+        uint8_t *d = NULL;
+        size_t n = 0;
+        int rc = tile_rel(rel, sizeof rel, "log", ENTRIES_LEVEL, k, w == TILE_W ? 0 : w);
+        if (rc == 0)
+            rc = read_rel(a, rel, &d, &n);
+        if (rc) {
+            report(a, TDSX_AUDIT_FAIL, "entries", rel, "entry bundle missing (%s)",
+                   tdsx_err_name(rc));
+            bad_hash++;
+            continue;
+        }
+        tdsx_bytes_t c = tdsx_bytes(d, n);
+        unsigned i = 0;
+        for (; i < w && c.n; i++) {
+            uint16_t l;
+            tdsx_bytes_t ent;
+            uint64_t idx = k * TILE_W + i;
+            if (tdsx_bytes_u16be(&c, &l) != 0 || tdsx_bytes_take(&c, l, &ent) != 0) {
+                fail_entry(a, "entries", idx, "entry bundle %s is truncated", rel);
+                bad_hash++;
+                break;
+            }
+            tdsx_hash_t h;
+            if (tdsx_merkle_leaf_hash(ent.p, ent.n, &h) != 0 ||
+                memcmp(h.b, a->leaves[idx].b, TDSX_HASH_LEN) != 0) {
+                fail_entry(a, "entries", idx, "entry does not hash to leaf %llu of the tree",
+                           (unsigned long long)idx);
+                bad_hash++;
+            }
+            if (idx >= a->from && idx < a->to) {
+                replayed++;
+                check_entry(a, idx, ent);
+            }
+        }
+        if (i != w || c.n) {
+            report(a, TDSX_AUDIT_FAIL, "entries", rel,
+                   "bundle holds %s entries than the %u the "
+                   "tree has there",
+                   i < w ? "fewer" : "more", w);
+            bad_hash++;
+        }
+        tdsx_free(d);
+    }
+    if (!bad_hash)
+        report(a, TDSX_AUDIT_PASS, "entries", "",
+               "entries %llu..%llu replayed: each hashes to "
+               "its leaf",
+               (unsigned long long)a->from, (unsigned long long)a->to);
+    if (!a->f_receipt)
+        report(a, TDSX_AUDIT_PASS, "receipt", "",
+               "%llu receipt(s) verified (both halves, both "
+               "certificates, the links between them)",
+               (unsigned long long)a->n_receipt);
+    if (a->n_nrd && !a->f_nrd)
+        report(a, TDSX_AUDIT_PASS, "nrd", "", "%llu delivery statement(s) verified",
+               (unsigned long long)a->n_nrd);
+    if (a->n_key && !a->f_key)
+        report(a, TDSX_AUDIT_PASS, "key", "", "%llu key entr(ies) chain to the anchor",
+               (unsigned long long)a->n_key);
+    a->sum.receipts = a->n_receipt;
+    (void)replayed;
+}
+
+/* ---- state (rollback protection) ---- */
+
+typedef struct {
+    int present;
+    char origin[TDSX_ID_SIZE];
+    uint64_t size, report_seq;
+    tdsx_hash_t root;
+} state_t;
+
+static int read_state(const char *path, state_t *st)
+{
+    uint8_t *d = NULL;
+    size_t n = 0;
+    memset(st, 0, sizeof *st);
+    int rc = read_all(path, &d, &n);
+    if (rc == TDSX_E_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    char hex[65] = "";
+    unsigned long long size = 0, seq = 0;
+    rc = d &&
+                 sscanf((char *)d,
+                        TDSX_AUDIT_STATE_MAGIC "\norigin %149s\nsize %llu\nroot %64s\n"
+                                               "report_seq %llu\n",
+                        st->origin, &size, hex, &seq) == 4 &&
+                 tdsx_hex_decode(st->root.b, TDSX_HASH_LEN, hex) == 0
+             ? 0
+             : TDSX_E_FORMAT;
+    st->size = size;
+    st->report_seq = seq;
+    st->present = rc == 0;
+    tdsx_free(d);
+    return rc;
+}
+
+static void check_state(audit_t *a, const state_t *st)
+{
+    if (!st->present) {
+        report(a, TDSX_AUDIT_PASS, "state", "", "no earlier audit recorded: this one starts it");
+        return;
+    }
+    if (!a->head.ok || !a->leaves) {
+        report(a, TDSX_AUDIT_INDETERMINATE, "state", "", "no verified head to compare with");
+        return;
+    }
+    tdsx_hash_t r;
+    if (strcmp(st->origin, a->node_v.name) != 0)
+        report(a, TDSX_AUDIT_FAIL, "state", "origin", "state is for %s, evidence for %s",
+               st->origin, a->node_v.name);
+    else if (a->head.size < st->size)
+        report(a, TDSX_AUDIT_FAIL, "state", "size",
+               "rollback: head size %llu is smaller than %llu seen by the last audit",
+               (unsigned long long)a->head.size, (unsigned long long)st->size);
+    else if (tdsx_merkle_root(a->leaves, (size_t)st->size, &r) != 0 ||
+             memcmp(r.b, st->root.b, TDSX_HASH_LEN) != 0)
+        report(a, TDSX_AUDIT_FAIL, "state", "root",
+               "fork: the log's first %llu entries differ from what the last audit saw",
+               (unsigned long long)st->size);
+    else
+        report(a, TDSX_AUDIT_PASS, "state", "", "extends the size %llu seen by the last audit",
+               (unsigned long long)st->size);
+}
+
+static int write_state(audit_t *a, const char *path, uint64_t report_seq)
+{
+    char hex[65];
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 4096);
+    tdsx_hex_encode(hex, a->head.root.b, TDSX_HASH_LEN);
+    int rc = tdsx_buf_printf(&b,
+                             TDSX_AUDIT_STATE_MAGIC "\norigin %s\nsize %llu\nroot %s\n"
+                                                    "report_seq %llu\n",
+                             a->node_v.name, (unsigned long long)a->head.size, hex,
+                             (unsigned long long)report_seq);
+    if (rc == 0)
+        rc = tdsx_file_write(path, b.p, b.len, 0600, 1);
+    tdsx_buf_free(&b);
+    return rc;
+}
+
+int tdsx_audit_verify(const char *dir, const tdsx_audit_opts_t *o, tdsx_audit_cb cb, void *ud,
+                      tdsx_audit_summary_t *sum)
+{
+    if (!dir || !o || !o->anchor)
+        return TDSX_E_INVAL;
+    audit_t a;
+    memset(&a, 0, sizeof a);
+    a.cb = cb;
+    a.ud = ud;
+    a.dir = dir;
+    state_t st;
+    struct stat sb;
+    int rc;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return TDSX_E_NOTFOUND;
+    if (access(o->anchor, R_OK) != 0)
+        return TDSX_E_NOTFOUND;
+    if (o->state && (rc = read_state(o->state, &st)) != 0)
+        return rc;
+    if (!(a.certs = tdsx_calloc(CERTS_MAX, sizeof *a.certs)) ||
+        (rc = tdsx_verifier_new(VERIFIER_CACHE, &a.v)) != 0 ||
+        (rc = tdsx_arena_new(TDSX_ENVELOPE_ARENA_BUDGET, &a.arena)) != 0) {
+        rc = rc ? rc : TDSX_E_NOMEM;
+        goto done;
+    }
+    {
+        char mp[PATH_CAP];
+        if ((rc = path_of(&a, TDSX_AUDIT_MANIFEST, mp)) != 0 || access(mp, R_OK) != 0) {
+            rc = rc ? rc : TDSX_E_NOTFOUND;
+            goto done;
+        }
+    }
+    if ((rc = load_trust(&a, o->anchor)) != 0)
+        goto done;
+    if ((rc = check_manifest(&a)) != 0)
+        goto done;
+    a.at = o->at ? o->at : a.exported_at ? a.exported_at : tdsx_now();
+    load_crls(&a);
+    check_node_cert(&a);
+    load_peer_certs(&a);
+    a.witness_cert = cert_file(&a, "certs/witness.der");
+    if (a.witness_cert && a.witness_cert->base_rc == 0 &&
+        tdsx_note_verifier_init(&a.witness_v, a.witness_cert->ids, TDSX_NOTE_COSIG,
+                                a.witness_cert->id.pubkey) != 0)
+        a.witness_cert = NULL;
+    check_checkpoint(&a, &a.head, "log/checkpoint", 0);
+    check_checkpoint(&a, &a.published, "checkpoints/published", 0);
+    check_checkpoint(&a, &a.cosigned, "checkpoints/cosigned", 1);
+    check_tree(&a);
+    check_consistency(&a);
+    check_entries(&a);
+    if (o->state) {
+        check_state(&a, &st);
+        if (a.sum.fail == 0 && (rc = write_state(&a, o->state, st.report_seq)) != 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    if (sum)
+        *sum = a.sum;
+    for (size_t i = 0; i < a.ncerts; i++)
+        X509_free(a.certs[i].x);
+    tdsx_free(a.certs);
+    tdsx_free(a.leaves);
+    sk_X509_pop_free(a.cas, X509_free);
+    sk_X509_CRL_pop_free(a.crls, X509_CRL_free);
+    tdsx_trust_free(a.trust);
+    tdsx_trust_free(a.nocrl);
+    tdsx_verifier_free(a.v);
+    tdsx_arena_free(a.arena);
+    return rc;
+}

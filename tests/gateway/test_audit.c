@@ -1,0 +1,792 @@
+/*
+ * The evidence export and the offline auditor (SPEC §13), on evidence made by real daemons: a
+ * centre (the witness), a brain and an enterprise exchange receipts; the enterprise's evidence
+ * is exported while its daemon runs, then copies are tampered with one defect each. Every copy
+ * must fail naming the check that caught it; the untampered bundle passes. The real `tdsx`
+ * binary is run for the exit codes and --json.
+ */
+#include "daemon.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "crypto.h"
+#include "log.h"
+#include "tlog.h"
+
+#define TAGS                                                                                       \
+    "grade=general:1 domain=production category=production.process personal=none "                 \
+    "library=base source=enterprise"
+#define SENDS 4
+
+typedef struct {
+    tdsx_test_province_t p;
+    tdsx_test_node_t centre, brain, ent;
+    char *file, *anchor, *foreign_anchor, *work;
+    char *good;  /* the evidence exported after the first sends */
+    char *later; /* exported after more sends: a larger log */
+} world_t;
+
+static world_t W;
+
+/* ---- collecting the checks ------------------------------------------------------------------ */
+
+typedef struct {
+    tdsx_audit_result_t r;
+    char check[32], where[160], detail[400];
+} line_t;
+
+typedef struct {
+    line_t v[4096];
+    size_t n;
+} lines_t;
+
+static lines_t L;
+
+static void collect(void *ud, tdsx_audit_result_t r, const char *check, const char *where,
+                    const char *detail)
+{
+    lines_t *l = ud;
+    if (l->n >= sizeof l->v / sizeof l->v[0])
+        return;
+    line_t *x = &l->v[l->n++];
+    x->r = r;
+    snprintf(x->check, sizeof x->check, "%s", check);
+    snprintf(x->where, sizeof x->where, "%s", where);
+    snprintf(x->detail, sizeof x->detail, "%s", detail);
+}
+
+static tdsx_audit_summary_t verify_with(const char *dir, const char *anchor, const char *state)
+{
+    tdsx_audit_opts_t o = {anchor, state, 0};
+    tdsx_audit_summary_t s;
+    L.n = 0;
+    assert_int_equal(tdsx_audit_verify(dir, &o, collect, &L, &s), 0);
+    return s;
+}
+
+static tdsx_audit_summary_t verify(const char *dir)
+{
+    return verify_with(dir, W.anchor, NULL);
+}
+
+/* Lines with this result and check (where == NULL: any place). */
+static size_t count(tdsx_audit_result_t r, const char *check, const char *where)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < L.n; i++)
+        n += L.v[i].r == r && strcmp(L.v[i].check, check) == 0 &&
+             (!where || strcmp(L.v[i].where, where) == 0);
+    return n;
+}
+
+static void dump(void)
+{
+    for (size_t i = 0; i < L.n; i++)
+        print_message("%s %s %s %s\n", tdsx_audit_result_name(L.v[i].r), L.v[i].check, L.v[i].where,
+                      L.v[i].detail);
+}
+
+static void expect_fail(const char *check, const char *where)
+{
+    if (count(TDSX_AUDIT_FAIL, check, where) == 0) {
+        dump();
+        fail_msg("no FAIL %s %s", check, where ? where : "");
+    }
+}
+
+/* ---- evidence files ------------------------------------------------------------------------ */
+
+static char *copy_of(const char *src, const char *name)
+{
+    char *dst = tdsx_test_path(W.work, name);
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out, "rm -rf '%s' && cp -a '%s' '%s'", dst, src, dst), 0);
+    free(out);
+    return dst;
+}
+
+static uint8_t *slurp(const char *dir, const char *rel, size_t *n)
+{
+    char *path = tdsx_test_path(dir, rel);
+    uint8_t *d = NULL;
+    assert_int_equal(tdsx_file_read(path, 64u << 20, &d, n), 0);
+    free(path);
+    return d;
+}
+
+static void spill(const char *dir, const char *rel, const void *p, size_t n)
+{
+    char *path = tdsx_test_path(dir, rel);
+    unlink(path);
+    tdsx_test_write_file(path, p, n);
+    free(path);
+}
+
+/* What a careful forger does after a change: puts the file's new SHA-256 in the MANIFEST, so
+ * that the check meant to catch the change is the one that must. */
+static void rehash(const char *dir, const char *rel)
+{
+    size_t n = 0, fn = 0;
+    uint8_t *m = slurp(dir, TDSX_AUDIT_MANIFEST, &n);
+    uint8_t *f = slurp(dir, rel, &fn);
+    uint8_t h[32];
+    char hex[65], needle[600];
+    assert_int_equal(tdsx_sha256(f, fn, h), 0);
+    tdsx_hex_encode(hex, h, 32);
+    snprintf(needle, sizeof needle, " %s\n", rel);
+    char *at = strstr((char *)m, needle);
+    if (at) {
+        memcpy(at - 64, hex, 64);
+    } else { /* a new file: list it */
+        tdsx_buf_t b;
+        tdsx_buf_init(&b, 1u << 26);
+        assert_int_equal(tdsx_buf_append(&b, m, n), 0);
+        assert_int_equal(tdsx_buf_printf(&b, "%s %s\n", hex, rel), 0);
+        tdsx_free(m);
+        m = (uint8_t *)tdsx_buf_take(&b, &n);
+    }
+    spill(dir, TDSX_AUDIT_MANIFEST, m, n);
+    tdsx_free(m);
+    tdsx_free(f);
+}
+
+static uint64_t manifest_size(const char *dir)
+{
+    size_t n = 0;
+    uint8_t *m = slurp(dir, TDSX_AUDIT_MANIFEST, &n);
+    const char *s = strstr((char *)m, "\nsize ");
+    assert_non_null(s);
+    uint64_t v = strtoull(s + 6, NULL, 10);
+    tdsx_free(m);
+    return v;
+}
+
+/* The entry bundle of a log under 256 entries. */
+static void bundle_rel(const char *dir, char *rel, size_t size)
+{
+    uint64_t s = manifest_size(dir);
+    assert_true(s > 0 && s < 256);
+    snprintf(rel, size, "log/tile/entries/000.p/%llu", (unsigned long long)s);
+}
+
+typedef struct {
+    tdsx_bytes_t e[256];
+    size_t n;
+} entries_t;
+
+static void split(const uint8_t *d, size_t n, entries_t *out)
+{
+    tdsx_bytes_t c = tdsx_bytes(d, n);
+    out->n = 0;
+    while (c.n) {
+        uint16_t l;
+        assert_int_equal(tdsx_bytes_u16be(&c, &l), 0);
+        assert_int_equal(tdsx_bytes_take(&c, l, &out->e[out->n++]), 0);
+    }
+}
+
+static void join_write(const char *dir, const char *rel, const entries_t *es)
+{
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 1u << 26);
+    for (size_t i = 0; i < es->n; i++) {
+        uint8_t be[2] = {(uint8_t)(es->e[i].n >> 8), (uint8_t)es->e[i].n};
+        assert_int_equal(tdsx_buf_append(&b, be, 2), 0);
+        assert_int_equal(tdsx_buf_append(&b, es->e[i].p, es->e[i].n), 0);
+    }
+    spill(dir, rel, b.p, b.len);
+    tdsx_buf_free(&b);
+}
+
+static size_t first_of_type(const entries_t *es, uint8_t type)
+{
+    for (size_t i = 0; i < es->n; i++) {
+        tdsx_log_entry_t e;
+        if (tdsx__log_entry_parse(es->e[i], &e) == 0 && e.type == type)
+            return i;
+    }
+    fail_msg("no entry of type %u", type);
+    return 0;
+}
+
+/* ---- daemons --------------------------------------------------------------------------------- */
+
+static void send_one(void)
+{
+    char *out = NULL;
+    int rc = tdsx_test_run(&out,
+                           "tdsx send --socket '%s' --to %s '%s' --dataset audited "
+                           "--tags '%s' 2>&1",
+                           W.ent.sock, W.brain.id, W.file, TAGS);
+    if (rc != 0)
+        fail_msg("send failed (%d): %s", rc, out ? out : "");
+    free(out);
+}
+
+static uint64_t note_size(const ProtobufCBinaryData *b)
+{
+    tdsx_note_t *note = NULL;
+    tdsx_checkpoint_t cp;
+    uint64_t size = UINT64_MAX;
+    if (b->len && tdsx_note_parse(tdsx_bytes(b->data, b->len), &note) == 0 &&
+        tdsx_checkpoint_parse(tdsx_note_text(note), &cp) == 0)
+        size = cp.size;
+    tdsx_note_free(note);
+    return size;
+}
+
+/* The enterprise's log is published and cosigned at its current size. */
+static void wait_cosigned(void)
+{
+    for (int i = 0; i < 200; i++) {
+        Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
+        Tdsx__LogStatusRequest q = TDSX__LOG_STATUS_REQUEST__INIT;
+        Tdsx__LocalResponse *resp = NULL;
+        tdsx_arena_t *a = NULL;
+        req.id = 1;
+        req.body_case = TDSX__LOCAL_REQUEST__BODY_LOG_STATUS;
+        req.log_status = &q;
+        assert_int_equal(tdsx_arena_new(64u << 20, &a), 0);
+        int ok = tdsx_control_call(W.ent.sock, &req, a, 30000, NULL, NULL, &resp) == 0 &&
+                 resp->body_case == TDSX__LOCAL_RESPONSE__BODY_LOG_STATUS &&
+                 resp->log_status->queued == 0 &&
+                 note_size(&resp->log_status->published) == resp->log_status->size &&
+                 note_size(&resp->log_status->cosigned) == resp->log_status->size;
+        tdsx_arena_free(a);
+        if (ok)
+            return;
+        usleep(100000);
+    }
+    fail_msg("the enterprise's checkpoint was not cosigned in time");
+}
+
+static char *export_now(const char *name)
+{
+    char *dir = tdsx_test_path(W.work, name);
+    char *out = NULL;
+    int rc = tdsx_test_run(&out, "tdsx audit export -c '%s' --out '%s' 2>&1", W.ent.conf, dir);
+    if (rc != 0)
+        fail_msg("export failed (%d): %s", rc, out ? out : "");
+    free(out);
+    return dir;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    tdsx_test_province_t *p = &W.p;
+    char extra[4096];
+    tdsx_test_province_init(p);
+    tdsx_test_node_issue(p, &W.centre, "centre", TDSX_ROLE_CENTRE, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.brain, "brain", TDSX_ROLE_BRAIN, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.ent, "ent", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
+    tdsx_test_province_crl(p);
+    snprintf(extra, sizeof extra, "checkpoint_interval 200ms\ncrl %s\n", p->crl);
+    tdsx_test_node_config(p, &W.centre, extra);
+    snprintf(extra, sizeof extra, "checkpoint_interval 200ms\ncrl %s\nwitness %s\n", p->crl,
+             W.centre.id);
+    tdsx_test_node_config(p, &W.brain, extra);
+    snprintf(extra, sizeof extra,
+             "checkpoint_interval 200ms\ncrl %s\nwitness %s\npeer %s 127.0.0.1:%d\n", p->crl,
+             W.centre.id, W.brain.id, W.brain.port);
+    tdsx_test_node_config(p, &W.ent, extra);
+    W.file = tdsx_test_path(p->dir, "payload.bin");
+    tdsx_test_write_file(W.file, "日期,产量\n2026-11-01,1200\n", 30);
+    W.anchor = tdsx_test_path(p->ca, "root.pem");
+    W.foreign_anchor = tdsx_test_path(p->foreign, "root.pem");
+    W.work = tdsx_test_path(p->dir, "audit");
+    assert_int_equal(mkdir(W.work, 0700), 0);
+    tdsx_test_node_start(&W.centre);
+    tdsx_test_node_start(&W.brain);
+    tdsx_test_node_start(&W.ent);
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.brain.id, NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.centre.id, NULL));
+    usleep(200000); /* the Hellos */
+    for (int i = 0; i < SENDS; i++)
+        send_one();
+    wait_cosigned();
+    W.good = export_now("good");
+    for (int i = 0; i < 2; i++)
+        send_one();
+    wait_cosigned();
+    W.later = export_now("later");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tdsx_test_node_free(&W.ent);
+    tdsx_test_node_free(&W.brain);
+    tdsx_test_node_free(&W.centre);
+    free(W.file);
+    free(W.anchor);
+    free(W.foreign_anchor);
+    free(W.work);
+    free(W.good);
+    free(W.later);
+    tdsx_test_province_free(&W.p);
+    return 0;
+}
+
+/* ---- the export -------------------------------------------------------------------------- */
+
+static void export_layout_is_private_and_complete(void **state)
+{
+    (void)state;
+    struct stat sb;
+    assert_int_equal(stat(W.good, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    static const char *const files[] = {TDSX_AUDIT_MANIFEST,
+                                        "log/checkpoint",
+                                        "checkpoints/published",
+                                        "checkpoints/cosigned",
+                                        "certs/sign.pem",
+                                        "certs/witness.der",
+                                        "crls/0.pem"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *p = tdsx_test_path(W.good, files[i]);
+        if (stat(p, &sb) != 0)
+            fail_msg("%s missing from the export", files[i]);
+        assert_int_equal(sb.st_mode & 0777, 0600);
+        free(p);
+    }
+    char *d = tdsx_test_path(W.good, "log/tile");
+    assert_int_equal(stat(d, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    free(d);
+    size_t n = 0;
+    uint8_t *m = slurp(W.good, TDSX_AUDIT_MANIFEST, &n);
+    assert_memory_equal(m, TDSX_AUDIT_MAGIC "\nnode ", strlen(TDSX_AUDIT_MAGIC) + 6);
+    assert_non_null(strstr((char *)m, W.ent.id));
+    assert_non_null(strstr((char *)m, " log/tile/0/000.p/"));
+    assert_non_null(strstr((char *)m, " certs/peers/"));
+    tdsx_free(m);
+    /* The counterpart's sign certificate came from the store: the brain's is there. */
+    assert_true(manifest_size(W.later) > manifest_size(W.good));
+}
+
+static void export_refuses_bad_requests(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    /* A directory that already holds something is not overwritten. */
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx audit export -c '%s' --out '%s' 2>&1", W.ent.conf, W.good), 2);
+    assert_non_null(strstr(out, "TDSX_E_EXISTS"));
+    free(out);
+    /* A range that starts beyond the log. */
+    char *dir = tdsx_test_path(W.work, "beyond");
+    assert_int_not_equal(tdsx_test_run(&out,
+                                       "tdsx audit export -c '%s' --out '%s' --from 100000 "
+                                       "2>&1",
+                                       W.ent.conf, dir),
+                         0);
+    free(out);
+    free(dir);
+    /* No config. */
+    assert_int_equal(tdsx_test_run(&out, "tdsx audit export --out /tmp/x 2>&1"), 2);
+    free(out);
+    assert_int_equal(tdsx_test_run(&out, "tdsx audit export -c /nonexistent.conf --out "
+                                         "/tmp/x 2>&1"),
+                     2);
+    free(out);
+}
+
+static void export_of_a_range_verifies(void **state)
+{
+    (void)state;
+    char *dir = tdsx_test_path(W.work, "range");
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out, "tdsx audit export -c '%s' --out '%s' --from 2 --to 5",
+                                   W.ent.conf, dir),
+                     0);
+    free(out);
+    tdsx_audit_summary_t s = verify(dir);
+    if (s.fail)
+        dump();
+    assert_int_equal(s.fail, 0);
+    assert_int_equal(s.entries, 3);
+    free(dir);
+}
+
+/* ---- the untampered bundle ------------------------------------------------------------------ */
+
+static void untampered_bundle_passes(void **state)
+{
+    (void)state;
+    tdsx_audit_summary_t s = verify(W.good);
+    if (s.fail || s.indeterminate)
+        dump();
+    assert_int_equal(s.fail, 0);
+    assert_int_equal(s.indeterminate, 0);
+    assert_true(s.receipts >= SENDS);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "manifest", NULL), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "cert-chain", "certs/sign.pem"), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "revocation", NULL), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "checkpoint-signature", NULL), 3);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "witness", "checkpoints/cosigned"), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "tree-root", NULL), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "entries", NULL), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "receipt", NULL), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "key", NULL), 1);
+    s = verify(W.later);
+    assert_int_equal(s.fail, 0);
+}
+
+/* ---- the tamper corpus ------------------------------------------------------------------ */
+
+static void flipped_receipt_byte_fails(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "flip"), rel[64], where[16];
+    size_t n = 0;
+    bundle_rel(dir, rel, sizeof rel);
+    uint8_t *d = slurp(dir, rel, &n);
+    entries_t es;
+    split(d, n, &es);
+    size_t i = first_of_type(&es, TDSX_LOG_ENTRY_RECEIPT);
+    tdsx_log_entry_t e;
+    assert_int_equal(tdsx__log_entry_parse(es.e[i], &e), 0);
+    /* A byte in the middle of the NRO envelope (its payload or signature). */
+    ((uint8_t *)e.item[0].p)[e.item[0].n / 2] ^= 0x01;
+    spill(dir, rel, d, n);
+    rehash(dir, rel);
+    tdsx_audit_summary_t s = verify(dir);
+    assert_true(s.fail > 0);
+    snprintf(where, sizeof where, "%zu", i);
+    expect_fail("receipt", where);
+    expect_fail("entries", where);
+    assert_int_equal(count(TDSX_AUDIT_FAIL, "manifest", NULL), 0);
+    tdsx_free(d);
+    free(dir);
+}
+
+static void dropped_entry_fails(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "drop"), rel[64];
+    size_t n = 0;
+    bundle_rel(dir, rel, sizeof rel);
+    uint8_t *d = slurp(dir, rel, &n);
+    entries_t es;
+    split(d, n, &es);
+    size_t i = first_of_type(&es, TDSX_LOG_ENTRY_RECEIPT);
+    memmove(&es.e[i], &es.e[i + 1], (es.n - i - 1) * sizeof es.e[0]);
+    es.n--;
+    join_write(dir, rel, &es);
+    rehash(dir, rel);
+    verify(dir);
+    expect_fail("entries", rel); /* fewer entries than the tree holds there */
+    char where[16];
+    snprintf(where, sizeof where, "%zu", i);
+    expect_fail("entries", where);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "entries", NULL), 0);
+    tdsx_free(d);
+    free(dir);
+}
+
+static void swapped_entries_fail(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "swap"), rel[64];
+    size_t n = 0;
+    bundle_rel(dir, rel, sizeof rel);
+    uint8_t *d = slurp(dir, rel, &n);
+    entries_t es;
+    split(d, n, &es);
+    size_t i = first_of_type(&es, TDSX_LOG_ENTRY_RECEIPT);
+    assert_true(i + 1 < es.n);
+    tdsx_bytes_t t = es.e[i];
+    es.e[i] = es.e[i + 1];
+    es.e[i + 1] = t;
+    join_write(dir, rel, &es);
+    rehash(dir, rel);
+    verify(dir);
+    char w1[16], w2[16];
+    snprintf(w1, sizeof w1, "%zu", i);
+    snprintf(w2, sizeof w2, "%zu", i + 1);
+    expect_fail("entries", w1);
+    expect_fail("entries", w2);
+    /* Both entries are still well signed: only their order is wrong. */
+    assert_int_equal(count(TDSX_AUDIT_FAIL, "receipt", NULL), 0);
+    tdsx_free(d);
+    free(dir);
+}
+
+static void tile_rewritten_to_match_fails_the_root(void **state)
+{
+    (void)state;
+    /* A forger who drops an entry AND rewrites the level-0 tile to match the entries left
+     * cannot reproduce the signed root. */
+    char *dir = copy_of(W.good, "retile"), rel[64], tile[64];
+    size_t n = 0, tn = 0;
+    bundle_rel(dir, rel, sizeof rel);
+    uint8_t *d = slurp(dir, rel, &n);
+    entries_t es;
+    split(d, n, &es);
+    size_t i = first_of_type(&es, TDSX_LOG_ENTRY_RECEIPT);
+    snprintf(tile, sizeof tile, "log/tile/0/000.p/%zu", es.n);
+    uint8_t *t = slurp(dir, tile, &tn);
+    assert_int_equal(tn, es.n * 32);
+    /* Replace the receipt by a copy of the entry before it, and its leaf hash to match. */
+    es.e[i] = es.e[i - 1];
+    memcpy(t + 32 * i, t + 32 * (i - 1), 32);
+    join_write(dir, rel, &es);
+    spill(dir, tile, t, tn);
+    rehash(dir, rel);
+    rehash(dir, tile);
+    verify(dir);
+    expect_fail("tree-root", "log/checkpoint");
+    assert_int_equal(count(TDSX_AUDIT_FAIL, "manifest", NULL), 0);
+    tdsx_free(t);
+    tdsx_free(d);
+    free(dir);
+}
+
+static void missing_witness_cosignature_fails(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "nowitness");
+    size_t n = 0;
+    uint8_t *d = slurp(dir, "checkpoints/cosigned", &n);
+    /* Keep the node's own signature line, drop the centre's cosignature line after it. */
+    char needle[256];
+    snprintf(needle, sizeof needle, "\n\xe2\x80\x94 %s ", W.centre.id);
+    char *cos = strstr((char *)d, needle);
+    assert_non_null(cos);
+    char *eol = strchr(cos + 1, '\n');
+    assert_non_null(eol);
+    memmove(cos + 1, eol + 1, n - (size_t)(eol + 1 - (char *)d));
+    n -= (size_t)(eol - cos);
+    spill(dir, "checkpoints/cosigned", d, n);
+    rehash(dir, "checkpoints/cosigned");
+    verify(dir);
+    expect_fail("witness", "checkpoints/cosigned");
+    /* The node's signature on it still verifies: only the witness is missing. */
+    assert_int_equal(count(TDSX_AUDIT_PASS, "checkpoint-signature", "checkpoints/cosigned"), 1);
+    tdsx_free(d);
+
+    /* No cosigned checkpoint at all is the same failure. */
+    char *gone = copy_of(W.good, "nocosigned");
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out,
+                                   "rm '%s/checkpoints/cosigned' && grep -v "
+                                   "' checkpoints/cosigned$' '%s/MANIFEST' > '%s/M' && mv "
+                                   "'%s/M' '%s/MANIFEST'",
+                                   gone, gone, gone, gone, gone),
+                     0);
+    free(out);
+    verify(gone);
+    expect_fail("witness", "checkpoints/cosigned");
+    free(gone);
+    free(dir);
+}
+
+static void wrong_anchor_fails(void **state)
+{
+    (void)state;
+    tdsx_audit_summary_t s = verify_with(W.good, W.foreign_anchor, NULL);
+    assert_true(s.fail > 0);
+    expect_fail("cert-chain", "certs/sign.pem");
+    expect_fail("checkpoint-signature", "log/checkpoint");
+    /* The CRLs of the province are not the foreign anchor's either. */
+    expect_fail("crl", "crls/0.pem");
+    /* Without a checkpoint that chains to the anchor the tiles prove nothing: no entry is
+     * taken as the log's, no receipt counted as verified. */
+    assert_int_equal(s.receipts, 0);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "receipt", NULL), 0);
+    assert_int_equal(count(TDSX_AUDIT_INDETERMINATE, "tree-root", NULL), 1);
+    assert_int_equal(count(TDSX_AUDIT_INDETERMINATE, "entries", NULL), 1);
+}
+
+static void manifest_catches_changes_and_strays(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "stray");
+    spill(dir, "certs/extra.pem", "x", 1);
+    size_t n = 0;
+    uint8_t *d = slurp(dir, "log/checkpoint", &n);
+    d[0] ^= 1;
+    spill(dir, "log/checkpoint", d, n);
+    verify(dir);
+    expect_fail("manifest", "certs/extra.pem");
+    expect_fail("manifest", "log/checkpoint");
+    expect_fail("checkpoint-signature", "log/checkpoint");
+    tdsx_free(d);
+    free(dir);
+}
+
+static void foreign_crl_fails(void **state)
+{
+    (void)state;
+    /* A CRL signed by a CA outside the anchor's tree is refused, not trusted. */
+    char *dir = copy_of(W.good, "foreigncrl");
+    tdsx_ca_t *ca = NULL;
+    char *crl = tdsx_test_path(dir, "crls/9.pem");
+    assert_int_equal(tdsx_ca_open(W.p.foreign, &ca), 0);
+    assert_int_equal(tdsx_ca_crl(ca, 7, crl, 1), 0);
+    tdsx_ca_free(ca);
+    rehash(dir, "crls/9.pem");
+    verify(dir);
+    expect_fail("crl", "crls/9.pem");
+    assert_int_equal(count(TDSX_AUDIT_PASS, "crl", "crls/0.pem"), 1);
+    free(crl);
+    free(dir);
+}
+
+static void rolled_back_state_fails(void **state)
+{
+    (void)state;
+    char *st = tdsx_test_path(W.work, "state");
+    unlink(st);
+    /* First audit of the larger log records it. */
+    tdsx_audit_summary_t s = verify_with(W.later, W.anchor, st);
+    assert_int_equal(s.fail, 0);
+    size_t n = 0;
+    uint8_t *before = slurp(W.work, "state", &n);
+    assert_non_null(strstr((char *)before, W.ent.id));
+    /* The older, smaller evidence is now a rollback; the state is left as it was. */
+    s = verify_with(W.good, W.anchor, st);
+    expect_fail("state", "size");
+    size_t n2 = 0;
+    uint8_t *after = slurp(W.work, "state", &n2);
+    assert_int_equal(n, n2);
+    assert_memory_equal(before, after, n);
+    /* Auditing the same evidence again is fine. */
+    s = verify_with(W.later, W.anchor, st);
+    assert_int_equal(s.fail, 0);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "state", NULL), 1);
+    /* A state whose root differs at its size: a fork. */
+    char *text = (char *)before;
+    char *root = strstr(text, "\nroot ");
+    assert_non_null(root);
+    root[6] = root[6] == '0' ? '1' : '0';
+    spill(W.work, "state", before, n);
+    s = verify_with(W.later, W.anchor, st);
+    expect_fail("state", "root");
+    /* Not a state file: the audit cannot run. */
+    spill(W.work, "state", "garbage\n", 8);
+    tdsx_audit_opts_t o = {W.anchor, st, 0};
+    assert_int_equal(tdsx_audit_verify(W.later, &o, NULL, NULL, NULL), TDSX_E_FORMAT);
+    tdsx_free(before);
+    tdsx_free(after);
+    free(st);
+}
+
+static void could_not_run(void **state)
+{
+    (void)state;
+    tdsx_audit_opts_t o = {W.anchor, NULL, 0};
+    assert_int_equal(tdsx_audit_verify("/nonexistent/evidence", &o, NULL, NULL, NULL),
+                     TDSX_E_NOTFOUND);
+    o.anchor = "/nonexistent/root.pem";
+    assert_int_equal(tdsx_audit_verify(W.good, &o, NULL, NULL, NULL), TDSX_E_NOTFOUND);
+    o.anchor = W.file; /* not a certificate */
+    assert_int_equal(tdsx_audit_verify(W.good, &o, NULL, NULL, NULL), TDSX_E_CERT_PARSE);
+    o.anchor = NULL;
+    assert_int_equal(tdsx_audit_verify(W.good, &o, NULL, NULL, NULL), TDSX_E_INVAL);
+    /* A directory without a MANIFEST. */
+    o.anchor = W.anchor;
+    assert_int_equal(tdsx_audit_verify(W.work, &o, NULL, NULL, NULL), TDSX_E_NOTFOUND);
+}
+
+/* ---- the real binary --------------------------------------------------------------------- */
+
+static void cli_exit_codes_and_json(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out, "tdsx audit verify '%s' --anchor '%s'", W.good, W.anchor),
+                     0);
+    assert_non_null(strstr(out, "PASS witness checkpoints/cosigned "));
+    assert_non_null(strstr(out, "PASS tree-root log/checkpoint "));
+    assert_null(strstr(out, "\nFAIL "));
+    free(out);
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx audit verify '%s' --anchor '%s'", W.good, W.foreign_anchor), 1);
+    assert_non_null(strstr(out, "FAIL cert-chain certs/sign.pem "));
+    free(out);
+    assert_int_equal(tdsx_test_run(&out, "tdsx audit verify '%s' --anchor '%s' --json", W.good,
+                                   W.foreign_anchor),
+                     1);
+    assert_non_null(strstr(out, "{\"checks\":["));
+    assert_non_null(
+        strstr(out, "{\"check\":\"cert-chain\",\"result\":\"FAIL\",\"where\":\"certs/sign.pem\""));
+    assert_non_null(strstr(out, "\"result\":\"FAIL\"}}"));
+    free(out);
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx audit verify '%s' --anchor '%s' --json", W.good, W.anchor), 0);
+    assert_non_null(strstr(out, "\"fail\":0,"));
+    assert_non_null(strstr(out, "\"result\":\"PASS\"}}"));
+    free(out);
+    /* Could not run: exit 2, never a prompt (stdin is closed). */
+    assert_int_equal(tdsx_test_run(&out,
+                                   "tdsx audit verify /nonexistent --anchor '%s' "
+                                   "</dev/null 2>&1",
+                                   W.anchor),
+                     2);
+    free(out);
+    assert_int_equal(tdsx_test_run(&out,
+                                   "tdsx audit verify '%s' --anchor /nonexistent.pem "
+                                   "</dev/null 2>&1",
+                                   W.good),
+                     2);
+    free(out);
+    assert_int_equal(tdsx_test_run(&out, "tdsx audit verify '%s' 2>&1", W.good), 2);
+    free(out);
+}
+
+/* Last: it revokes the enterprise's sign certificate in the province CA. */
+static void checkpoint_signed_by_revoked_key_fails(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "revoked");
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out, "tdsx ca revoke --dir '%s' --cert '%s/sign.pem' 2>&1",
+                                   W.p.ca, W.ent.creds),
+                     0);
+    free(out);
+    tdsx_test_province_crl(&W.p);
+    size_t n = 0;
+    char *crl = tdsx_test_path(W.p.dir, "crl.pem");
+    uint8_t *d = NULL;
+    assert_int_equal(tdsx_file_read(crl, 1u << 20, &d, &n), 0);
+    spill(dir, "crls/0.pem", d, n);
+    rehash(dir, "crls/0.pem");
+    verify(dir);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "crl", "crls/0.pem"), 1);
+    expect_fail("cert-chain", "certs/sign.pem");
+    expect_fail("checkpoint-signature", "log/checkpoint");
+    expect_fail("checkpoint-signature", "checkpoints/cosigned");
+    tdsx_free(d);
+    free(crl);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(export_layout_is_private_and_complete),
+        cmocka_unit_test(export_refuses_bad_requests),
+        cmocka_unit_test(export_of_a_range_verifies),
+        cmocka_unit_test(untampered_bundle_passes),
+        cmocka_unit_test(flipped_receipt_byte_fails),
+        cmocka_unit_test(dropped_entry_fails),
+        cmocka_unit_test(swapped_entries_fail),
+        cmocka_unit_test(tile_rewritten_to_match_fails_the_root),
+        cmocka_unit_test(missing_witness_cosignature_fails),
+        cmocka_unit_test(wrong_anchor_fails),
+        cmocka_unit_test(manifest_catches_changes_and_strays),
+        cmocka_unit_test(foreign_crl_fails),
+        cmocka_unit_test(rolled_back_state_fails),
+        cmocka_unit_test(could_not_run),
+        cmocka_unit_test(cli_exit_codes_and_json),
+        cmocka_unit_test(checkpoint_signed_by_revoked_key_fails),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
