@@ -30,6 +30,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "proto.h"
+#include "report.h"
 #include "statement.pb-c.h"
 #include "tlog.h"
 
@@ -607,7 +608,27 @@ typedef struct {
     tdsx_arena_t *arena;
     uint64_t n_receipt, n_nrd, n_key, n_fail_entries;
     uint64_t f_receipt, f_nrd, f_key;
+    /* reports, from REPORT entries and reports/ */
+    struct rep_s *reps;
+    size_t nreps;
+    uint64_t report_seq; /* highest verified sequence */
+    /* the entry bundle last read (reports re-read their range) */
+    uint64_t cached_k;
+    uint8_t *cached;
+    size_t cached_n;
 } audit_t;
+
+/* One report note found in the evidence. */
+typedef struct rep_s {
+    uint8_t *note, *cosigned; /* heap copies; cosigned may be NULL */
+    size_t note_n, cosigned_n;
+    char src[64]; /* "entry 12" or "reports/3.note" */
+    tdsx_hash_t hash;
+    int ok; /* signature verified, r parsed */
+    tdsx_report_t r;
+} rep_t;
+
+#define REPORTS_MAX 1024u
 
 static void report(audit_t *a, tdsx_audit_result_t r, const char *check, const char *where,
                    const char *fmt, ...) TDSX_PRINTF(5, 6);
@@ -1451,6 +1472,48 @@ static void check_nrd(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
         a->n_nrd++;
 }
 
+static uint8_t *dup_bytes(tdsx_bytes_t b)
+{
+    uint8_t *p = tdsx_malloc(b.n ? b.n : 1);
+    if (p && b.n)
+        memcpy(p, b.p, b.n);
+    return p;
+}
+
+/* Keeps a report note (and the cosigned checkpoint that came with it) for the report checks;
+ * the same note from the log and from reports/ is kept once. */
+static void add_report(audit_t *a, tdsx_bytes_t note, tdsx_bytes_t cosigned, const char *src)
+{
+    tdsx_hash_t h;
+    if (tdsx_report_note_hash(note, &h) != 0)
+        return;
+    for (size_t i = 0; i < a->nreps; i++) {
+        rep_t *r = &a->reps[i];
+        if (memcmp(r->hash.b, h.b, TDSX_HASH_LEN) != 0)
+            continue;
+        if (!r->cosigned && cosigned.n && (r->cosigned = dup_bytes(cosigned)) != NULL)
+            r->cosigned_n = cosigned.n;
+        return;
+    }
+    if (!a->reps && !(a->reps = tdsx_calloc(REPORTS_MAX, sizeof *a->reps)))
+        return;
+    if (a->nreps >= REPORTS_MAX) {
+        report(a, TDSX_AUDIT_INDETERMINATE, "report-signature", src,
+               "more than %u reports: the rest are not checked", REPORTS_MAX);
+        return;
+    }
+    rep_t *r = &a->reps[a->nreps];
+    memset(r, 0, sizeof *r);
+    if (!(r->note = dup_bytes(note)))
+        return;
+    r->note_n = note.n;
+    if (cosigned.n && (r->cosigned = dup_bytes(cosigned)) != NULL)
+        r->cosigned_n = cosigned.n;
+    r->hash = h;
+    snprintf(r->src, sizeof r->src, "%s", src);
+    a->nreps++;
+}
+
 static void check_entry(audit_t *a, uint64_t idx, tdsx_bytes_t bytes)
 {
     tdsx_log_entry_t e;
@@ -1472,6 +1535,12 @@ static void check_entry(audit_t *a, uint64_t idx, tdsx_bytes_t bytes)
             fail_entry(a, "key", idx, "key entry names %s, not the log's node", c->ids);
         else
             a->n_key++;
+        break;
+    }
+    case TDSX_LOG_ENTRY_REPORT: {
+        char src[64];
+        snprintf(src, sizeof src, "entry %llu", (unsigned long long)idx);
+        add_report(a, e.item[0], e.item[1], src);
         break;
     }
     default: break;
@@ -1558,6 +1627,289 @@ static void check_entries(audit_t *a)
     (void)replayed;
 }
 
+/* ---- reports (SPEC §12) ---- */
+
+/* Entry `idx` of the evidence (the bundle holding it stays cached). */
+static int entry_at(audit_t *a, uint64_t idx, tdsx_bytes_t *out)
+{
+    uint64_t size = a->head.size, k = idx / TILE_W;
+    if (idx >= size)
+        return TDSX_E_NOTFOUND;
+    if (!a->cached || a->cached_k != k) {
+        unsigned w = (unsigned)(size - k * TILE_W >= TILE_W ? TILE_W : size - k * TILE_W);
+        char rel[PATH_CAP];
+        tdsx_free(a->cached);
+        a->cached = NULL;
+        int rc = tile_rel(rel, sizeof rel, "log", ENTRIES_LEVEL, k, w == TILE_W ? 0 : w);
+        if (rc == 0)
+            rc = read_rel(a, rel, &a->cached, &a->cached_n);
+        if (rc)
+            return rc;
+        a->cached_k = k;
+    }
+    tdsx_bytes_t c = tdsx_bytes(a->cached, a->cached_n), e;
+    for (uint64_t i = k * TILE_W; i <= idx; i++) {
+        uint16_t l;
+        if (tdsx_bytes_u16be(&c, &l) != 0 || tdsx_bytes_take(&c, l, &e) != 0)
+            return TDSX_E_LOG_CORRUPT;
+    }
+    tdsx_hash_t h;
+    if (tdsx_merkle_leaf_hash(e.p, e.n, &h) != 0 ||
+        memcmp(h.b, a->leaves[idx].b, TDSX_HASH_LEN) != 0)
+        return TDSX_E_LOG_CORRUPT; /* already reported by the entries check */
+    *out = e;
+    return 0;
+}
+
+static int cmp_rep(const void *x, const void *y)
+{
+    const rep_t *p = x, *q = y;
+    if (p->ok != q->ok)
+        return q->ok - p->ok; /* verified first */
+    return p->r.sequence < q->r.sequence ? -1 : p->r.sequence > q->r.sequence;
+}
+
+static void report_files(audit_t *a)
+{
+    char dir[PATH_CAP];
+    if (path_of(a, "reports", dir) != 0)
+        return;
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        char rel[PATH_CAP];
+        uint8_t *note = NULL, *cos = NULL;
+        size_t nn = 0, cn = 0;
+        if (n < 6 || strcmp(de->d_name + n - 5, ".note") != 0 || de->d_name[0] == '.')
+            continue;
+        snprintf(rel, sizeof rel, "reports/%s", de->d_name);
+        if (read_rel(a, rel, &note, &nn) == 0 && note) {
+            /* <seq>.checkpoint beside it: the checkpoint the centre cosigned for it. */
+            char crel[PATH_CAP];
+            snprintf(crel, sizeof crel, "reports/%.*s.checkpoint", (int)(n - 5), de->d_name);
+            if (read_rel(a, crel, &cos, &cn) != 0) {
+                tdsx_free(cos);
+                cos = NULL;
+                cn = 0;
+            }
+            add_report(a, tdsx_bytes(note, nn), tdsx_bytes(cos, cn), rel);
+        }
+        tdsx_free(note);
+        tdsx_free(cos);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* The report's statements about the checkpoint it covers and the one before it. */
+static void report_checkpoints(audit_t *a, const rep_t *p, const char *where)
+{
+    const tdsx_report_t *r = &p->r;
+    tdsx_hash_t root;
+    if (!a->tree_ok || r->size > a->head.size) {
+        report(a, TDSX_AUDIT_INDETERMINATE, "report-checkpoint", where,
+               "size %llu is beyond the verified log", (unsigned long long)r->size);
+    } else if (tdsx_merkle_root(a->leaves, (size_t)r->size, &root) != 0 ||
+               memcmp(root.b, r->root.b, TDSX_HASH_LEN) != 0 ||
+               tdsx_merkle_root(a->leaves, (size_t)r->prev_size, &root) != 0 ||
+               memcmp(root.b, r->prev_root.b, TDSX_HASH_LEN) != 0) {
+        report(a, TDSX_AUDIT_FAIL, "report-checkpoint", where,
+               "checkpoint or previous-checkpoint is not the log's at that size");
+    } else {
+        report(a, TDSX_AUDIT_PASS, "report-checkpoint", where,
+               "checkpoints %llu and %llu are the log's", (unsigned long long)r->prev_size,
+               (unsigned long long)r->size);
+    }
+    /* Witnessed: a cosigned checkpoint of the same size and root (its own or the log's). */
+    int witnessed = 0, bad = 0;
+    if (p->cosigned_n && a->witness_cert && a->witness_cert->base_rc == 0 && a->node_ok) {
+        tdsx_note_t *note = NULL;
+        tdsx_checkpoint_t cp;
+        if (tdsx_checkpoint_open(tdsx_bytes(p->cosigned, p->cosigned_n), &a->node_v, &a->witness_v,
+                                 1, a->node_v.name, &note, &cp) == 0 &&
+            tdsx_note_verified_by(note, &a->witness_v) && cp.size == r->size &&
+            memcmp(cp.root.b, r->root.b, TDSX_HASH_LEN) == 0)
+            witnessed = 1;
+        else
+            bad = 1;
+        tdsx_note_free(note);
+    }
+    if (!witnessed && a->cosigned.ok && a->cosigned.size == r->size &&
+        memcmp(a->cosigned.root.b, r->root.b, TDSX_HASH_LEN) == 0 && a->witness_cert &&
+        a->witness_cert->base_rc == 0)
+        witnessed = 2;
+    if (bad)
+        report(a, TDSX_AUDIT_FAIL, "report-cosignature", where,
+               "the cosigned checkpoint beside it is not the witness's for this report");
+    else if (witnessed)
+        report(a, TDSX_AUDIT_PASS, "report-cosignature", where, "checkpoint %llu cosigned by %s",
+               (unsigned long long)r->size, a->witness_cert->ids);
+    else
+        report(a, TDSX_AUDIT_INDETERMINATE, "report-cosignature", where,
+               "no witness cosignature of this report's checkpoint in the evidence");
+}
+
+/* The fields a party other than the log vouches for, against the evidence's certificates. */
+static void report_fields(audit_t *a, const rep_t *p, const char *seq)
+{
+    const tdsx_report_t *r = &p->r;
+    char where[64 + TDSX_ID_SIZE];
+    int bad = 0;
+    if (a->node_cert && a->node_cert->base_rc == 0 && r->sign_not_after != a->node_cert->na) {
+        snprintf(where, sizeof where, "%s cert-sign-not-after", seq);
+        report(a, TDSX_AUDIT_FAIL, "report-field", where,
+               "states %lld, the sign certificate says %lld", (long long)r->sign_not_after,
+               (long long)a->node_cert->na);
+        bad++;
+    }
+    if (a->node_cert && a->node_cert->base_rc == 0) {
+        int revoked = a->node_cert->revoked_at && a->node_cert->revoked_at <= r->period_to;
+        if ((r->cert_status == TDSX_REPORT_CERT_GOOD && revoked) ||
+            (r->cert_status == TDSX_REPORT_CERT_REVOKED && !revoked && a->crls &&
+             sk_X509_CRL_num(a->crls) > 0)) {
+            snprintf(where, sizeof where, "%s cert-status", seq);
+            report(a, TDSX_AUDIT_FAIL, "report-field", where,
+                   "states %s, the CRLs in the evidence say otherwise at the period's end",
+                   tdsx_report_cert_status_name(r->cert_status));
+            bad++;
+        }
+    }
+    if (strcmp(r->node, a->node_v.name) != 0) {
+        snprintf(where, sizeof where, "%s node", seq);
+        report(a, TDSX_AUDIT_FAIL, "report-field", where, "report of %s in %s's evidence", r->node,
+               a->node_v.name);
+        bad++;
+    }
+    if (a->node_cert && a->node_cert->base_rc == 0 && (unsigned)r->role != a->node_cert->id.role) {
+        snprintf(where, sizeof where, "%s role", seq);
+        report(a, TDSX_AUDIT_FAIL, "report-field", where, "states %s, the certificate %s",
+               tdsx_role_name(r->role), tdsx_role_name(a->node_cert->id.role));
+        bad++;
+    }
+    /* The peer table is the roles the counts were made with: each must be a certified one. */
+    for (size_t i = 0; i < r->counts.n_peers; i++) {
+        const tdsx_report_peer_t *peer = &r->counts.peers[i];
+        const cert_t *c = NULL;
+        for (size_t j = 0; j < a->ncerts && !c; j++)
+            if (a->certs[j].base_rc == 0 && strcmp(a->certs[j].ids, peer->id) == 0)
+                c = &a->certs[j];
+        snprintf(where, sizeof where, "%s peer %s", seq, peer->id);
+        if (!c)
+            report(a, TDSX_AUDIT_INDETERMINATE, "report-field", where,
+                   "no certificate of this counterpart in the evidence: its role is unchecked");
+        else if (c->id.role != peer->role) {
+            report(a, TDSX_AUDIT_FAIL, "report-field", where, "states %s, the certificate %s",
+                   tdsx_role_name(peer->role), tdsx_role_name(c->id.role));
+            bad++;
+        }
+    }
+    if (r->bundle_serial) {
+        snprintf(where, sizeof where, "%s bundle", seq);
+        report(a, TDSX_AUDIT_INDETERMINATE, "report-field", where,
+               "trust bundle serial %llu not checked against a bundle",
+               (unsigned long long)r->bundle_serial);
+    }
+    if (!bad)
+        report(a, TDSX_AUDIT_PASS, "report-field", seq,
+               "node, role, sign certificate expiry, status and peer roles match the evidence");
+}
+
+/* Every count recomputed with report.h's tally over the entries of the report's range. */
+static void report_counts(audit_t *a, const rep_t *p, const char *seq)
+{
+    const tdsx_report_t *r = &p->r;
+    if (!a->tree_ok || r->first < a->from || r->size > a->to) {
+        report(a, TDSX_AUDIT_INDETERMINATE, "report-count", seq,
+               "range %llu..%llu is not all in the evidence (entries %llu..%llu)",
+               (unsigned long long)r->first, (unsigned long long)r->size,
+               (unsigned long long)a->from, (unsigned long long)a->to);
+        return;
+    }
+    tdsx_report_tally_t *t = NULL;
+    tdsx_report_counts_t *got = tdsx_malloc(sizeof *got);
+    int rc = got ? tdsx_report_tally_new(r->node, r->period_to, tdsx_report_role_from_peers,
+                                         (void *)&r->counts, &t)
+                 : TDSX_E_NOMEM;
+    for (uint64_t i = r->first; rc == 0 && i < r->size; i++) {
+        tdsx_bytes_t e;
+        if ((rc = entry_at(a, i, &e)) == 0)
+            rc = tdsx_report_tally_add(t, e);
+    }
+    if (rc == 0)
+        rc = tdsx_report_tally_finish(t, got);
+    char field[128], where[192];
+    if (rc) {
+        report(a, TDSX_AUDIT_FAIL, "report-count", seq, "the range cannot be recounted: %s",
+               tdsx_err_name(rc));
+    } else if (tdsx_report_counts_diff(&r->counts, got, field, sizeof field)) {
+        snprintf(where, sizeof where, "%s %s", seq, field);
+        report(a, TDSX_AUDIT_FAIL, "report-count", where,
+               "the report's count differs from the log's entries %llu..%llu",
+               (unsigned long long)r->first, (unsigned long long)r->size);
+    } else {
+        report(a, TDSX_AUDIT_PASS, "report-count", seq,
+               "every count matches the log's entries %llu..%llu", (unsigned long long)r->first,
+               (unsigned long long)r->size);
+    }
+    tdsx_report_tally_free(t);
+    tdsx_free(got);
+}
+
+static void check_reports(audit_t *a)
+{
+    report_files(a);
+    if (a->nreps == 0) {
+        report(a, TDSX_AUDIT_INDETERMINATE, "report-signature", "",
+               "no trust-status report in the evidence");
+        return;
+    }
+    for (size_t i = 0; i < a->nreps; i++) {
+        rep_t *p = &a->reps[i];
+        int rc = a->node_ok ? tdsx_report_open(tdsx_bytes(p->note, p->note_n), &a->node_v, &p->r)
+                            : TDSX_E_NOTE_UNVERIFIED;
+        if (rc == 0 && a->node_ok < 0)
+            rc = TDSX_E_CERT_REVOKED;
+        p->ok = rc == 0;
+        if (rc)
+            report(a, TDSX_AUDIT_FAIL, "report-signature", p->src, "%s: %s", tdsx_err_name(rc),
+                   tdsx_strerror(rc));
+    }
+    qsort(a->reps, a->nreps, sizeof *a->reps, cmp_rep);
+    const rep_t *prev = NULL;
+    for (size_t i = 0; i < a->nreps && a->reps[i].ok; i++) {
+        const rep_t *p = &a->reps[i];
+        char seq[32];
+        snprintf(seq, sizeof seq, "%llu", (unsigned long long)p->r.sequence);
+        report(a, TDSX_AUDIT_PASS, "report-signature", seq, "signed by %s (%s)", a->node_v.name,
+               p->src);
+        if (prev && prev->r.sequence == p->r.sequence)
+            report(a, TDSX_AUDIT_FAIL, "report-chain", seq,
+                   "two different reports carry this sequence number");
+        else if (!prev && p->r.sequence == 1)
+            report(a,
+                   tdsx_report_chain_check(NULL, NULL, &p->r) ? TDSX_AUDIT_FAIL : TDSX_AUDIT_PASS,
+                   "report-chain", seq, "the first report");
+        else if (!prev || prev->r.sequence + 1 != p->r.sequence)
+            report(a, prev ? TDSX_AUDIT_FAIL : TDSX_AUDIT_INDETERMINATE, "report-chain", seq,
+                   "report %llu is not in the evidence", (unsigned long long)p->r.sequence - 1);
+        else if (tdsx_report_chain_check(&prev->r, &prev->hash, &p->r) != 0)
+            report(a, TDSX_AUDIT_FAIL, "report-chain", seq,
+                   "does not extend report %llu (sequence, previous-report hash, previous "
+                   "checkpoint or period)",
+                   (unsigned long long)prev->r.sequence);
+        else
+            report(a, TDSX_AUDIT_PASS, "report-chain", seq, "extends report %llu",
+                   (unsigned long long)prev->r.sequence);
+        report_checkpoints(a, p, seq);
+        report_fields(a, p, seq);
+        report_counts(a, p, seq);
+        if (p->r.sequence > a->report_seq)
+            a->report_seq = p->r.sequence;
+        prev = p;
+    }
+}
+
 /* ---- state (rollback protection) ---- */
 
 typedef struct {
@@ -1620,6 +1972,10 @@ static void check_state(audit_t *a, const state_t *st)
     else
         report(a, TDSX_AUDIT_PASS, "state", "", "extends the size %llu seen by the last audit",
                (unsigned long long)st->size);
+    if (a->report_seq < st->report_seq)
+        report(a, TDSX_AUDIT_FAIL, "state", "report-seq",
+               "rollback: latest report %llu is older than report %llu seen by the last audit",
+               (unsigned long long)a->report_seq, (unsigned long long)st->report_seq);
 }
 
 static int write_state(audit_t *a, const char *path, uint64_t report_seq)
@@ -1690,9 +2046,10 @@ int tdsx_audit_verify(const char *dir, const tdsx_audit_opts_t *o, tdsx_audit_cb
     check_tree(&a);
     check_consistency(&a);
     check_entries(&a);
+    check_reports(&a);
     if (o->state) {
         check_state(&a, &st);
-        if (a.sum.fail == 0 && (rc = write_state(&a, o->state, st.report_seq)) != 0)
+        if (a.sum.fail == 0 && (rc = write_state(&a, o->state, a.report_seq)) != 0)
             goto done;
     }
     rc = 0;
@@ -1703,6 +2060,12 @@ done:
         X509_free(a.certs[i].x);
     tdsx_free(a.certs);
     tdsx_free(a.leaves);
+    for (size_t i = 0; i < a.nreps; i++) {
+        tdsx_free(a.reps[i].note);
+        tdsx_free(a.reps[i].cosigned);
+    }
+    tdsx_free(a.reps);
+    tdsx_free(a.cached);
     sk_X509_pop_free(a.cas, X509_free);
     sk_X509_CRL_pop_free(a.crls, X509_CRL_free);
     tdsx_trust_free(a.trust);
