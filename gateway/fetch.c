@@ -489,7 +489,8 @@ int tdsx__fetch_node_start(tdsx_node_t *n)
                                n->cfg.bundle_refresh_ms,
                                5000,
                                30000,
-                               TDSX_FETCH_BODY_CAP,
+                               TDSX_BUNDLE_FILE_CAP < TDSX_FETCH_BODY_CAP ? TDSX_BUNDLE_FILE_CAP
+                                                                          : TDSX_FETCH_BODY_CAP,
                                retry_max < 1000 ? retry_max : 1000,
                                retry_max,
                                (const char *)ca.p};
