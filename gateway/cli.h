@@ -97,4 +97,9 @@ int tdsx_cmd_log_verify_proof(int argc, char **argv);
 int tdsx_cmd_audit_export(int argc, char **argv);
 int tdsx_cmd_audit_verify(int argc, char **argv);
 
+/* gateway/cmd_report.c: trust-status reports (SPEC §12). */
+int tdsx_cmd_report_make(int argc, char **argv);
+int tdsx_cmd_report_show(int argc, char **argv);
+int tdsx_cmd_report_submit(int argc, char **argv);
+
 #endif

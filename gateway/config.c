@@ -66,6 +66,8 @@ static const key_t_ keys[] = {
     {"receipt_timeout", K_DURATION, OFF(receipt_timeout_ms), 1000, 86400000, 0},
     {"checkpoint_interval", K_DURATION, OFF(checkpoint_interval_ms), 100, 86400000, 0},
     {"witness", K_STRING, OFF(witness), 0, 0, 0},
+    /* Trust-status reports (gateway/report.h): one each period, submitted to the witness. */
+    {"report_period", K_DURATION, OFF(report_period_ms), 1000, 3650ull * 86400 * 1000, 0},
     /* HTTP endpoint and bundle fetching (gateway/http.h). */
     {"http_public", K_BOOL, OFF(http_public), 0, 0, 0},
     {"http_timeout", K_DURATION, OFF(http_timeout_ms), 100, 600000, 0},
@@ -96,6 +98,7 @@ void tdsx_config_defaults(tdsx_config_t *c)
     c->part_ttl_ms = 24ull * 3600 * 1000;
     c->receipt_timeout_ms = TDSX_RECEIPT_TIMEOUT_DEFAULT_MS;
     c->checkpoint_interval_ms = 10000;
+    c->report_period_ms = 30ull * 86400 * 1000; /* "monthly" */
     c->http_timeout_ms = 10000;
     c->http_max_connections = 64;
     c->bundle_refresh_ms = 3600ull * 1000;

@@ -62,6 +62,7 @@ typedef struct tdsx_config_s {
     /* Transparency log (SPEC §11, gateway/log.h). */
     uint64_t checkpoint_interval_ms; /* publish a checkpoint this often when the log grew */
     char *witness; /* "<USCC>/<node>" of the centre that cosigns our checkpoints; NULL: none */
+    uint64_t report_period_ms; /* trust-status reports (report.h): make one this often; 0 never */
 
     /* HTTP endpoint (gateway/http.h) and bundle fetching (SPEC §3). */
     int http_public;          /* `http_public yes`: http_listen may be a non-loopback address */

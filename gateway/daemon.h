@@ -79,6 +79,9 @@ struct tdsx_node_s {
     struct tdsx_taxonomy_s *taxonomy;
     uint64_t next_ctl_serial;
     struct tdsx_nodelog_s *log; /* the transparency log (log.c), NULL until started */
+
+    /* Trust-status reports (report.h): NULL until started. */
+    struct tdsx_reporter_s *report;
 };
 
 /* Loads credentials, trust and registry named by cfg (taken: the node frees it). On failure

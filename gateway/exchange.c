@@ -30,6 +30,7 @@
 #include "agree.h"
 #include "crypto.h"
 #include "log.h"
+#include "report.h"
 #include "policy.h"
 #include "store.h"
 
@@ -2298,6 +2299,11 @@ int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
         /* The transparency log's witness protocol (log.c, SPEC §11): streams of its own. */
         return tdsx__log_frame(tdsx__conn_node(c), c, f,
                                tdsx_bytes(xc->peer_cert, xc->peer_cert_len));
+    case TDSX__FRAME__BODY_REPORT_SUBMIT:
+    case TDSX__FRAME__BODY_REPORT_ACK:
+        /* Trust-status reports (report.c, SPEC §12): streams of their own. */
+        return tdsx__report_frame(tdsx__conn_node(c), c, f,
+                                  tdsx_bytes(xc->peer_cert, xc->peer_cert_len));
     default: break;
     }
     if (!s) {
@@ -3007,6 +3013,9 @@ int tdsx__exchange_local(tdsx_node_t *n, tdsx_ctl_client_t *cl, const Tdsx__Loca
     case TDSX__LOCAL_REQUEST__BODY_LOG_PROOF:
     case TDSX__LOCAL_REQUEST__BODY_LOG_CONSISTENCY: /* the transparency log (log.c) */
         return tdsx__log_local(n, cl, req, a, resp);
+    case TDSX__LOCAL_REQUEST__BODY_REPORT_MAKE:
+    case TDSX__LOCAL_REQUEST__BODY_REPORT_SUBMIT: /* trust-status reports (report.c) */
+        return tdsx__report_local(n, cl, req);
     default: return TDSX_E_PROTO_UNSUPPORTED;
     }
 }

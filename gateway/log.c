@@ -271,6 +271,13 @@ typedef struct job_s {
     char peer[TDSX_ID_SIZE];
     uint32_t stream;
     tdsx_note_verifier_t peer_v;
+    /* J_WITNESS for a report (tdsx__log_witness): a smaller checkpoint proved a prefix of the
+     * record is cosigned too; a file to keep; who hears the decision instead of the peer */
+    int prefix_ok;
+    char *keep_path;
+    tdsx_buf_t keep;
+    tdsx_log_witness_cb cb;
+    void *cb_ud;
 } job_t;
 
 struct tdsx_nodelog_s {
@@ -402,6 +409,8 @@ static void job_free(job_t *j)
     tdsx_buf_free(&j->out);
     tdsx_buf_free(&j->last);
     tdsx_buf_free(&j->entry);
+    tdsx_buf_free(&j->keep);
+    tdsx_free(j->keep_path);
     tdsx_free(j);
 }
 
@@ -417,6 +426,7 @@ static job_t *job_new(tdsx_nodelog_t *L, job_kind_t kind)
     tdsx_buf_init(&j->out, TDSX_NOTE_MAX);
     tdsx_buf_init(&j->last, TDSX_NOTE_MAX);
     tdsx_buf_init(&j->entry, TDSX_TLOG_ENTRY_MAX);
+    tdsx_buf_init(&j->keep, TDSX_NOTE_MAX);
     return j;
 }
 
@@ -607,6 +617,11 @@ void tdsx__log_event(tdsx_node_t *n, const tdsx_log_entry_t *e)
                                        ? tdsx__log_entry_type_name(e->type)
                                        : "?"),
                  TDSX_KV_E("err", rc));
+}
+
+uint64_t tdsx__log_size(const tdsx_node_t *n)
+{
+    return n && n->log ? n->log->size : 0;
 }
 
 void tdsx__log_policy(tdsx_node_t *n, const char *why)
@@ -941,6 +956,31 @@ static char *witness_file(const tdsx_nodelog_t *L, const char *id)
     return path_of(L->witness_dir, name);
 }
 
+/* Writes path durably (0600), making the directories under data_dir it needs (0700). */
+static int keep_file(char *path, tdsx_bytes_t data)
+{
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return TDSX_E_INVAL;
+    *slash = '\0';
+    int rc = 0;
+    for (char *p = strchr(path + 1, '/');; p = strchr(p + 1, '/')) {
+        if (p)
+            *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            rc = TDSX_E_IO;
+        if (!p)
+            break;
+        *p = '/';
+    }
+    char *dir = tdsx_strdup(path);
+    *slash = '/';
+    if (rc == 0)
+        rc = dir ? write_durable(dir, path, data) : TDSX_E_NOMEM;
+    tdsx_free(dir);
+    return rc;
+}
+
 static void witness_work(uv_work_t *w)
 {
     job_t *j = w->data;
@@ -980,8 +1020,18 @@ static void witness_work(uv_work_t *w)
         j->why = "the witness could not read its record for this node";
         goto done;
     }
-    j->rc =
-        tdsx__log_witness_check(has_last ? &lcp : NULL, &ncp, j->old_size, j->hashes, j->nhashes);
+    int keep_record = 0;
+    if (j->prefix_ok && has_last && ncp.size < lcp.size) {
+        /* A report states a checkpoint older than the one cosigned since: it is part of the
+         * one view when the record extends it (the same rule, read the other way round). */
+        keep_record = 1;
+        j->rc = j->old_size != lcp.size ? TDSX_E_STATE
+                                        : tdsx__log_witness_check(&ncp, &lcp, ncp.size, j->hashes,
+                                                                  j->nhashes);
+    } else {
+        j->rc = tdsx__log_witness_check(has_last ? &lcp : NULL, &ncp, j->old_size, j->hashes,
+                                        j->nhashes);
+    }
     if (j->rc == TDSX_E_STATE) {
         j->why = "the witness cosigned another size for this node: prove from that one";
         goto done;
@@ -1008,10 +1058,12 @@ static void witness_work(uv_work_t *w)
         j->rc = tdsx_checkpoint_cosign(tdsx_buf_bytes(&clean), L->cosigner,
                                        (uint64_t)(now > 0 ? now : 0), &j->out);
     tdsx_buf_free(&clean);
-    if (j->rc == 0 && mkdir(L->witness_dir, 0700) != 0 && errno != EEXIST)
+    if (j->rc == 0 && !keep_record && mkdir(L->witness_dir, 0700) != 0 && errno != EEXIST)
         j->rc = TDSX_E_IO;
-    if (j->rc == 0)
+    if (j->rc == 0 && !keep_record)
         j->rc = write_durable(L->witness_dir, path, tdsx_buf_bytes(&j->out));
+    if (j->rc == 0 && j->keep_path)
+        j->rc = keep_file(j->keep_path, tdsx_buf_bytes(&j->keep));
     if (j->rc)
         j->why = "the witness could not cosign or record it";
 done:
@@ -1065,9 +1117,12 @@ static void witness_done(uv_work_t *w, int status)
                  TDSX_KV_S("node", j->peer), TDSX_KV_E("err", rc),
                  TDSX_KV_S("reason", j->why ? j->why : tdsx_strerror(rc)));
     }
-    tdsx_conn_t *c = tdsx__node_find_conn(L->node, j->peer);
-    if (c && answer_submit(c, j->stream, rc, rc ? j->why : NULL, tdsx_buf_bytes(&j->out),
-                           rc ? tdsx_buf_bytes(&j->last) : tdsx_bytes(NULL, 0)) != 0)
+    tdsx_conn_t *c = j->cb ? NULL : tdsx__node_find_conn(L->node, j->peer);
+    if (j->cb)
+        j->cb(j->cb_ud, rc, rc ? j->why : NULL, tdsx_buf_bytes(&j->out),
+              rc ? tdsx_buf_bytes(&j->last) : tdsx_bytes(NULL, 0));
+    else if (c && answer_submit(c, j->stream, rc, rc ? j->why : NULL, tdsx_buf_bytes(&j->out),
+                                rc ? tdsx_buf_bytes(&j->last) : tdsx_bytes(NULL, 0)) != 0)
         tdsx_log(TDSX_LOG_DEBUG, "log.witness_answer_dropped", TDSX_KV_S("node", j->peer));
     job_free(j);
     start_witness(L);
@@ -1087,11 +1142,60 @@ static void start_witness(tdsx_nodelog_t *L)
             return;
         }
         tdsx_conn_t *c = tdsx__node_find_conn(L->node, j->peer);
-        if (c)
+        if (j->cb)
+            j->cb(j->cb_ud, TDSX_E_AGAIN, NULL, tdsx_bytes(NULL, 0), tdsx_bytes(NULL, 0));
+        else if (c)
             (void)answer_submit(c, j->stream, TDSX_E_AGAIN, NULL, tdsx_bytes(NULL, 0),
                                 tdsx_bytes(NULL, 0));
         job_free(j);
     }
+}
+
+/* Checks a submission's sizes; the proof hashes must be 32 bytes each. */
+static int submission_ok(tdsx_bytes_t checkpoint, const ProtobufCBinaryData *proof, size_t n)
+{
+    int bad = checkpoint.n == 0 || checkpoint.n > TDSX_NOTE_MAX || n > TDSX_MERKLE_CONSISTENCY_MAX;
+    for (size_t i = 0; !bad && i < n; i++)
+        bad = proof[i].len != TDSX_HASH_LEN;
+    return !bad;
+}
+
+/* A witness job for peer's checkpoint, queued behind the others (one decision at a time). */
+static int queue_witness(tdsx_nodelog_t *L, const char *peer, tdsx_bytes_t peer_cert,
+                         tdsx_bytes_t checkpoint, uint64_t old_size,
+                         const ProtobufCBinaryData *proof, size_t nproof, job_t **out)
+{
+    uint8_t pk[TDSX_ED25519_PK_LEN];
+    job_t *j = job_new(L, J_WITNESS);
+    if (!j)
+        return TDSX_E_NOMEM;
+    int rc = cert_pubkey(peer_cert, pk);
+    if (rc == 0)
+        rc = tdsx_note_verifier_init(&j->peer_v, peer, TDSX_NOTE_ED25519, pk);
+    if (rc == 0)
+        rc = tdsx_buf_append(&j->note, checkpoint.p, checkpoint.n);
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    snprintf(j->peer, sizeof j->peer, "%s", peer);
+    j->old_size = old_size;
+    j->nhashes = nproof;
+    for (size_t i = 0; i < j->nhashes; i++)
+        memcpy(j->hashes[i].b, proof[i].data, TDSX_HASH_LEN);
+    *out = j;
+    return 0;
+}
+
+static void enqueue_witness(tdsx_nodelog_t *L, job_t *j)
+{
+    if (L->wq_tail)
+        L->wq_tail->next = j;
+    else
+        L->wq_head = j;
+    L->wq_tail = j;
+    L->wq_len++;
+    start_witness(L);
 }
 
 static int on_submit(tdsx_nodelog_t *L, tdsx_conn_t *c, const Tdsx__Frame *f,
@@ -1102,11 +1206,8 @@ static int on_submit(tdsx_nodelog_t *L, tdsx_conn_t *c, const Tdsx__Frame *f,
     if (L->node->cfg.role != TDSX_ROLE_CENTRE)
         return answer_submit(c, f->stream_id, TDSX_E_UNSUPPORTED, "this node is not a witness",
                              tdsx_bytes(NULL, 0), tdsx_bytes(NULL, 0));
-    int bad = s->checkpoint.len == 0 || s->checkpoint.len > TDSX_NOTE_MAX ||
-              s->n_consistency_proof > TDSX_MERKLE_CONSISTENCY_MAX;
-    for (size_t i = 0; !bad && i < s->n_consistency_proof; i++)
-        bad = s->consistency_proof[i].len != TDSX_HASH_LEN;
-    if (bad) {
+    tdsx_bytes_t cp = tdsx_bytes(s->checkpoint.data, s->checkpoint.len);
+    if (!submission_ok(cp, s->consistency_proof, s->n_consistency_proof)) {
         tdsx_log(TDSX_LOG_WARN, "log.witness_bad_submit", TDSX_KV_S("node", peer));
         return answer_submit(c, f->stream_id, TDSX_E_PROTO_FIELD,
                              "checkpoint missing or too large, or a proof hash not 32 bytes",
@@ -1115,35 +1216,89 @@ static int on_submit(tdsx_nodelog_t *L, tdsx_conn_t *c, const Tdsx__Frame *f,
     if (L->wq_len >= TDSX_LOG_WITNESS_QUEUE_MAX)
         return answer_submit(c, f->stream_id, TDSX_E_AGAIN, NULL, tdsx_bytes(NULL, 0),
                              tdsx_bytes(NULL, 0));
-    uint8_t pk[TDSX_ED25519_PK_LEN];
-    job_t *j = job_new(L, J_WITNESS);
-    if (!j)
-        return TDSX_E_NOMEM;
-    int rc = cert_pubkey(peer_cert, pk);
-    if (rc == 0)
-        rc = tdsx_note_verifier_init(&j->peer_v, peer, TDSX_NOTE_ED25519, pk);
-    if (rc == 0)
-        rc = tdsx_buf_append(&j->note, s->checkpoint.data, s->checkpoint.len);
-    if (rc) {
-        job_free(j);
+    job_t *j = NULL;
+    int rc = queue_witness(L, peer, peer_cert, cp, s->old_size, s->consistency_proof,
+                           s->n_consistency_proof, &j);
+    if (rc)
         return rc == TDSX_E_NOMEM ? rc
                                   : answer_submit(c, f->stream_id, rc, NULL, tdsx_bytes(NULL, 0),
                                                   tdsx_bytes(NULL, 0));
-    }
-    snprintf(j->peer, sizeof j->peer, "%s", peer);
     j->stream = f->stream_id;
-    j->old_size = s->old_size;
-    j->nhashes = s->n_consistency_proof;
-    for (size_t i = 0; i < j->nhashes; i++)
-        memcpy(j->hashes[i].b, s->consistency_proof[i].data, TDSX_HASH_LEN);
-    if (L->wq_tail)
-        L->wq_tail->next = j;
-    else
-        L->wq_head = j;
-    L->wq_tail = j;
-    L->wq_len++;
-    start_witness(L);
+    enqueue_witness(L, j);
     return 0;
+}
+
+int tdsx__log_witness(tdsx_node_t *n, const char *peer, tdsx_bytes_t peer_cert,
+                      tdsx_bytes_t checkpoint, uint64_t old_size, const ProtobufCBinaryData *proof,
+                      size_t nproof, const char *keep_path, tdsx_bytes_t keep,
+                      tdsx_log_witness_cb cb, void *ud)
+{
+    tdsx_nodelog_t *L = n ? n->log : NULL;
+    if (!peer || !cb || (nproof && !proof))
+        return TDSX_E_INVAL;
+    if (!L)
+        return TDSX_E_STATE;
+    if (n->cfg.role != TDSX_ROLE_CENTRE)
+        return TDSX_E_UNSUPPORTED;
+    if (!submission_ok(checkpoint, proof, nproof))
+        return TDSX_E_PROTO_FIELD;
+    if (L->wq_len >= TDSX_LOG_WITNESS_QUEUE_MAX)
+        return TDSX_E_AGAIN;
+    job_t *j = NULL;
+    int rc = queue_witness(L, peer, peer_cert, checkpoint, old_size, proof, nproof, &j);
+    if (rc == 0 && keep_path) {
+        j->keep_path = tdsx_strdup(keep_path);
+        rc = j->keep_path ? tdsx_buf_append(&j->keep, keep.p, keep.n) : TDSX_E_NOMEM;
+    }
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    j->prefix_ok = 1;
+    j->cb = cb;
+    j->cb_ud = ud;
+    enqueue_witness(L, j);
+    return 0;
+}
+
+tdsx_tlog_t *tdsx__log_store(tdsx_node_t *n)
+{
+    return n && n->log ? n->log->tlog : NULL;
+}
+
+const tdsx_note_signer_t *tdsx__log_key(tdsx_node_t *n)
+{
+    return n && n->log ? n->log->key : NULL;
+}
+
+int tdsx__log_published(tdsx_node_t *n, tdsx_buf_t *note, uint64_t *size, tdsx_hash_t *root)
+{
+    tdsx_nodelog_t *L = n ? n->log : NULL;
+    if (!L || !note || !size || !root)
+        return TDSX_E_STATE;
+    if (!L->has_pub)
+        return TDSX_E_NOTFOUND;
+    int rc = tdsx_buf_append(note, L->published.p, L->published.len);
+    if (rc == 0) {
+        *size = L->pub_size;
+        *root = L->pub_root;
+    }
+    return rc;
+}
+
+const char *tdsx__log_witness_id(tdsx_node_t *n)
+{
+    return n && n->log ? n->log->witness : NULL;
+}
+
+uint64_t tdsx__log_cosigned_size(tdsx_node_t *n)
+{
+    return n && n->log && n->log->has_cos ? n->log->cos_size : 0;
+}
+
+int tdsx__log_cert_key(tdsx_bytes_t der, uint8_t pk[TDSX_ED25519_PK_LEN])
+{
+    return cert_pubkey(der, pk);
 }
 
 int tdsx__log_frame(tdsx_node_t *n, tdsx_conn_t *c, const Tdsx__Frame *f, tdsx_bytes_t peer_cert)

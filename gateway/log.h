@@ -62,6 +62,7 @@
 
 #include "crypto.h"
 #include "daemon.h"
+#include "tlog.h"
 
 /* Caps and names, defined once. */
 #define TDSX_LOG_ENTRY_VERSION 0x01
@@ -163,6 +164,8 @@ TDSX_MUST_CHECK int tdsx__log_find(tdsx_node_t *n, const tdsx_log_entry_t *e, ui
 void tdsx__log_event(tdsx_node_t *n, const tdsx_log_entry_t *e);
 /* Logs the policy now in force (a POLICY entry); why = "start" or "reload". */
 void tdsx__log_policy(tdsx_node_t *n, const char *why);
+/* Entries durable in the log now (0 with no log open), for /metrics (http.c). */
+uint64_t tdsx__log_size(const tdsx_node_t *n);
 
 /* A CheckpointSubmit or CheckpointCosigned frame from the verified peer of c, whose sign
  * certificate (DER, from its Hello) is peer_cert. Returns 0 when handled (bad input is answered
@@ -177,5 +180,43 @@ TDSX_MUST_CHECK int tdsx__log_frame(tdsx_node_t *n, tdsx_conn_t *c, const Tdsx__
 TDSX_MUST_CHECK int tdsx__log_local(tdsx_node_t *n, tdsx_ctl_client_t *cl,
                                     const Tdsx__LocalRequest *req, tdsx_arena_t *arena,
                                     Tdsx__LocalResponse *resp);
+
+/* ---- for trust-status reports (report.c) ------------------------------------------------- */
+
+/* The store, for reads on the thread pool (reads may run beside log.c's one append); NULL when
+ * no log is open. */
+tdsx_tlog_t *tdsx__log_store(tdsx_node_t *n);
+/* The log's note key (name = the node id); NULL when no log is open. */
+const tdsx_note_signer_t *tdsx__log_key(tdsx_node_t *n);
+/* Appends the last published checkpoint note to `note` and gives its size and root: 0,
+ * TDSX_E_NOTFOUND (nothing published yet), TDSX_E_STATE (no log), buffer errors. */
+TDSX_MUST_CHECK int tdsx__log_published(tdsx_node_t *n, tdsx_buf_t *note, uint64_t *size,
+                                        tdsx_hash_t *root);
+/* The configured witness (NULL: none) and the size of the last checkpoint it cosigned (0). */
+const char *tdsx__log_witness_id(tdsx_node_t *n);
+uint64_t tdsx__log_cosigned_size(tdsx_node_t *n);
+/* The raw Ed25519 key of a DER sign certificate (TDSX_E_CERT_KEY). */
+TDSX_MUST_CHECK int tdsx__log_cert_key(tdsx_bytes_t der, uint8_t pk[TDSX_ED25519_PK_LEN]);
+
+/* The witness's decision, on the loop: rc 0 with the cosigned note, or the error, `why` (static
+ * text or NULL) and the note the witness holds for the node (may be empty). */
+typedef void (*tdsx_log_witness_cb)(void *ud, int rc, const char *why, tdsx_bytes_t cosigned,
+                                    tdsx_bytes_t witnessed);
+/*
+ * The centre witnesses the checkpoint a report states (SPEC §11-§12): the same decision, queue
+ * and record as a CheckpointSubmit from `peer` (whose sign certificate is peer_cert), with one
+ * addition: a checkpoint smaller than the one cosigned for the node is cosigned too (the record
+ * kept) when old_size is the recorded size and `proof` proves the record extends it. When it is
+ * cosigned and keep_path is not NULL, `keep` is written there durably (0600, missing
+ * directories made 0700) before cb runs. cb runs exactly once when 0 is returned; errors:
+ * TDSX_E_INVAL, TDSX_E_STATE (no log), TDSX_E_UNSUPPORTED (not a centre), TDSX_E_PROTO_FIELD
+ * (checkpoint empty or over TDSX_NOTE_MAX, a proof hash not 32 bytes, too many), TDSX_E_AGAIN
+ * (queue full), TDSX_E_CERT_KEY, TDSX_E_NOMEM.
+ */
+TDSX_MUST_CHECK int tdsx__log_witness(tdsx_node_t *n, const char *peer, tdsx_bytes_t peer_cert,
+                                      tdsx_bytes_t checkpoint, uint64_t old_size,
+                                      const ProtobufCBinaryData *proof, size_t nproof,
+                                      const char *keep_path, tdsx_bytes_t keep,
+                                      tdsx_log_witness_cb cb, void *ud);
 
 #endif

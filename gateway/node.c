@@ -5,6 +5,7 @@
 #include "daemon.h"
 #include "exchange.h"
 #include "log.h"
+#include "report.h"
 #include "policy.h"
 
 #include <string.h>
@@ -376,6 +377,7 @@ static void close_node_handles(tdsx_node_t *n)
     tdsx__control_stop(n);
     tdsx__exchange_close(n);
     tdsx__log_close(n);
+    tdsx__report_close(n);
 }
 
 void tdsx__node_conn_gone(tdsx_node_t *n)
@@ -450,6 +452,8 @@ int tdsx_node_start(tdsx_node_t *n)
     if (rc == 0)
         rc = tdsx__log_start(n); /* after the data_dir lock the exchange takes */
     if (rc == 0)
+        rc = tdsx__report_start(n); /* chains onto the latest stored report */
+    if (rc == 0)
         rc = start_listener(n);
     if (rc == 0)
         rc = tdsx__control_start(n);
@@ -472,6 +476,7 @@ void tdsx_node_free(tdsx_node_t *n)
     if (!n)
         return;
     tdsx__exchange_free(n);
+    tdsx__report_free(n); /* its entries' callbacks ran while the loop closed */
     tdsx__log_free(n); /* after the exchange: nothing waits on its entries any more */
     tdsx_policy_free(n->policy);
     tdsx_taxonomy_free(n->taxonomy);

@@ -4,10 +4,16 @@
  */
 #include "report.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
+
+#include "policy.h"
 
 #include "log.h"
 #include "tlog.h"
@@ -848,4 +854,888 @@ int tdsx_report_tally_finish(tdsx_report_tally_t *t, tdsx_report_counts_t *out)
             out->agreements_active++;
     }
     return 0;
+}
+
+/* ---- the daemon's part (loop thread unless a comment says otherwise) -------------------------
+ *
+ * <data_dir>/reports/<seq>.note        the signed report (never overwritten)
+ * <data_dir>/reports/<seq>.checkpoint  the signed checkpoint it states
+ * <data_dir>/reports/<seq>.cosigned    that checkpoint with the witness's cosignature
+ * On the centre: <data_dir>/reports/<USCC>_<node>/<seq>.note, each report it cosigned.
+ */
+
+#define REPORT_ACK_TIMEOUT_MS 10000u
+#define REPORT_TICK_MAX_MS 1000u
+#define REPORT_RETRIES 3u
+
+typedef enum { OP_MAKE = 0, OP_SUBMIT, OP_SAVE } op_kind_t;
+
+typedef struct op_s {
+    uv_work_t work;
+    tdsx_reporter_t *R;
+    op_kind_t kind;
+    int rc;
+    const char *why; /* static text */
+    int has_client;
+    uint64_t client, req_id;
+    int auto_submit; /* made by the timer: submit once made */
+    tdsx_report_t *r;
+    tdsx_hash_t hash; /* of the note */
+    tdsx_buf_t cp;    /* the checkpoint note the report states */
+    tdsx_buf_t note;  /* the signed report */
+    tdsx_buf_t cosigned;
+    tdsx_report_peer_t *members; /* the registry's roles, copied on the loop */
+    size_t n_members;
+    uint64_t seq, cos_size, old_size, log_index;
+    tdsx_hash_t proof[TDSX_MERKLE_CONSISTENCY_MAX];
+    size_t nproof;
+    char witness[TDSX_ID_SIZE];
+    uint32_t stream;
+    uint64_t deadline;
+    unsigned retries; /* the witness held another size than we knew (TDSX_E_STATE) */
+} op_t;
+
+struct tdsx_reporter_s {
+    tdsx_node_t *node;
+    char *dir;
+    int has_prev;
+    tdsx_report_t *prev;
+    tdsx_hash_t prev_hash;
+    int busy;      /* one make or submit at a time: each extends the last */
+    op_t *waiting; /* a submit waiting for the witness's ReportAck */
+    op_t *retry;   /* a submit to send again at the next tick */
+    uv_timer_t timer;
+    int timer_open;
+    int64_t next_auto; /* unix seconds; 0: no automatic reports */
+};
+
+static char *dir_file(const char *dir, const char *sub, uint64_t seq, const char *ext)
+{
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 8192);
+    int rc = sub ? tdsx_buf_printf(&b, "%s/%s/%llu.%s", dir, sub, U(seq), ext)
+                 : tdsx_buf_printf(&b, "%s/%llu.%s", dir, U(seq), ext);
+    if (rc) {
+        tdsx_buf_free(&b);
+        return NULL;
+    }
+    return tdsx_buf_take(&b, NULL);
+}
+
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return TDSX_E_IO;
+    int rc = fsync(fd) == 0 ? 0 : TDSX_E_IO;
+    close(fd);
+    return rc;
+}
+
+/* Thread pool: a new file (never replaced: TDSX_E_EXISTS) in R->dir, durably. */
+static int save(const tdsx_reporter_t *R, uint64_t seq, const char *ext, tdsx_bytes_t data)
+{
+    if (mkdir(R->dir, 0700) != 0 && errno != EEXIST)
+        return TDSX_E_IO;
+    char *path = dir_file(R->dir, NULL, seq, ext);
+    int rc = path ? tdsx_file_write(path, data.p, data.n, 0600, 0) : TDSX_E_NOMEM;
+    tdsx_free(path);
+    return rc ? rc : sync_dir(R->dir);
+}
+
+static int load(const tdsx_reporter_t *R, uint64_t seq, const char *ext, tdsx_buf_t *out)
+{
+    char *path = dir_file(R->dir, NULL, seq, ext);
+    uint8_t *p = NULL;
+    size_t len = 0;
+    int rc = path ? tdsx_file_read(path, TDSX_NOTE_MAX, &p, &len) : TDSX_E_NOMEM;
+    if (rc == 0)
+        rc = tdsx_buf_append(out, p, len);
+    tdsx_free(p);
+    tdsx_free(path);
+    return rc;
+}
+
+static op_t *op_new(tdsx_reporter_t *R, op_kind_t kind)
+{
+    op_t *o = tdsx_calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
+    o->R = R;
+    o->kind = kind;
+    o->work.data = o;
+    tdsx_buf_init(&o->cp, TDSX_NOTE_MAX);
+    tdsx_buf_init(&o->note, TDSX_NOTE_MAX);
+    tdsx_buf_init(&o->cosigned, TDSX_NOTE_MAX);
+    o->r = tdsx_calloc(1, sizeof *o->r);
+    if (!o->r) {
+        tdsx_free(o);
+        return NULL;
+    }
+    return o;
+}
+
+static void op_free(op_t *o)
+{
+    if (!o)
+        return;
+    tdsx_buf_free(&o->cp);
+    tdsx_buf_free(&o->note);
+    tdsx_buf_free(&o->cosigned);
+    tdsx_free(o->members);
+    tdsx_free(o->r);
+    tdsx_free(o);
+}
+
+static void reply_error(tdsx_node_t *n, const op_t *o, int err, const char *why)
+{
+    tdsx_ctl_client_t *cl = o->has_client ? tdsx__control_find(n, o->client) : NULL;
+    if (!cl)
+        return;
+    Tdsx__LocalResponse resp = TDSX__LOCAL_RESPONSE__INIT;
+    Tdsx__LocalError le = TDSX__LOCAL_ERROR__INIT;
+    le.code = tdsx_err_wire(err);
+    le.message = (char *)(why ? why : tdsx_strerror(err));
+    resp.id = o->req_id;
+    resp.body_case = TDSX__LOCAL_RESPONSE__BODY_ERROR;
+    resp.error = &le;
+    tdsx__control_reply(cl, &resp);
+}
+
+static void reply_ok(tdsx_node_t *n, const op_t *o)
+{
+    tdsx_ctl_client_t *cl = o->has_client ? tdsx__control_find(n, o->client) : NULL;
+    if (!cl)
+        return;
+    char *path = dir_file(o->R->dir, NULL, o->r->sequence, "note");
+    Tdsx__LocalResponse resp = TDSX__LOCAL_RESPONSE__INIT;
+    Tdsx__ReportResponse rr = TDSX__REPORT_RESPONSE__INIT;
+    rr.sequence = o->r->sequence;
+    rr.path = path ? path : "";
+    rr.note.data = o->note.p;
+    rr.note.len = o->note.len;
+    rr.cosigned.data = o->cosigned.p;
+    rr.cosigned.len = o->cosigned.len;
+    rr.log_index = o->log_index;
+    rr.witness = (char *)o->witness;
+    resp.id = o->req_id;
+    resp.body_case = TDSX__LOCAL_RESPONSE__BODY_REPORT;
+    resp.report = &rr;
+    tdsx__control_reply(cl, &resp);
+    tdsx_free(path);
+}
+
+/* ---- make ---- */
+
+static int member_role(void *ud, const char *id, tdsx_role_t *role)
+{
+    const op_t *o = ud;
+    for (size_t i = 0; i < o->n_members; i++)
+        if (strcmp(o->members[i].id, id) == 0) {
+            *role = o->members[i].role;
+            return 0;
+        }
+    return TDSX_E_NOTFOUND;
+}
+
+/* Thread pool: tally the range, sign, keep the files. */
+static void make_work(uv_work_t *w)
+{
+    op_t *o = w->data;
+    tdsx_node_t *n = o->R->node;
+    tdsx_tlog_t *tlog = tdsx__log_store(n);
+    tdsx_report_tally_t *t = NULL;
+    tdsx_buf_t entry;
+    tdsx_buf_init(&entry, TDSX_TLOG_ENTRY_MAX);
+    o->rc = tdsx_report_tally_new(n->self_id, o->r->period_to, member_role, o, &t);
+    for (uint64_t i = o->r->first; o->rc == 0 && i < o->r->size; i++) {
+        tdsx_buf_reset(&entry);
+        o->rc = tdsx_tlog_entry(tlog, i, &entry);
+        if (o->rc == 0)
+            o->rc = tdsx_report_tally_add(t, tdsx_buf_bytes(&entry));
+    }
+    if (o->rc == 0)
+        o->rc = tdsx_report_tally_finish(t, &o->r->counts);
+    if (o->rc) {
+        o->why = "the log range could not be counted";
+        goto done;
+    }
+    o->rc = tdsx_report_sign(o->r, tdsx__log_key(n), &o->note);
+    if (o->rc == 0)
+        o->rc = tdsx_report_note_hash(tdsx_buf_bytes(&o->note), &o->hash);
+    if (o->rc) {
+        o->why = "the report could not be signed";
+        goto done;
+    }
+    o->rc = save(o->R, o->r->sequence, "checkpoint", tdsx_buf_bytes(&o->cp));
+    if (o->rc == 0)
+        o->rc = save(o->R, o->r->sequence, "note", tdsx_buf_bytes(&o->note));
+    if (o->rc)
+        o->why = "the report could not be stored under data_dir/reports";
+done:
+    tdsx_buf_free(&entry);
+    tdsx_report_tally_free(t);
+}
+
+static int submit_start(tdsx_reporter_t *R, uint64_t seq, int has_client, uint64_t client,
+                        uint64_t req_id);
+
+static void report_logged(void *ud, int status, uint64_t index)
+{
+    op_t *o = ud;
+    tdsx_node_t *n = o->R->node;
+    if (status) {
+        tdsx_log(TDSX_LOG_ERROR, "report.log_failed", TDSX_KV_I("sequence", o->r->sequence),
+                 TDSX_KV_E("err", status));
+        reply_error(n, o, status, "the report is stored but could not be logged");
+    } else {
+        o->log_index = index;
+        reply_ok(n, o);
+    }
+    op_free(o);
+}
+
+/* Appends REPORT(note, cosigned checkpoint or empty); o is freed once it is durable. */
+static void log_report(op_t *o)
+{
+    tdsx_log_entry_t e = {TDSX_LOG_ENTRY_REPORT, 2, {{0}}};
+    e.item[0] = tdsx_buf_bytes(&o->note);
+    e.item[1] = tdsx_buf_bytes(&o->cosigned);
+    int rc = tdsx__log_append(o->R->node, &e, report_logged, o);
+    if (rc)
+        report_logged(o, rc, 0);
+}
+
+static void make_done(uv_work_t *w, int status)
+{
+    op_t *o = w->data;
+    tdsx_reporter_t *R = o->R;
+    int rc = status ? TDSX_E_IO : o->rc;
+    R->busy = 0;
+    if (rc) {
+        tdsx_log(TDSX_LOG_ERROR, "report.make_failed", TDSX_KV_I("sequence", o->r->sequence),
+                 TDSX_KV_E("err", rc), TDSX_KV_S("reason", o->why ? o->why : ""));
+        reply_error(R->node, o, rc, o->why);
+        op_free(o);
+        return;
+    }
+    *R->prev = *o->r;
+    R->prev_hash = o->hash;
+    R->has_prev = 1;
+    tdsx_log(TDSX_LOG_INFO, "report.made", TDSX_KV_I("sequence", o->r->sequence),
+             TDSX_KV_I("first", o->r->first), TDSX_KV_I("size", o->r->size),
+             TDSX_KV_I("period_to", o->r->period_to));
+    uint64_t seq = o->r->sequence;
+    int auto_submit = o->auto_submit;
+    log_report(o);
+    if (auto_submit && tdsx__log_witness_id(R->node)) {
+        rc = submit_start(R, seq, 0, 0, 0);
+        if (rc)
+            tdsx_log(TDSX_LOG_WARN, "report.submit_failed", TDSX_KV_I("sequence", seq),
+                     TDSX_KV_E("err", rc));
+    }
+}
+
+static tdsx_report_cert_status_t own_cert_status(tdsx_node_t *n)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", n->cfg.credentials, TDSX_CRED_SIGN_CERT);
+    uint8_t *pem = NULL;
+    size_t len = 0;
+    if (!n->trust || tdsx_file_read(path, 1u << 20, &pem, &len) != 0)
+        return TDSX_REPORT_CERT_UNKNOWN;
+    tdsx_verify_opts_t vo;
+    memset(&vo, 0, sizeof vo);
+    vo.purpose = TDSX_PURPOSE_SIGN;
+    int rc = tdsx_cert_verify_pem(n->trust, pem, len, &vo, NULL);
+    tdsx_free(pem);
+    return rc == 0                     ? TDSX_REPORT_CERT_GOOD
+           : rc == TDSX_E_CERT_REVOKED ? TDSX_REPORT_CERT_REVOKED
+                                       : TDSX_REPORT_CERT_UNKNOWN;
+}
+
+static int make_start(tdsx_reporter_t *R, int64_t from, int64_t to, int auto_submit, int has_client,
+                      uint64_t client, uint64_t req_id, const char **why)
+{
+    tdsx_node_t *n = R->node;
+    if (R->busy) {
+        *why = "a report is being made or submitted";
+        return TDSX_E_BUSY;
+    }
+    op_t *o = op_new(R, OP_MAKE);
+    if (!o)
+        return TDSX_E_NOMEM;
+    tdsx_report_t *r = o->r;
+    const tdsx_report_t *p = R->has_prev ? R->prev : NULL;
+    int rc = tdsx__log_published(n, &o->cp, &r->size, &r->root);
+    if (rc == TDSX_E_NOTFOUND) {
+        *why = "the log has published no checkpoint yet (checkpoint_interval)";
+        rc = TDSX_E_STATE;
+    }
+    if (rc)
+        goto fail;
+    if (p && r->size <= p->size) {
+        *why = "the published log has not grown since the previous report";
+        rc = TDSX_E_REPORT_CHAIN;
+        goto fail;
+    }
+    int64_t now = tdsx_now();
+    if (from == 0 && to == 0) {
+        from = p ? p->period_to : n->started_at;
+        to = now > from ? now : from;
+    }
+    if (from < 0 || to < from || (p && from < p->period_to)) {
+        *why = "the period must not end before it starts nor start before the previous "
+               "report's end";
+        rc = p && from < p->period_to ? TDSX_E_REPORT_CHAIN : TDSX_E_INVAL;
+        goto fail;
+    }
+    snprintf(r->node, sizeof r->node, "%s", n->self_id);
+    r->role = n->cfg.role;
+    r->sequence = p ? p->sequence + 1 : 1;
+    r->period_from = from;
+    r->period_to = to;
+    r->first = r->prev_size = p ? p->size : 0;
+    if (p) {
+        r->prev_root = p->root;
+        r->prev_report = R->prev_hash;
+    } else if ((rc = tdsx_merkle_root(NULL, 0, &r->prev_root)) != 0) {
+        goto fail;
+    }
+    /* Issue 9's trust bundle is not wired yet: 0 0 states "no bundle" (report.h). */
+    r->bundle_serial = 0;
+    r->bundle_expires = 0;
+    r->auth_not_after = n->self_auth.not_after > 0 ? n->self_auth.not_after : 0;
+    r->sign_not_after = n->self_sign.not_after > 0 ? n->self_sign.not_after : 0;
+    r->cert_status = own_cert_status(n);
+    if (n->policy)
+        memcpy(r->policy.b, tdsx_policy_hash(n->policy), TDSX_HASH_LEN);
+    snprintf(r->software, sizeof r->software, "tdsx/%s", TDSX_VERSION);
+    size_t nm = tdsx_registry_count(n->registry);
+    o->members = tdsx_calloc(nm ? nm : 1, sizeof *o->members);
+    if (!o->members) {
+        rc = TDSX_E_NOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < nm; i++) {
+        const tdsx_member_t *m = tdsx_registry_at(n->registry, i);
+        snprintf(o->members[i].id, sizeof o->members[i].id, "%s", m->id);
+        o->members[i].role = m->role;
+    }
+    o->n_members = nm;
+    o->auto_submit = auto_submit;
+    o->has_client = has_client;
+    o->client = client;
+    o->req_id = req_id;
+    if (uv_queue_work(n->loop, &o->work, make_work, make_done) != 0) {
+        rc = TDSX_E_IO;
+        goto fail;
+    }
+    R->busy = 1;
+    return 0;
+fail:
+    op_free(o);
+    return rc;
+}
+
+/* ---- submit, node side ---- */
+
+/* Thread pool: the stored report and checkpoint, and the proof the witness needs. */
+static void submit_work(uv_work_t *w)
+{
+    op_t *o = w->data;
+    tdsx_reporter_t *R = o->R;
+    o->rc = load(R, o->seq, "note", &o->note);
+    if (o->rc == 0)
+        o->rc = load(R, o->seq, "checkpoint", &o->cp);
+    if (o->rc == 0)
+        o->rc = tdsx_report_open(tdsx_buf_bytes(&o->note),
+                                 tdsx_note_signer_verifier(tdsx__log_key(R->node)), o->r);
+    if (o->rc) {
+        o->why = o->rc == TDSX_E_NOTFOUND ? "no such report under data_dir/reports"
+                                          : "the stored report does not open";
+        return;
+    }
+    /* From the witness's last cosigned size to the report's, or back when it holds more. */
+    uint64_t size = o->r->size, cos = o->cos_size;
+    o->old_size = cos;
+    if (cos == 0 || cos == size)
+        return;
+    tdsx_tlog_t *tlog = tdsx__log_store(R->node);
+    o->rc = cos < size ? tdsx_tlog_consistency_proof(tlog, cos, size, o->proof, &o->nproof)
+                       : tdsx_tlog_consistency_proof(tlog, size, cos, o->proof, &o->nproof);
+    if (o->rc)
+        o->why = "no consistency proof between the report and the witness's checkpoint";
+}
+
+static void submit_done(uv_work_t *w, int status)
+{
+    op_t *o = w->data;
+    tdsx_reporter_t *R = o->R;
+    int rc = status ? TDSX_E_IO : o->rc;
+    tdsx_conn_t *c = rc ? NULL : tdsx__node_find_conn(R->node, o->witness);
+    if (!rc && !c) {
+        rc = TDSX_E_CLOSED;
+        o->why = "not connected to the witness";
+    }
+    if (c) {
+        Tdsx__ReportSubmit rs = TDSX__REPORT_SUBMIT__INIT;
+        Tdsx__Frame f = TDSX__FRAME__INIT;
+        ProtobufCBinaryData proof[TDSX_MERKLE_CONSISTENCY_MAX];
+        for (size_t i = 0; i < o->nproof; i++) {
+            proof[i].data = o->proof[i].b;
+            proof[i].len = TDSX_HASH_LEN;
+        }
+        rs.report.data = o->note.p;
+        rs.report.len = o->note.len;
+        rs.checkpoint.data = o->cp.p;
+        rs.checkpoint.len = o->cp.len;
+        rs.consistency_proof = proof;
+        rs.n_consistency_proof = o->nproof;
+        rs.old_size = o->old_size;
+        f.stream_id = tdsx__conn_new_stream(c);
+        f.body_case = TDSX__FRAME__BODY_REPORT_SUBMIT;
+        f.report_submit = &rs;
+        rc = tdsx__conn_send(c, &f);
+        if (rc == 0) {
+            o->stream = f.stream_id;
+            o->deadline = uv_now(R->node->loop) + REPORT_ACK_TIMEOUT_MS;
+            R->waiting = o;
+            tdsx_log(TDSX_LOG_INFO, "report.submitted", TDSX_KV_I("sequence", o->seq),
+                     TDSX_KV_S("witness", o->witness), TDSX_KV_I("old_size", o->old_size));
+            return;
+        }
+    }
+    R->busy = 0;
+    tdsx_log(TDSX_LOG_WARN, "report.submit_failed", TDSX_KV_I("sequence", o->seq),
+             TDSX_KV_E("err", rc), TDSX_KV_S("reason", o->why ? o->why : ""));
+    reply_error(R->node, o, rc, o->why);
+    op_free(o);
+}
+
+static int submit_start(tdsx_reporter_t *R, uint64_t seq, int has_client, uint64_t client,
+                        uint64_t req_id)
+{
+    tdsx_node_t *n = R->node;
+    const char *witness = tdsx__log_witness_id(n);
+    if (!witness)
+        return TDSX_E_STATE;
+    if (R->busy)
+        return TDSX_E_BUSY;
+    if (seq == 0 && !R->has_prev)
+        return TDSX_E_NOTFOUND;
+    op_t *o = op_new(R, OP_SUBMIT);
+    if (!o)
+        return TDSX_E_NOMEM;
+    o->seq = seq ? seq : R->prev->sequence;
+    o->cos_size = tdsx__log_cosigned_size(n);
+    snprintf(o->witness, sizeof o->witness, "%s", witness);
+    o->has_client = has_client;
+    o->client = client;
+    o->req_id = req_id;
+    if (uv_queue_work(n->loop, &o->work, submit_work, submit_done) != 0) {
+        op_free(o);
+        return TDSX_E_IO;
+    }
+    R->busy = 1;
+    return 0;
+}
+
+static void save_work(uv_work_t *w)
+{
+    op_t *o = w->data;
+    o->rc = save(o->R, o->seq, "cosigned", tdsx_buf_bytes(&o->cosigned));
+}
+
+static void save_done(uv_work_t *w, int status)
+{
+    op_t *o = w->data;
+    int rc = status ? TDSX_E_IO : o->rc;
+    o->R->busy = 0;
+    if (rc) {
+        tdsx_log(TDSX_LOG_ERROR, "report.cosigned_save_failed", TDSX_KV_I("sequence", o->seq),
+                 TDSX_KV_E("err", rc));
+        reply_error(o->R->node, o, rc, "the cosignature could not be stored");
+        op_free(o);
+        return;
+    }
+    tdsx_log(TDSX_LOG_INFO, "report.cosigned", TDSX_KV_I("sequence", o->seq),
+             TDSX_KV_S("witness", o->witness), TDSX_KV_I("size", o->r->size));
+    log_report(o);
+}
+
+static int on_ack(tdsx_reporter_t *R, tdsx_conn_t *c, const Tdsx__Frame *f, tdsx_bytes_t peer_cert)
+{
+    op_t *o = R->waiting;
+    const Tdsx__ReportAck *a = f->report_ack;
+    if (!o || f->stream_id != o->stream || strcmp(tdsx__conn_peer_id(c), o->witness) != 0) {
+        tdsx_log(TDSX_LOG_DEBUG, "report.unexpected_ack", TDSX_KV_S("peer", tdsx__conn_peer_id(c)));
+        return 0;
+    }
+    R->waiting = NULL;
+    int rc = a->code ? tdsx_err_from_wire(a->code) : 0;
+    const char *why = a->code ? (a->message && *a->message ? a->message : NULL) : NULL;
+    if (rc == TDSX_E_STATE && o->retries < REPORT_RETRIES) {
+        /* The log's own submission moved the witness on meanwhile: once the log has recorded
+         * that cosignature, prove from it (next tick). */
+        o->retries++;
+        tdsx_buf_reset(&o->note);
+        tdsx_buf_reset(&o->cp);
+        o->nproof = 0;
+        R->retry = o;
+        return 0;
+    }
+    uint8_t pk[TDSX_ED25519_PK_LEN];
+    tdsx_note_verifier_t wv;
+    tdsx_note_t *note = NULL;
+    tdsx_checkpoint_t cp;
+    if (rc == 0)
+        rc = tdsx__log_cert_key(peer_cert, pk);
+    if (rc == 0)
+        rc = tdsx_note_verifier_init(&wv, o->witness, TDSX_NOTE_COSIG, pk);
+    /* The stated checkpoint with the witness's line must verify as cosigned by it. */
+    if (rc == 0)
+        rc = tdsx_buf_append(&o->cosigned, o->cp.p, o->cp.len);
+    if (rc == 0)
+        rc = tdsx_buf_append(&o->cosigned, a->cosignature.data, a->cosignature.len);
+    if (rc == 0)
+        rc = tdsx_checkpoint_open(tdsx_buf_bytes(&o->cosigned),
+                                  tdsx_note_signer_verifier(tdsx__log_key(R->node)), &wv, 1,
+                                  R->node->self_id, &note, &cp);
+    if (rc == 0 && !tdsx_note_verified_by(note, &wv))
+        rc = TDSX_E_NOTE_UNVERIFIED;
+    if (rc == 0 &&
+        (cp.size != o->r->size || sodium_memcmp(cp.root.b, o->r->root.b, TDSX_HASH_LEN) != 0))
+        rc = TDSX_E_REPORT_MISMATCH;
+    tdsx_note_free(note);
+    if (rc == 0 && uv_queue_work(R->node->loop, &o->work, save_work, save_done) != 0)
+        rc = TDSX_E_IO;
+    if (rc == 0)
+        return 0;
+    R->busy = 0;
+    tdsx_log(TDSX_LOG_WARN, "report.refused", TDSX_KV_I("sequence", o->seq),
+             TDSX_KV_S("witness", o->witness), TDSX_KV_E("err", rc),
+             TDSX_KV_S("reason", why ? why : tdsx_strerror(rc)));
+    reply_error(R->node, o, rc, why);
+    op_free(o);
+    return 0;
+}
+
+/* ---- submit, centre side ---- */
+
+typedef struct {
+    tdsx_node_t *node;
+    char peer[TDSX_ID_SIZE];
+    uint32_t stream;
+    uint64_t seq;
+} ack_t;
+
+static int answer(tdsx_conn_t *c, uint32_t stream, int err, const char *msg, tdsx_bytes_t line)
+{
+    Tdsx__ReportAck a = TDSX__REPORT_ACK__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    a.cosignature.data = (uint8_t *)line.p;
+    a.cosignature.len = line.n;
+    a.code = tdsx_err_wire(err);
+    a.message = (char *)(msg ? msg : (err ? tdsx_strerror(err) : ""));
+    f.stream_id = stream;
+    f.body_case = TDSX__FRAME__BODY_REPORT_ACK;
+    f.report_ack = &a;
+    return tdsx__conn_send(c, &f);
+}
+
+static void on_witnessed(void *ud, int rc, const char *why, tdsx_bytes_t cosigned,
+                         tdsx_bytes_t witnessed)
+{
+    (void)witnessed;
+    ack_t *k = ud;
+    tdsx_note_t *note = NULL;
+    tdsx_bytes_t line = tdsx_bytes(NULL, 0);
+    const tdsx_note_verifier_t *self =
+        tdsx__log_key(k->node) ? tdsx_note_signer_verifier(tdsx__log_key(k->node)) : NULL;
+    /* Our cosignature/v1 line: our name, and the 8-byte time before the signature. */
+    if (rc == 0 && (rc = tdsx_note_parse(cosigned, &note)) == 0) {
+        for (size_t i = 0; self && i < tdsx_note_sig_count(note); i++) {
+            const tdsx_note_sig_t *s = tdsx_note_sig(note, i);
+            if (s->sig.n == 72 && s->name.n == self->name_len &&
+                memcmp(s->name.p, self->name, s->name.n) == 0)
+                line = s->line;
+        }
+        if (!line.n)
+            rc = TDSX_E_INTERNAL;
+    }
+    if (rc == 0)
+        tdsx_log(TDSX_LOG_INFO, "report.witnessed", TDSX_KV_S("node", k->peer),
+                 TDSX_KV_I("sequence", k->seq));
+    else
+        tdsx_log(TDSX_LOG_WARN, "report.witness_refused", TDSX_KV_S("node", k->peer),
+                 TDSX_KV_I("sequence", k->seq), TDSX_KV_E("err", rc),
+                 TDSX_KV_S("reason", why ? why : tdsx_strerror(rc)));
+    tdsx_conn_t *c = tdsx__node_find_conn(k->node, k->peer);
+    if (c && answer(c, k->stream, rc, why, line) != 0)
+        tdsx_log(TDSX_LOG_DEBUG, "report.answer_dropped", TDSX_KV_S("node", k->peer));
+    tdsx_note_free(note);
+    tdsx_free(k);
+}
+
+static int on_submit(tdsx_reporter_t *R, tdsx_conn_t *c, const Tdsx__Frame *f,
+                     tdsx_bytes_t peer_cert)
+{
+    tdsx_node_t *n = R->node;
+    const Tdsx__ReportSubmit *s = f->report_submit;
+    const char *peer = tdsx__conn_peer_id(c);
+    const char *why = NULL;
+    tdsx_report_t *r = tdsx_calloc(1, sizeof *r);
+    tdsx_note_t *note = NULL;
+    ack_t *k = NULL;
+    char *keep = NULL;
+    tdsx_checkpoint_t cp;
+    tdsx_note_verifier_t v;
+    uint8_t pk[TDSX_ED25519_PK_LEN];
+    int rc = r ? 0 : TDSX_E_NOMEM;
+    if (rc == 0 && n->cfg.role != TDSX_ROLE_CENTRE) {
+        rc = TDSX_E_UNSUPPORTED;
+        why = "this node is not a witness";
+    }
+    if (rc == 0)
+        rc = tdsx__log_cert_key(peer_cert, pk);
+    if (rc == 0)
+        rc = tdsx_note_verifier_init(&v, peer, TDSX_NOTE_ED25519, pk);
+    if (rc == 0 && (rc = tdsx_report_open(tdsx_bytes(s->report.data, s->report.len), &v, r)) != 0)
+        why = "the report is not a valid report signed by the node's sign key";
+    if (rc == 0 && (rc = tdsx_checkpoint_open(tdsx_bytes(s->checkpoint.data, s->checkpoint.len), &v,
+                                              NULL, 0, peer, &note, &cp)) != 0)
+        why = "the checkpoint is not a valid one signed by the node";
+    if (rc == 0 &&
+        (cp.size != r->size || sodium_memcmp(cp.root.b, r->root.b, TDSX_HASH_LEN) != 0)) {
+        rc = TDSX_E_REPORT_MISMATCH;
+        why = "the report states another checkpoint than the one submitted with it";
+    }
+    if (rc == 0) {
+        char sub[TDSX_ID_SIZE];
+        snprintf(sub, sizeof sub, "%s", peer);
+        char *slash = strchr(sub, '/');
+        if (slash)
+            *slash = '_'; /* node names hold no '/': "<USCC>_<node>" is unambiguous */
+        keep = dir_file(R->dir, sub, r->sequence, "note");
+        k = tdsx_calloc(1, sizeof *k);
+        rc = keep && k ? 0 : TDSX_E_NOMEM;
+    }
+    if (rc == 0) {
+        k->node = n;
+        snprintf(k->peer, sizeof k->peer, "%s", peer);
+        k->stream = f->stream_id;
+        k->seq = r->sequence;
+        rc =
+            tdsx__log_witness(n, peer, peer_cert, tdsx_bytes(s->checkpoint.data, s->checkpoint.len),
+                              s->old_size, s->consistency_proof, s->n_consistency_proof, keep,
+                              tdsx_bytes(s->report.data, s->report.len), on_witnessed, k);
+        if (rc == 0)
+            k = NULL; /* on_witnessed has it */
+    }
+    if (rc) {
+        tdsx_log(TDSX_LOG_WARN, "report.refused_from", TDSX_KV_S("node", peer),
+                 TDSX_KV_E("err", rc), TDSX_KV_S("reason", why ? why : tdsx_strerror(rc)));
+        if (rc != TDSX_E_NOMEM)
+            rc = answer(c, f->stream_id, rc, why, tdsx_bytes(NULL, 0));
+    }
+    tdsx_free(k);
+    tdsx_free(keep);
+    tdsx_note_free(note);
+    tdsx_free(r);
+    return rc;
+}
+
+int tdsx__report_frame(tdsx_node_t *n, tdsx_conn_t *c, const Tdsx__Frame *f, tdsx_bytes_t peer_cert)
+{
+    tdsx_reporter_t *R = n ? n->report : NULL;
+    if (!c || !f)
+        return TDSX_E_INVAL;
+    if (!R)
+        return 0;
+    switch (f->body_case) {
+    case TDSX__FRAME__BODY_REPORT_SUBMIT: return on_submit(R, c, f, peer_cert);
+    case TDSX__FRAME__BODY_REPORT_ACK: return on_ack(R, c, f, peer_cert);
+    default: return TDSX_E_PROTO_UNSUPPORTED;
+    }
+}
+
+int tdsx__report_local(tdsx_node_t *n, tdsx_ctl_client_t *cl, const Tdsx__LocalRequest *req)
+{
+    tdsx_reporter_t *R = n ? n->report : NULL;
+    const char *text = NULL, **why = &text;
+    if (!R)
+        return TDSX_E_STATE;
+    uint64_t client = tdsx__control_serial(cl);
+    int rc;
+    switch (req->body_case) {
+    case TDSX__LOCAL_REQUEST__BODY_REPORT_MAKE:
+        rc = make_start(R, req->report_make->period_from, req->report_make->period_to, 0, 1, client,
+                        req->id, why);
+        break;
+    case TDSX__LOCAL_REQUEST__BODY_REPORT_SUBMIT:
+        rc = submit_start(R, req->report_submit->sequence, 1, client, req->id);
+        if (rc == TDSX_E_STATE)
+            *why = "no witness is configured (config key witness)";
+        else if (rc == TDSX_E_NOTFOUND)
+            *why = "no report made yet";
+        else if (rc == TDSX_E_BUSY)
+            *why = "a report is being made or submitted";
+        break;
+    default: return TDSX_E_PROTO_UNSUPPORTED;
+    }
+    if (rc == 0 || rc == TDSX_E_NOMEM)
+        return rc ? rc : 1;
+    op_t o;
+    memset(&o, 0, sizeof o);
+    o.has_client = 1;
+    o.client = client;
+    o.req_id = req->id;
+    reply_error(n, &o, rc, text);
+    return 1;
+}
+
+/* ---- lifecycle ---- */
+
+static void on_tick(uv_timer_t *t)
+{
+    tdsx_reporter_t *R = t->data;
+    tdsx_node_t *n = R->node;
+    op_t *o = R->waiting;
+    if (o && uv_now(n->loop) > o->deadline) {
+        R->waiting = NULL;
+        R->busy = 0;
+        tdsx_log(TDSX_LOG_WARN, "report.witness_timeout", TDSX_KV_I("sequence", o->seq),
+                 TDSX_KV_S("witness", o->witness));
+        reply_error(n, o, TDSX_E_TIMEOUT, "the witness did not answer");
+        op_free(o);
+    }
+    if (R->retry) {
+        o = R->retry;
+        R->retry = NULL;
+        o->cos_size = tdsx__log_cosigned_size(n);
+        if (uv_queue_work(n->loop, &o->work, submit_work, submit_done) != 0) {
+            R->busy = 0;
+            reply_error(n, o, TDSX_E_IO, NULL);
+            op_free(o);
+        }
+    }
+    int64_t now = tdsx_now();
+    if (!R->next_auto || now < R->next_auto || R->busy || n->draining)
+        return;
+    R->next_auto =
+        now + (int64_t)(n->cfg.report_period_ms / 1000 ? n->cfg.report_period_ms / 1000 : 1);
+    const char *why = NULL;
+    int rc = make_start(R, 0, 0, 1, 0, 0, 0, &why);
+    if (rc)
+        tdsx_log(TDSX_LOG_INFO, "report.auto_skipped", TDSX_KV_E("err", rc),
+                 TDSX_KV_S("reason", why ? why : tdsx_strerror(rc)));
+}
+
+/* The latest report under dir (BLOCKS: at start): its sequence is the highest N.note. */
+static int load_latest(tdsx_reporter_t *R)
+{
+    uv_fs_t req;
+    uint64_t best = 0;
+    if (uv_fs_scandir(NULL, &req, R->dir, 0, NULL) >= 0) {
+        uv_dirent_t ent;
+        while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+            const char *dot = strchr(ent.name, '.');
+            uint64_t seq;
+            char num[24];
+            if (ent.type != UV_DIRENT_FILE || !dot || strcmp(dot, ".note") != 0 ||
+                (size_t)(dot - ent.name) >= sizeof num)
+                continue;
+            snprintf(num, sizeof num, "%.*s", (int)(dot - ent.name), ent.name);
+            if (get_u64(num, &seq) == 0 && seq > best)
+                best = seq;
+        }
+    }
+    uv_fs_req_cleanup(&req);
+    if (best == 0)
+        return 0;
+    tdsx_buf_t note;
+    tdsx_buf_init(&note, TDSX_NOTE_MAX);
+    int rc = load(R, best, "note", &note);
+    if (rc == 0)
+        rc = tdsx_report_open(tdsx_buf_bytes(&note),
+                              tdsx_note_signer_verifier(tdsx__log_key(R->node)), R->prev);
+    if (rc == 0 && R->prev->sequence != best)
+        rc = TDSX_E_REPORT;
+    if (rc == 0)
+        rc = tdsx_report_note_hash(tdsx_buf_bytes(&note), &R->prev_hash);
+    tdsx_buf_free(&note);
+    if (rc == 0)
+        R->has_prev = 1;
+    return rc;
+}
+
+int tdsx__report_start(tdsx_node_t *n)
+{
+    if (!n || !n->log)
+        return TDSX_E_STATE;
+    tdsx_reporter_t *R = tdsx_calloc(1, sizeof *R);
+    if (!R)
+        return TDSX_E_NOMEM;
+    R->node = n;
+    R->prev = tdsx_calloc(1, sizeof *R->prev);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 8192);
+    int rc = R->prev && tdsx_buf_printf(&b, "%s/%s", n->cfg.data_dir, TDSX_REPORT_DIR) == 0
+                 ? 0
+                 : TDSX_E_NOMEM;
+    R->dir = rc == 0 ? tdsx_buf_take(&b, NULL) : NULL;
+    tdsx_buf_free(&b);
+    if (rc == 0 && (rc = load_latest(R)) != 0)
+        tdsx_log(TDSX_LOG_ERROR, "report.latest_invalid", TDSX_KV_S("dir", R->dir),
+                 TDSX_KV_E("err", rc),
+                 TDSX_KV_S("reason", "the latest stored report does not open with this node's "
+                                     "key: refusing to chain new reports onto it"));
+    if (rc) {
+        tdsx_free(R->dir);
+        tdsx_free(R->prev);
+        tdsx_free(R);
+        return rc;
+    }
+    uint64_t period = n->cfg.report_period_ms;
+    if (period) {
+        int64_t base = R->has_prev ? R->prev->period_to : n->started_at;
+        R->next_auto = base + (int64_t)(period / 1000 ? period / 1000 : 1);
+    }
+    uv_timer_init(n->loop, &R->timer);
+    R->timer.data = R;
+    R->timer_open = 1;
+    uint64_t tick = period && period < REPORT_TICK_MAX_MS ? period : REPORT_TICK_MAX_MS;
+    uv_timer_start(&R->timer, on_tick, tick, tick);
+    n->report = R;
+    tdsx_log(TDSX_LOG_INFO, "report.opened",
+             TDSX_KV_I("latest", R->has_prev ? R->prev->sequence : 0),
+             TDSX_KV_I("period_ms", period));
+    return 0;
+}
+
+void tdsx__report_close(tdsx_node_t *n)
+{
+    tdsx_reporter_t *R = n ? n->report : NULL;
+    if (!R || !R->timer_open)
+        return;
+    R->timer_open = 0;
+    uv_close((uv_handle_t *)&R->timer, NULL);
+}
+
+void tdsx__report_free(tdsx_node_t *n)
+{
+    tdsx_reporter_t *R = n ? n->report : NULL;
+    if (!R)
+        return;
+    op_t *left[2] = {R->waiting, R->retry};
+    for (int i = 0; i < 2; i++) {
+        if (left[i])
+            reply_error(n, left[i], TDSX_E_DRAINING, NULL);
+        op_free(left[i]);
+    }
+    tdsx_free(R->dir);
+    tdsx_free(R->prev);
+    tdsx_free(R);
+    n->report = NULL;
 }

@@ -68,6 +68,7 @@
 #include "certs.h"
 #include "core.h"
 #include "crypto.h"
+#include "daemon.h"
 #include "gateway.h"
 
 /* Caps and names, defined once. */
@@ -228,5 +229,42 @@ uint64_t tdsx_report_tally_entries(const tdsx_report_tally_t *t);
 TDSX_MUST_CHECK int tdsx_report_tally_finish(tdsx_report_tally_t *t, tdsx_report_counts_t *out);
 /* NULL is a no-op. */
 void tdsx_report_tally_free(tdsx_report_tally_t *t);
+
+/* ---- the daemon (loop thread; files under <data_dir>/reports) ------------------------------
+ *
+ * make: tallies the log from the previous report's checkpoint to the last PUBLISHED one, signs
+ * the report, stores <seq>.note and <seq>.checkpoint (0600, never replaced), then logs a REPORT
+ * entry (note, empty) and answers once it is durable. It refuses (TDSX_E_REPORT_CHAIN) when the
+ * published log did not grow since the previous report or the period starts before the
+ * previous one ended; TDSX_E_STATE when nothing is published yet; TDSX_E_BUSY during another
+ * make or submit.
+ * submit: sends ReportSubmit{report, the checkpoint it states, old_size = the witness's last
+ * cosigned size, the consistency proof between the two} to the configured witness; the centre
+ * opens the report with the node's sign key (its Hello certificate), checks the checkpoint
+ * matches (TDSX_E_REPORT_MISMATCH), decides with log.c's witness rules (tdsx__log_witness),
+ * keeps the report under <data_dir>/reports/<USCC>_<node>/<seq>.note and answers with its
+ * cosignature/v1 line. The node verifies it, stores <seq>.cosigned (the checkpoint with the
+ * line) and logs REPORT(note, cosigned checkpoint).
+ * Automatic: every report_period (config) a report is made, and submitted when a witness is
+ * configured.
+ */
+typedef struct tdsx_reporter_s tdsx_reporter_t;
+
+/* Loads the latest stored report (BLOCKS; after tdsx__log_start): it must open with the node's
+ * key (else that error: the node refuses to chain onto a report it cannot vouch for), starts
+ * the timer. Sets n->report. TDSX_E_STATE without a log, TDSX_E_NOMEM. */
+TDSX_MUST_CHECK int tdsx__report_start(tdsx_node_t *n);
+/* Closes the timer (shutdown). NULL-safe. */
+void tdsx__report_close(tdsx_node_t *n);
+/* After uv_run returned (and after the log's callbacks ran). NULL-safe. */
+void tdsx__report_free(tdsx_node_t *n);
+/* ReportSubmit (centre) or ReportAck (node) from the verified peer of c whose sign certificate
+ * is peer_cert. 0 when handled (bad input is answered or logged), or a connection error. */
+TDSX_MUST_CHECK int tdsx__report_frame(tdsx_node_t *n, tdsx_conn_t *c, const Tdsx__Frame *f,
+                                       tdsx_bytes_t peer_cert);
+/* report_make / report_submit local requests: 1 (answered, now or later), TDSX_E_STATE (not
+ * started), TDSX_E_NOMEM. */
+TDSX_MUST_CHECK int tdsx__report_local(tdsx_node_t *n, tdsx_ctl_client_t *cl,
+                                       const Tdsx__LocalRequest *req);
 
 #endif

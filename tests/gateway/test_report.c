@@ -1,12 +1,18 @@
-/* Trust-status reports (SPEC §12): the note text and its one accepted form, signing and opening,
- * chaining, and the tally over log entries built here (receipts of each grade and direction,
- * denials, NRDs, integrity failures, agreements). */
-#include "support.h"
+/* Trust-status reports (SPEC §12). First the pure parts: the note text and its one accepted
+ * form, signing and opening, chaining, and the tally over log entries built here (receipts of
+ * each grade and direction, denials, NRDs, integrity failures, agreements). Then real daemons
+ * (a centre, a brain, an enterprise): transfers, `tdsx report make` whose counts match and
+ * recompute from the log, `report submit` cosigned by the centre, a second report chained to
+ * the first, the daemon's refusals, the centre refusing forged reports (wrong key, another
+ * node, a mismatched or inconsistent checkpoint), and reports made each report_period. */
+#include "daemon.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <openssl/x509.h>
 #include <sodium.h>
 
 #include "log.h"
@@ -646,6 +652,696 @@ static void tally_refuses_what_it_cannot_count(void **state)
     assert_int_equal(tdsx_report_tally_new(SELF, 0, NULL, &calls, &t), TDSX_E_INVAL);
 }
 
+/* ---- real daemons: a centre (the witness), a brain and an enterprise ---------------------------
+ */
+
+#define ARENA_BUDGET (64u << 20)
+
+static const char brain_policy[] = "[no-ent-two]  deny  grade general>=2 from enterprise\n"
+                                   "[general-in]  allow grade general from any\n"
+                                   "[general-out] allow grade general<=2 library base to any\n"
+                                   "[default]     deny  any\n";
+
+typedef struct {
+    tdsx_test_province_t p;
+    tdsx_test_node_t centre, brain, ent;
+    tdsx_test_node_t rogue; /* a member with no daemon: a raw client speaks for it */
+    char *file, *policy;
+    tdsx_note_verifier_t ent_v, brain_v, centre_cosig_v;
+    tdsx_report_t *first; /* the enterprise's report 1, as made */
+} world_t;
+
+static world_t W;
+
+static void key_of(const tdsx_test_node_t *n, const char *name, uint8_t type,
+                   tdsx_note_verifier_t *out, tdsx_note_signer_t **keep)
+{
+    char *path = tdsx_test_path(n->creds, "sign.key");
+    uint8_t seed[32];
+    tdsx_note_signer_t *s = NULL;
+    assert_int_equal(tdsx_key_load_ed25519(path, seed), 0);
+    assert_int_equal(tdsx_note_signer_new(name, type, seed, &s), 0);
+    if (out)
+        *out = *tdsx_note_signer_verifier(s);
+    if (keep)
+        *keep = s;
+    else
+        tdsx_note_signer_free(s);
+    sodium_memzero(seed, sizeof seed);
+    free(path);
+}
+
+static int try_ask(const tdsx_test_node_t *n, Tdsx__LocalRequest *req, tdsx_arena_t **arena,
+                   Tdsx__LocalResponse **resp)
+{
+    if (tdsx_arena_new(ARENA_BUDGET, arena) != 0)
+        return TDSX_E_NOMEM;
+    req->id = 7;
+    int rc = tdsx_control_call(n->sock, req, *arena, 30000, NULL, NULL, resp);
+    if (rc == 0 && (*resp)->body_case == TDSX__LOCAL_RESPONSE__BODY_ERROR)
+        rc = tdsx_err_from_wire((*resp)->error->code);
+    if (rc) {
+        tdsx_arena_free(*arena);
+        *arena = NULL;
+    }
+    return rc;
+}
+
+static const Tdsx__LogStatusResponse *status(const tdsx_test_node_t *n, tdsx_arena_t **arena)
+{
+    Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
+    Tdsx__LogStatusRequest q = TDSX__LOG_STATUS_REQUEST__INIT;
+    Tdsx__LocalResponse *resp = NULL;
+    req.body_case = TDSX__LOCAL_REQUEST__BODY_LOG_STATUS;
+    req.log_status = &q;
+    assert_int_equal(try_ask(n, &req, arena, &resp), 0);
+    return resp->log_status;
+}
+
+/* The size of a checkpoint note (0 when empty), without verifying it. */
+static uint64_t note_size(const ProtobufCBinaryData *note)
+{
+    tdsx_note_t *n = NULL;
+    tdsx_checkpoint_t cp;
+    uint64_t size = 0;
+    if (note->len && tdsx_note_parse(tdsx_bytes(note->data, note->len), &n) == 0 &&
+        tdsx_checkpoint_parse(tdsx_note_text(n), &cp) == 0)
+        size = cp.size;
+    tdsx_note_free(n);
+    return size;
+}
+
+/* Waits until n's whole log is published (and, with cosigned, cosigned by the centre). */
+static uint64_t wait_published(const tdsx_test_node_t *n, int cosigned)
+{
+    for (int waited = 0; waited < 15000; waited += 100) {
+        tdsx_arena_t *a = NULL;
+        const Tdsx__LogStatusResponse *st = status(n, &a);
+        uint64_t size = st->size, pub = note_size(&st->published), cos = note_size(&st->cosigned);
+        tdsx_arena_free(a);
+        if (size && pub == size && (!cosigned || cos == size))
+            return size;
+        usleep(100000);
+    }
+    fail_msg("%s: the log was not published", n->name);
+    return 0;
+}
+
+/* Entry `index` of n's log (bytes, heap) and its length. */
+static uint8_t *entry_at(const tdsx_test_node_t *n, uint64_t index, size_t *len)
+{
+    Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
+    Tdsx__LogProofRequest pq = TDSX__LOG_PROOF_REQUEST__INIT;
+    Tdsx__LocalResponse *resp = NULL;
+    tdsx_arena_t *a = NULL;
+    pq.index = index;
+    req.body_case = TDSX__LOCAL_REQUEST__BODY_LOG_PROOF;
+    req.log_proof = &pq;
+    assert_int_equal(try_ask(n, &req, &a, &resp), 0);
+    *len = resp->log_proof->entry.len;
+    uint8_t *out = malloc(*len ? *len : 1);
+    assert_non_null(out);
+    memcpy(out, resp->log_proof->entry.data, *len);
+    tdsx_arena_free(a);
+    return out;
+}
+
+/* The index of the first REPORT entry at or after `from` (-1 when none); its items' sizes. */
+static long report_entry(const tdsx_test_node_t *n, uint64_t from, uint64_t size, size_t *note_len,
+                         size_t *cosigned_len)
+{
+    for (uint64_t i = from; i < size; i++) {
+        size_t len;
+        uint8_t *e = entry_at(n, i, &len);
+        tdsx_log_entry_t le;
+        int found =
+            tdsx__log_entry_parse(tdsx_bytes(e, len), &le) == 0 && le.type == TDSX_LOG_ENTRY_REPORT;
+        if (found) {
+            *note_len = le.item[0].n;
+            *cosigned_len = le.item[1].n;
+        }
+        free(e);
+        if (found)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* Sends W.file from `from` to `to`; returns tdsx send's exit code. */
+static int send_one(const tdsx_test_node_t *from, const tdsx_test_node_t *to, const char *dataset,
+                    const char *grade)
+{
+    char *out = NULL;
+    int rc = tdsx_test_run(&out,
+                           "tdsx send --socket '%s' --to %s '%s' --dataset %s --tags 'grade=%s "
+                           "domain=production category=production.process personal=none "
+                           "library=base source=enterprise' 2>&1",
+                           from->sock, to->id, W.file, dataset, grade);
+    free(out);
+    return rc;
+}
+
+static char *file_of(const tdsx_test_node_t *n, const char *sub, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/reports/%s%s%s", n->data, sub ? sub : "", sub ? "/" : "", name);
+    return strdup(path);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    uint8_t *p = NULL;
+    if (tdsx_file_read(path, TDSX_NOTE_MAX, &p, len) != 0)
+        return NULL;
+    return p;
+}
+
+static tdsx_report_t *open_file(const char *path, const tdsx_note_verifier_t *v, tdsx_hash_t *hash)
+{
+    size_t len = 0;
+    uint8_t *p = slurp(path, &len);
+    if (!p)
+        fail_msg("no report at %s", path);
+    tdsx_report_t *r = calloc(1, sizeof *r);
+    assert_int_equal(tdsx_report_open(tdsx_bytes(p, len), v, r), 0);
+    if (hash)
+        assert_int_equal(tdsx_report_note_hash(tdsx_bytes(p, len), hash), 0);
+    tdsx_free(p);
+    return r;
+}
+
+static int report_cmd(char **out, const char *verb, const tdsx_test_node_t *n, const char *args)
+{
+    return tdsx_test_run(out, "tdsx report %s --socket '%s' %s 2>&1", verb, n->sock, args);
+}
+
+static int setup_daemons(void **state)
+{
+    (void)state;
+    tdsx_test_province_t *p = &W.p;
+    char extra[4096];
+    tdsx_test_province_init(p);
+    tdsx_test_node_issue(p, &W.centre, "centre", TDSX_ROLE_CENTRE, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.brain, "brain", TDSX_ROLE_BRAIN, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.ent, "ent", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.rogue, "rogue", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
+    W.policy = tdsx_test_path(p->dir, "brain.policy");
+    tdsx_test_write_file(W.policy, brain_policy, strlen(brain_policy));
+    tdsx_test_node_config(p, &W.centre, "checkpoint_interval 200ms\n");
+    snprintf(extra, sizeof extra, "checkpoint_interval 3s\nwitness %s\npolicy %s\n", W.centre.id,
+             W.policy);
+    tdsx_test_node_config(p, &W.brain, extra);
+    snprintf(extra, sizeof extra, "checkpoint_interval 200ms\nwitness %s\npeer %s 127.0.0.1:%d\n",
+             W.centre.id, W.brain.id, W.brain.port);
+    tdsx_test_node_config(p, &W.ent, extra);
+    W.file = tdsx_test_path(p->dir, "payload.bin");
+    tdsx_test_write_file(W.file, "日期,产量\n2026-11-01,1200\n", 30);
+    key_of(&W.ent, W.ent.id, TDSX_NOTE_ED25519, &W.ent_v, NULL);
+    key_of(&W.brain, W.brain.id, TDSX_NOTE_ED25519, &W.brain_v, NULL);
+    key_of(&W.centre, W.centre.id, TDSX_NOTE_COSIG, &W.centre_cosig_v, NULL);
+    tdsx_test_node_start(&W.centre);
+    tdsx_test_node_start(&W.brain);
+    tdsx_test_node_start(&W.ent);
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.brain.id, NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.centre.id, NULL));
+    assert_true(tdsx_test_log_wait(&W.brain, 10000, "\"event\":\"conn.open\"", W.centre.id, NULL));
+    usleep(300000); /* the Hellos */
+    return 0;
+}
+
+static int teardown_daemons(void **state)
+{
+    (void)state;
+    tdsx_test_node_free(&W.ent);
+    tdsx_test_node_free(&W.brain);
+    tdsx_test_node_free(&W.centre);
+    tdsx_test_node_free(&W.rogue);
+    free(W.file);
+    free(W.policy);
+    free(W.first);
+    tdsx_test_province_free(&W.p);
+    return 0;
+}
+
+/* A few transfers each way, then `tdsx report make`: the counts are the exchange's. */
+static void made_report_counts_the_exchange(void **state)
+{
+    (void)state;
+    assert_int_equal(send_one(&W.ent, &W.brain, "r-1", "general:1"), 0);
+    assert_int_equal(send_one(&W.ent, &W.brain, "r-2", "general:1"), 0);
+    assert_int_equal(send_one(&W.ent, &W.brain, "r-3", "general:2"), 1); /* the brain refuses */
+    assert_int_equal(send_one(&W.brain, &W.ent, "r-4", "general:1"), 0);
+    uint64_t size = wait_published(&W.ent, 0);
+
+    char *out = NULL;
+    assert_int_equal(report_cmd(&out, "make", &W.ent, ""), 0);
+    assert_non_null(strstr(out, "report     1\n"));
+    assert_non_null(strstr(out, "transfers  in 1, out 2, relayed 0"));
+    free(out);
+
+    char *path = file_of(&W.ent, NULL, "1.note");
+    tdsx_report_t *r = open_file(path, &W.ent_v, NULL);
+    assert_int_equal(r->sequence, 1);
+    assert_string_equal(r->node, W.ent.id);
+    assert_int_equal(r->role, TDSX_ROLE_ENTERPRISE);
+    assert_int_equal(r->first, 0);
+    assert_true(r->size >= size); /* the last published checkpoint */
+    assert_int_equal(r->cert_status, TDSX_REPORT_CERT_GOOD);
+    assert_true(r->sign_not_after > tdsx_now());
+    const tdsx_report_counts_t *c = &r->counts;
+    assert_int_equal(c->transfers[TDSX_REPORT_OUT][TDSX_REPORT_GENERAL_1][TDSX_ROLE_BRAIN - 1], 2);
+    assert_int_equal(c->transfers[TDSX_REPORT_IN][TDSX_REPORT_GENERAL_1][TDSX_ROLE_BRAIN - 1], 1);
+    assert_int_equal(c->n_denials, 1);
+    assert_int_equal(c->denials[0].dir, TDSX_REPORT_OUT);
+    assert_string_equal(c->denials[0].rule, "no-ent-two");
+    assert_int_equal(c->n_peers, 1);
+    assert_string_equal(c->peers[0].id, W.brain.id);
+    assert_int_equal(c->unacknowledged + c->integrity_failures, 0);
+
+    /* An auditor's recomputation from the entries of the range gives the same counts. */
+    tdsx_report_tally_t *t = NULL;
+    tdsx_report_counts_t *again = calloc(1, sizeof *again);
+    assert_int_equal(tdsx_report_tally_new(W.ent.id, r->period_to, tdsx_report_role_from_peers,
+                                           (tdsx_report_counts_t *)c, &t),
+                     0);
+    for (uint64_t i = r->first; i < r->size; i++) {
+        size_t len;
+        uint8_t *e = entry_at(&W.ent, i, &len);
+        assert_int_equal(tdsx_report_tally_add(t, tdsx_bytes(e, len)), 0);
+        free(e);
+    }
+    assert_int_equal(tdsx_report_tally_finish(t, again), 0);
+    assert_int_equal(tdsx_report_counts_diff(c, again, NULL, 0), 0);
+    tdsx_report_tally_free(t);
+    free(again);
+
+    /* The report is logged after the range it covers, not yet cosigned. */
+    size_t nl = 0, cl = 0;
+    assert_true(report_entry(&W.ent, r->size, wait_published(&W.ent, 0), &nl, &cl) >= 0);
+    assert_true(nl > 0);
+    assert_int_equal(cl, 0);
+
+    /* Shown offline, verified with the node's own certificate; another's key refuses it. */
+    assert_int_equal(tdsx_test_run(&out, "tdsx report show '%s' -c '%s' 2>&1", path, W.ent.conf),
+                     0);
+    assert_non_null(strstr(out, "verified"));
+    assert_non_null(strstr(out, "no-ent-two: 1"));
+    free(out);
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx report show '%s' --cert '%s/sign.pem' 2>&1", path, W.brain.creds),
+        1);
+    assert_non_null(strstr(out, "TDSX_E_NOTE_UNVERIFIED"));
+    free(out);
+    W.first = r;
+    free(path);
+}
+
+/* `tdsx report submit`: the centre cosigns the checkpoint the report states and keeps the
+ * report; the enterprise stores the cosignature and logs it. */
+static void submitted_report_is_cosigned(void **state)
+{
+    (void)state;
+    assert_non_null(W.first);
+    /* By now the witness cosigned a larger checkpoint (with the REPORT entry): the report's
+     * is proved a prefix of it. */
+    uint64_t size = wait_published(&W.ent, 1);
+    assert_true(size > W.first->size);
+    char *out = NULL;
+    assert_int_equal(report_cmd(&out, "submit", &W.ent, ""), 0);
+    assert_non_null(strstr(out, "cosigned   by"));
+    free(out);
+
+    char *path = file_of(&W.ent, NULL, "1.cosigned");
+    size_t len = 0;
+    uint8_t *cos = slurp(path, &len);
+    assert_non_null(cos);
+    tdsx_note_t *note = NULL;
+    tdsx_checkpoint_t cp;
+    assert_int_equal(tdsx_checkpoint_open(tdsx_bytes(cos, len), &W.ent_v, &W.centre_cosig_v, 1,
+                                          W.ent.id, &note, &cp),
+                     0);
+    assert_non_null(tdsx_note_verified_by(note, &W.centre_cosig_v));
+    assert_int_equal(cp.size, W.first->size);
+    assert_memory_equal(cp.root.b, W.first->root.b, TDSX_HASH_LEN);
+    tdsx_note_free(note);
+    tdsx_free(cos);
+    free(path);
+
+    /* The centre keeps the very bytes under reports/<USCC>_<node>/. */
+    char sub[TDSX_ID_SIZE];
+    snprintf(sub, sizeof sub, "%s", W.ent.id);
+    *strchr(sub, '/') = '_';
+    char *mine = file_of(&W.ent, NULL, "1.note"), *kept = file_of(&W.centre, sub, "1.note");
+    size_t a_len = 0, b_len = 0;
+    uint8_t *a = slurp(mine, &a_len), *b = slurp(kept, &b_len);
+    assert_non_null(b);
+    assert_int_equal(a_len, b_len);
+    assert_memory_equal(a, b, a_len);
+    tdsx_free(a);
+    tdsx_free(b);
+    free(mine);
+    free(kept);
+
+    /* The cosigned report is logged too. */
+    size_t nl = 0, cl = 0;
+    long at = -1;
+    for (int waited = 0; at < 0 && waited < 5000; waited += 200) {
+        uint64_t now = wait_published(&W.ent, 0);
+        long first = report_entry(&W.ent, W.first->size, now, &nl, &cl);
+        at = first >= 0 ? report_entry(&W.ent, (uint64_t)first + 1, now, &nl, &cl) : -1;
+        if (at < 0)
+            usleep(200000);
+    }
+    assert_true(at >= 0);
+    assert_true(cl > 0);
+}
+
+/* Report 2 extends report 1: its range starts at report 1's checkpoint, it names report 1's
+ * hash, and counts only what happened since. */
+static void second_report_chains_onto_the_first(void **state)
+{
+    (void)state;
+    assert_non_null(W.first);
+    assert_int_equal(send_one(&W.ent, &W.brain, "r-5", "general:1"), 0);
+    wait_published(&W.ent, 0);
+    char *out = NULL;
+    assert_int_equal(report_cmd(&out, "make", &W.ent, ""), 0);
+    assert_non_null(strstr(out, "report     2\n"));
+    free(out);
+    char *p1 = file_of(&W.ent, NULL, "1.note"), *p2 = file_of(&W.ent, NULL, "2.note");
+    tdsx_hash_t h1;
+    tdsx_report_t *r1 = open_file(p1, &W.ent_v, &h1), *r2 = open_file(p2, &W.ent_v, NULL);
+    assert_int_equal(tdsx_report_chain_check(r1, &h1, r2), 0);
+    assert_int_equal(r2->first, r1->size);
+    assert_int_equal(
+        r2->counts.transfers[TDSX_REPORT_OUT][TDSX_REPORT_GENERAL_1][TDSX_ROLE_BRAIN - 1], 1);
+    assert_int_equal(r2->counts.n_denials, 0);
+    int rc = report_cmd(&out, "submit", &W.ent, "2");
+    if (rc != 0)
+        fail_msg("submit 2: %d %s", rc, out ? out : "");
+    free(out);
+    char *c2 = file_of(&W.ent, NULL, "2.cosigned");
+    assert_int_equal(access(c2, F_OK), 0);
+    /* A period starting before report 2 ended would break the chain. */
+    char args[64];
+    snprintf(args, sizeof args, "--period %lld %lld", (long long)r2->period_to - 1,
+             (long long)r2->period_to + 5);
+    assert_int_equal(report_cmd(&out, "make", &W.ent, args), 1);
+    assert_non_null(strstr(out, "TDSX_E_REPORT_CHAIN"));
+    free(out);
+    free(c2);
+    free(r1);
+    free(r2);
+    free(p1);
+    free(p2);
+}
+
+/* What the daemon refuses to make or submit, and files `show` refuses. */
+static void refusals_of_the_daemon_and_show(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    /* The brain publishes every 3 s: right after a report, nothing new is published yet. */
+    wait_published(&W.brain, 0);
+    assert_int_equal(report_cmd(&out, "make", &W.brain, ""), 0);
+    free(out);
+    assert_int_equal(report_cmd(&out, "make", &W.brain, ""), 1);
+    assert_non_null(strstr(out, "TDSX_E_REPORT_CHAIN"));
+    free(out);
+    /* No such report; no witness for the centre itself; a period that ends before it starts. */
+    assert_int_equal(report_cmd(&out, "submit", &W.ent, "99"), 2);
+    free(out);
+    assert_int_equal(report_cmd(&out, "submit", &W.centre, ""), 2);
+    assert_non_null(strstr(out, "no witness"));
+    free(out);
+    assert_int_equal(report_cmd(&out, "make", &W.ent, "--period 20 10"), 2);
+    free(out);
+    /* A forged count in a copy: the signature no longer verifies. */
+    char *path = file_of(&W.ent, NULL, "1.note");
+    size_t len = 0;
+    uint8_t *p = slurp(path, &len);
+    char *forged = tdsx_test_path(W.p.dir, "forged.note");
+    char *at = strstr((char *)p, "transfers out general-1 brain 2");
+    assert_non_null(at);
+    at[strlen("transfers out general-1 brain ")] = '9';
+    tdsx_test_write_file(forged, p, len);
+    assert_int_equal(tdsx_test_run(&out, "tdsx report show '%s' -c '%s' 2>&1", forged, W.ent.conf),
+                     1);
+    assert_non_null(strstr(out, "TDSX_E_SIG_INVALID"));
+    free(out);
+    /* Without a key it parses, and says it is not verified. */
+    assert_int_equal(tdsx_test_run(&out, "tdsx report show '%s' 2>&1", forged), 0);
+    assert_non_null(strstr(out, "NOT VERIFIED"));
+    free(out);
+    /* Not a report at all. */
+    tdsx_test_write_file(forged, "hello\n", 6);
+    assert_int_equal(tdsx_test_run(&out, "tdsx report show '%s' 2>&1", forged), 1);
+    free(out);
+    tdsx_free(p);
+    free(forged);
+    free(path);
+}
+
+/* ---- the centre's checks, driven by a raw client speaking for the rogue member ------------ */
+
+typedef struct {
+    tdsx_test_client_t c;
+    uint32_t next_stream;
+} raw_t;
+
+static size_t load_ders(const char *creds, const char *file, uint8_t **out, int *len, size_t max)
+{
+    char *path = tdsx_test_path(creds, file);
+    STACK_OF(X509) *sk = NULL;
+    size_t n = 0;
+    if (tdsx_cert_load_file(path, &sk) == 0)
+        for (int i = 0; i < sk_X509_num(sk) && n < max; i++, n++) {
+            out[n] = NULL;
+            len[n] = i2d_X509(sk_X509_value(sk, i), &out[n]);
+            assert_true(len[n] > 0);
+        }
+    sk_X509_pop_free(sk, X509_free);
+    free(path);
+    return n;
+}
+
+static void raw_open(raw_t *r, const tdsx_test_node_t *to)
+{
+    assert_int_equal(tdsx_test_client_open(&r->c, &W.p, W.rogue.creds, to->port), 0);
+    r->next_stream = 1;
+    uint8_t *der[5];
+    int len[5];
+    assert_int_equal(load_ders(W.rogue.creds, "sign.pem", der, len, 1), 1);
+    size_t n_chain = load_ders(W.rogue.creds, "chain.pem", der + 1, len + 1, 4);
+    ProtobufCBinaryData chain[4];
+    for (size_t i = 0; i < n_chain; i++) {
+        chain[i].data = der[i + 1];
+        chain[i].len = (size_t)len[i + 1];
+    }
+    Tdsx__Hello h = TDSX__HELLO__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    h.sign_cert.data = der[0];
+    h.sign_cert.len = (size_t)len[0];
+    h.chain = chain;
+    h.n_chain = n_chain;
+    h.software = "raw-report-client";
+    f.body_case = TDSX__FRAME__BODY_HELLO;
+    f.hello = &h;
+    tdsx_test_client_send_frame(&r->c, &f);
+    for (size_t i = 0; i <= n_chain; i++)
+        OPENSSL_free(der[i]);
+}
+
+/* Submits (report, checkpoint, old_size, proof); returns the ReportAck's code and, when it is
+ * 0, the cosignature line in *line (heap, may be NULL). */
+static int raw_report(raw_t *r, const tdsx_buf_t *report, const tdsx_buf_t *cp, uint64_t old_size,
+                      const tdsx_hash_t *proof, size_t n, tdsx_buf_t *line)
+{
+    Tdsx__ReportSubmit rs = TDSX__REPORT_SUBMIT__INIT;
+    Tdsx__Frame f = TDSX__FRAME__INIT;
+    ProtobufCBinaryData pr[TDSX_MERKLE_CONSISTENCY_MAX];
+    for (size_t i = 0; i < n; i++) {
+        pr[i].data = (uint8_t *)proof[i].b;
+        pr[i].len = TDSX_HASH_LEN;
+    }
+    rs.report.data = report->p;
+    rs.report.len = report->len;
+    rs.checkpoint.data = cp->p;
+    rs.checkpoint.len = cp->len;
+    rs.old_size = old_size;
+    rs.consistency_proof = pr;
+    rs.n_consistency_proof = n;
+    f.stream_id = r->next_stream;
+    r->next_stream += 2;
+    f.body_case = TDSX__FRAME__BODY_REPORT_SUBMIT;
+    f.report_submit = &rs;
+    tdsx_test_client_send_frame(&r->c, &f);
+    for (;;) {
+        uint8_t hdr[4];
+        assert_int_equal(tdsx_test_client_recv(&r->c, hdr, 4, 10000), 4);
+        uint32_t len =
+            (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+        uint8_t *body = malloc(len ? len : 1);
+        assert_non_null(body);
+        assert_int_equal(tdsx_test_client_recv(&r->c, body, len, 10000), (long)len);
+        Tdsx__Frame *a = tdsx__frame__unpack(NULL, len, body);
+        free(body);
+        assert_non_null(a);
+        if (a->body_case == TDSX__FRAME__BODY_REPORT_ACK) {
+            assert_int_equal(a->stream_id, f.stream_id);
+            int code = a->report_ack->code ? tdsx_err_from_wire(a->report_ack->code) : 0;
+            if (line) {
+                tdsx_buf_reset(line);
+                assert_int_equal(tdsx_buf_append(line, a->report_ack->cosignature.data,
+                                                 a->report_ack->cosignature.len),
+                                 0);
+            }
+            tdsx__frame__free_unpacked(a, NULL);
+            return code;
+        }
+        tdsx__frame__free_unpacked(a, NULL);
+    }
+}
+
+/* A checkpoint of the first n leaves "<prefix> i" signed by key (origin = its name), and a
+ * first report stating it, signed by `rkey`, naming `node`. */
+static void forge(const tdsx_note_signer_t *key, const tdsx_note_signer_t *rkey, const char *node,
+                  const char *prefix, size_t n, tdsx_hash_t *leaves, tdsx_buf_t *cp_out,
+                  tdsx_buf_t *report_out)
+{
+    for (size_t i = 0; i < n; i++) {
+        char s[64];
+        int k = snprintf(s, sizeof s, "%s %zu", prefix, i);
+        assert_int_equal(tdsx_merkle_leaf_hash(s, (size_t)k, &leaves[i]), 0);
+    }
+    const char *origin = tdsx_note_signer_verifier(key)->name;
+    tdsx_checkpoint_t cp = {tdsx_bytes(origin, strlen(origin)), n, {{0}}, tdsx_bytes(NULL, 0)};
+    assert_int_equal(tdsx_merkle_root(leaves, n, &cp.root), 0);
+    tdsx_buf_reset(cp_out);
+    assert_int_equal(tdsx_checkpoint_sign(&cp, key, cp_out), 0);
+    tdsx_report_t *r = sample();
+    snprintf(r->node, sizeof r->node, "%s", node);
+    r->sequence = 1;
+    r->first = r->prev_size = 0;
+    assert_int_equal(tdsx_merkle_root(NULL, 0, &r->prev_root), 0);
+    memset(r->prev_report.b, 0, TDSX_HASH_LEN);
+    r->size = n;
+    r->root = cp.root;
+    tdsx_buf_t text;
+    tdsx_buf_init(&text, TDSX_NOTE_MAX);
+    assert_int_equal(tdsx_report_encode(r, &text), 0);
+    tdsx_buf_reset(report_out);
+    assert_int_equal(tdsx_note_sign(tdsx_buf_bytes(&text), &rkey, 1, report_out), 0);
+    tdsx_buf_free(&text);
+    free(r);
+}
+
+static void centre_refuses_forged_reports(void **state)
+{
+    (void)state;
+    tdsx_note_signer_t *own = NULL, *stolen = NULL;
+    key_of(&W.rogue, W.rogue.id, TDSX_NOTE_ED25519, NULL, &own);
+    key_of(&W.ent, W.rogue.id, TDSX_NOTE_ED25519, NULL, &stolen); /* another key, our name */
+    tdsx_hash_t leaves[8], fork[8], proof[TDSX_MERKLE_CONSISTENCY_MAX];
+    size_t plen;
+    tdsx_buf_t cp, rep, cp2, rep2, line;
+    tdsx_buf_init(&cp, TDSX_NOTE_MAX);
+    tdsx_buf_init(&rep, TDSX_NOTE_MAX);
+    tdsx_buf_init(&cp2, TDSX_NOTE_MAX);
+    tdsx_buf_init(&rep2, TDSX_NOTE_MAX);
+    tdsx_buf_init(&line, TDSX_NOTE_MAX);
+    raw_t r;
+    raw_open(&r, &W.centre);
+
+    /* A report signed by a key that is not the member's sign key. */
+    forge(own, stolen, W.rogue.id, "leaf", 3, leaves, &cp, &rep);
+    assert_int_equal(raw_report(&r, &rep, &cp, 0, NULL, 0, NULL), TDSX_E_NOTE_UNVERIFIED);
+    /* Its own key, but naming another node. */
+    forge(own, own, W.ent.id, "leaf", 3, leaves, &cp, &rep);
+    assert_int_equal(raw_report(&r, &rep, &cp, 0, NULL, 0, NULL), TDSX_E_REPORT);
+    /* A report stating another checkpoint than the one sent with it. */
+    forge(own, own, W.rogue.id, "leaf", 3, leaves, &cp, &rep);
+    forge(own, own, W.rogue.id, "other", 3, fork, &cp2, &rep2);
+    assert_int_equal(raw_report(&r, &rep, &cp2, 0, NULL, 0, NULL), TDSX_E_REPORT_MISMATCH);
+    /* Not a report at all. */
+    tdsx_buf_reset(&rep2);
+    assert_int_equal(tdsx_buf_append_str(&rep2, "not a note\n"), 0);
+    assert_int_equal(raw_report(&r, &rep2, &cp, 0, NULL, 0, NULL), TDSX_E_NOTE_FORMAT);
+
+    /* The real one is cosigned (first use): the line verifies on the checkpoint. */
+    assert_int_equal(raw_report(&r, &rep, &cp, 0, NULL, 0, &line), 0);
+    tdsx_buf_t cosigned;
+    tdsx_buf_init(&cosigned, TDSX_NOTE_MAX);
+    assert_int_equal(tdsx_buf_append(&cosigned, cp.p, cp.len), 0);
+    assert_int_equal(tdsx_buf_append(&cosigned, line.p, line.len), 0);
+    tdsx_note_t *opened = NULL;
+    tdsx_checkpoint_t c;
+    assert_int_equal(tdsx_checkpoint_open(tdsx_buf_bytes(&cosigned), tdsx_note_signer_verifier(own),
+                                          &W.centre_cosig_v, 1, W.rogue.id, &opened, &c),
+                     0);
+    assert_non_null(tdsx_note_verified_by(opened, &W.centre_cosig_v));
+    tdsx_note_free(opened);
+    tdsx_buf_free(&cosigned);
+
+    /* Another history of 5 entries, "proved" from its own first 3: inconsistent. */
+    forge(own, own, W.rogue.id, "fork", 5, fork, &cp2, &rep2);
+    assert_int_equal(tdsx_merkle_consistency_proof(fork, 5, 3, proof, &plen), 0);
+    assert_int_equal(raw_report(&r, &rep2, &cp2, 3, proof, plen, NULL), TDSX_E_LOG_INCONSISTENT);
+    /* From a size the centre does not hold. */
+    assert_int_equal(raw_report(&r, &rep2, &cp2, 2, proof, plen, NULL), TDSX_E_STATE);
+    /* A report on an older checkpoint: cosigned when the recorded one extends it, refused
+     * when it belongs to another history. */
+    forge(own, own, W.rogue.id, "leaf", 2, leaves, &cp2, &rep2);
+    forge(own, own, W.rogue.id, "leaf", 3, leaves, &cp, &rep);
+    assert_int_equal(tdsx_merkle_consistency_proof(leaves, 3, 2, proof, &plen), 0);
+    assert_int_equal(raw_report(&r, &rep2, &cp2, 3, proof, plen, NULL), 0);
+    forge(own, own, W.rogue.id, "fork", 2, fork, &cp2, &rep2);
+    assert_int_equal(raw_report(&r, &rep2, &cp2, 3, proof, plen, NULL), TDSX_E_LOG_INCONSISTENT);
+    tdsx_test_client_free(&r.c);
+
+    /* A node that is not the centre takes no reports. */
+    raw_open(&r, &W.brain);
+    assert_int_equal(raw_report(&r, &rep, &cp, 0, NULL, 0, NULL), TDSX_E_UNSUPPORTED);
+    tdsx_test_client_free(&r.c);
+    tdsx_buf_free(&cp);
+    tdsx_buf_free(&rep);
+    tdsx_buf_free(&cp2);
+    tdsx_buf_free(&rep2);
+    tdsx_buf_free(&line);
+    tdsx_note_signer_free(own);
+    tdsx_note_signer_free(stolen);
+}
+
+/* report_period: the brain makes and submits reports by itself. */
+static void reports_are_made_each_period(void **state)
+{
+    (void)state;
+    char extra[4096];
+    assert_int_equal(tdsx_test_node_stop(&W.brain, 10000), 0);
+    snprintf(extra, sizeof extra,
+             "checkpoint_interval 200ms\nwitness %s\npolicy %s\nreport_period 1s\n", W.centre.id,
+             W.policy);
+    tdsx_test_node_config(&W.p, &W.brain, extra);
+    tdsx_test_node_start(&W.brain);
+    assert_true(
+        tdsx_test_log_wait(&W.brain, 15000, "\"event\":\"report.made\"", "\"sequence\":2", NULL));
+    assert_true(tdsx_test_log_wait(&W.brain, 15000, "\"event\":\"report.cosigned\"", NULL));
+    char *p2 = file_of(&W.brain, NULL, "2.note");
+    tdsx_report_t *r2 = open_file(p2, &W.brain_v, NULL);
+    assert_int_equal(r2->sequence, 2);
+    assert_int_equal(r2->role, TDSX_ROLE_BRAIN);
+    free(r2);
+    free(p2);
+}
+
+static void daemons_stop_cleanly(void **state)
+{
+    (void)state;
+    assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
+    assert_int_equal(tdsx_test_node_stop(&W.brain, 10000), 0);
+    assert_int_equal(tdsx_test_node_stop(&W.centre, 10000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -657,5 +1353,15 @@ int main(void)
         cmocka_unit_test(tally_counts_every_kind_of_entry),
         cmocka_unit_test(tally_refuses_what_it_cannot_count),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest daemons[] = {
+        cmocka_unit_test(made_report_counts_the_exchange),
+        cmocka_unit_test(submitted_report_is_cosigned),
+        cmocka_unit_test(second_report_chains_onto_the_first),
+        cmocka_unit_test(refusals_of_the_daemon_and_show),
+        cmocka_unit_test(centre_refuses_forged_reports),
+        cmocka_unit_test(reports_are_made_each_period),
+        cmocka_unit_test(daemons_stop_cleanly),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    return failed + cmocka_run_group_tests(daemons, setup_daemons, teardown_daemons);
 }
