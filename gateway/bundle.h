@@ -29,7 +29,7 @@
 
 /* Caps and names, defined once. */
 #define TDSX_BUNDLE_FILE_CAP (TDSX_ENVELOPE_MAX + 64u * 1024u) /* a SignedBundle file */
-#define TDSX_BUNDLE_SIGNER_CERTS_MAX 4u      /* sign certificate + intermediates */
+#define TDSX_BUNDLE_SIGNER_CERTS_MAX 4u       /* sign certificate + intermediates */
 #define TDSX_BUNDLE_VALID_DEFAULT (24 * 3600) /* seconds from issued_at to expires_at */
 #define TDSX_BUNDLE_CURRENT "bundle.current"  /* in data_dir: the bundle in force, 0600 */
 #define TDSX_BUNDLE_PUBLISHED "bundle.tdsx"   /* in publish_dir: what mirrors serve */
@@ -65,8 +65,8 @@ typedef struct tdsx_bundle_make_opts_s {
  * member), TDSX_E_CA_STATE and the file errors of certs.h, TDSX_E_CERT_PARSE,
  * TDSX_E_CRL_INVALID (a CRL file that does not parse), TDSX_E_TOOBIG, TDSX_E_NOMEM. On
  * failure out is left as it was. */
-TDSX_MUST_CHECK int tdsx__bundle_make(const tdsx_bundle_make_opts_t *o, tdsx_buf_t *out,
-                                      char *what, size_t what_size);
+TDSX_MUST_CHECK int tdsx__bundle_make(const tdsx_bundle_make_opts_t *o, tdsx_buf_t *out, char *what,
+                                      size_t what_size);
 
 /* Signs an unsigned TrustBundle (untrusted bytes; must decode as one) with the sign key of
  * the credential directory `cred_dir` (sign.key, sign.pem, chain.pem) and appends the
@@ -96,16 +96,18 @@ typedef struct tdsx_bundle_info_s {
 } tdsx_bundle_info_t;
 
 /* Verifies a SignedBundle file (untrusted, not kept: the bundle copies what it needs)
- * against `anchor` (root certificates, plus any intermediates it wants to offer) at time
- * `at` (0: now), as described at the top. On success *out owns a new bundle. Errors:
+ * against the anchor certificates `anchor_pem` (the node's ca.pem; PEM, at least one) with
+ * the optional intermediates `chain_pem` (the node's chain.pem; may be empty) at time `at`
+ * (0: now), as described at the top. On success *out owns a new bundle. Errors:
  * TDSX_E_BUNDLE (not a SignedBundle, no signer certificate, malformed contents — the
  * detail is logged as "bundle.invalid"), the TDSX_E_CERT_* / TDSX_E_CRL_* code of the signer
  * certificate (TDSX_E_CERT_ROLE when it is not a centre's, TDSX_E_CERT_REVOKED when the
- * bundle's own CRLs revoke it), TDSX_E_SIG_INVALID / TDSX_E_SIGNER_UNKNOWN /
- * TDSX_E_SIG_TYPE / TDSX_E_ENVELOPE / TDSX_E_MERKLE_PROOF from the envelope,
- * TDSX_E_TOOBIG (over TDSX_BUNDLE_FILE_CAP), TDSX_E_NOMEM. */
-TDSX_MUST_CHECK int tdsx__bundle_verify(tdsx_bytes_t file, const tdsx_trust_t *anchor,
-                                        int64_t at, tdsx_bundle_t **out);
+ * bundle's own CRLs revoke it, TDSX_E_CERT_UNTRUSTED for another CA), TDSX_E_SIG_INVALID /
+ * TDSX_E_SIGNER_UNKNOWN / TDSX_E_SIG_TYPE / TDSX_E_ENVELOPE / TDSX_E_MERKLE_PROOF from the
+ * envelope, TDSX_E_TOOBIG (over TDSX_BUNDLE_FILE_CAP), TDSX_E_CERT_PARSE (anchor_pem holds
+ * no certificate), TDSX_E_NOMEM. */
+TDSX_MUST_CHECK int tdsx__bundle_verify(tdsx_bytes_t file, tdsx_bytes_t anchor_pem,
+                                        tdsx_bytes_t chain_pem, int64_t at, tdsx_bundle_t **out);
 /* The same without an anchor, for `tdsx bundle show FILE`: the envelope must still be signed
  * by the key of the certificate the file carries, but nothing chains it; info.verified = 0.
  * Never use a decoded bundle for trust decisions. */

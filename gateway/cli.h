@@ -47,6 +47,10 @@ int tdsx_cmd_catalog_withdraw(int argc, char **argv);
 int tdsx_cmd_receipts_list(int argc, char **argv);
 int tdsx_cmd_receipts_show(int argc, char **argv);
 int tdsx_cmd_receipts_verify(int argc, char **argv);
+/* gateway/cmd_bundle.c: the trust bundle (SPEC §3). */
+int tdsx_cmd_bundle_make(int argc, char **argv);
+int tdsx_cmd_bundle_sign(int argc, char **argv);
+int tdsx_cmd_bundle_show(int argc, char **argv);
 
 /* The daemon a command talks to, from --socket PATH or -c CONFIG (see tdsx__cli_socket). */
 typedef struct tdsx_cli_target_s {
@@ -84,6 +88,7 @@ int tdsx_cmd_registry_check(int argc, char **argv);
 int tdsx_cmd_policy_check(int argc, char **argv);
 int tdsx_cmd_policy_explain(int argc, char **argv);
 int tdsx_cmd_bench_send(int argc, char **argv);
+int tdsx_cmd_bench_conns(int argc, char **argv);
 int tdsx_cmd_agree_propose(int argc, char **argv);
 int tdsx_cmd_agree_accept(int argc, char **argv);
 int tdsx_cmd_agree_refuse(int argc, char **argv);

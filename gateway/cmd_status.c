@@ -89,6 +89,22 @@ int tdsx_cmd_status(int argc, char **argv)
     tdsx__cli_print_time(17, "started", st->started_at);
     tdsx__cli_print_time(17, "auth expires", st->auth_not_after);
     tdsx__cli_print_time(17, "sign expires", st->sign_not_after);
+    /* Trust bundle (SPEC §3): an expired one means every exchange is stopped. */
+    if (st->bundle_serial) {
+        printf("%-16s %llu %s\n", "bundle", (unsigned long long)st->bundle_serial,
+               strcmp(st->bundle_state, "expired") == 0
+                   ? "EXPIRED: exchange stopped until a fresh bundle is applied"
+                   : st->bundle_state);
+        tdsx__cli_print_time(17, "bundle issued", st->bundle_issued_at);
+        tdsx__cli_print_time(17, "bundle expires", st->bundle_expires_at);
+    } else {
+        printf("%-16s %s\n", "bundle", "none");
+    }
+    if (st->bundle_fetch_at) {
+        printf("%-16s %s\n", "bundle fetch", st->bundle_fetch_result);
+        tdsx__cli_print_time(17, "fetched at", st->bundle_fetch_at);
+        tdsx__cli_print_time(17, "last fetch ok", st->bundle_fetch_ok_at);
+    }
     printf("peers            %zu\n", st->n_peers);
     for (size_t i = 0; i < st->n_peers; i++) {
         const Tdsx__PeerStatus *p = st->peers[i];

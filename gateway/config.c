@@ -41,7 +41,7 @@ static const key_t_ keys[] = {
     {"listen", K_ADDR, OFF(listen), 0, 0, 0},
     {"credentials", K_PATH, OFF(credentials), 0, 0, 1},
     {"data_dir", K_PATH, OFF(data_dir), 0, 0, 1},
-    {"registry", K_PATH, OFF(registry), 0, 0, 1},
+    {"registry", K_PATH, OFF(registry), 0, 0, 0}, /* required unless a bundle is (below) */
     {"control_socket", K_PATH, OFF(control_socket), 0, 0, 0},
     {"http_listen", K_ADDR, OFF(http_listen), 0, 0, 0},
     {"policy", K_PATH, OFF(policy), 0, 0, 0},
@@ -75,6 +75,8 @@ static const key_t_ keys[] = {
     {"publish_dir", K_PATH, OFF(publish_dir), 0, 0, 0},
     {"bundle_url", K_URL, 0, 0, 0, 0},
     {"bundle_refresh", K_DURATION, OFF(bundle_refresh_ms), 1000, 7ull * 86400 * 1000, 0},
+    /* Trust bundle (gateway/bundle.h): its registry replaces the registry file. */
+    {"bundle_file", K_PATH, OFF(bundle_file), 0, 0, 0},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -431,6 +433,8 @@ int tdsx_config_parse(tdsx_config_t *c, const char *text, size_t n, const char *
     for (size_t i = 0; i < N_KEYS; i++)
         if (keys[i].required && !seen_line[i])
             diag(d, 0, TDSX_E_CONFIG, "%s: required key missing", keys[i].name);
+    if (!c->registry && !c->bundle_file && c->n_bundle_urls == 0)
+        diag(d, 0, TDSX_E_CONFIG, "registry: required key missing (or bundle_file / bundle_url)");
     if (c->redial_min_ms > c->redial_max_ms)
         diag(d, 0, TDSX_E_CONFIG, "redial_min is larger than redial_max");
     if (c->witness && !id_ok(c->witness))
@@ -488,6 +492,7 @@ void tdsx_config_free(tdsx_config_t *c)
     tdsx_free(c->credentials);
     tdsx_free(c->data_dir);
     tdsx_free(c->registry);
+    tdsx_free(c->bundle_file);
     tdsx_free(c->control_socket);
     tdsx_free(c->http_listen);
     tdsx_free(c->policy);

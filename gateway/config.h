@@ -72,6 +72,9 @@ typedef struct tdsx_config_s {
     char *bundle_urls[TDSX_CONFIG_MAX_BUNDLE_URLS]; /* mirrors, tried in order; http(s):// */
     size_t n_bundle_urls;
     uint64_t bundle_refresh_ms; /* how often the mirrors are asked for a newer bundle */
+
+    /* Trust bundle (gateway/bundle.h). */
+    char *bundle_file; /* a signed bundle loaded at start and on SIGHUP; NULL: none */
 } tdsx_config_t;
 
 /* One problem found in a config file. */

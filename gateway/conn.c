@@ -14,6 +14,7 @@
  * re-arms, which costs one wake-up per deadline period instead of one timer update per read.
  */
 #include "daemon.h"
+#include "bundle.h"
 #include "exchange.h"
 
 #include <string.h>
@@ -387,6 +388,11 @@ static int handle_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
 
 static void on_open(tdsx_conn_t *c)
 {
+    /* An expired trust bundle stops all exchange (SPEC §3, bundle.h): refuse the peer. */
+    if (tdsx__bundle_check(c->node) != 0) {
+        tdsx__conn_fail(c, TDSX_E_BUNDLE_EXPIRED, "trust bundle expired: exchange stopped");
+        return;
+    }
     set_state(c, TDSX_CONN_OPEN);
     c->node->counters.conns_open++;
     const tdsx_identity_t *id = tdsx_tls_conn_peer(c->tls);
@@ -836,6 +842,13 @@ uint32_t tdsx__conn_new_stream(tdsx_conn_t *c)
 const char *tdsx__conn_peer_id(const tdsx_conn_t *c)
 {
     return peer_name(c);
+}
+
+X509 *tdsx__conn_peer_cert(const tdsx_conn_t *c, STACK_OF(X509) **chain)
+{
+    if (chain)
+        *chain = NULL;
+    return c->tls && c->state == TDSX_CONN_OPEN ? tdsx_tls_conn_peer_cert(c->tls, chain) : NULL;
 }
 
 int tdsx__conn_writable(const tdsx_conn_t *c)

@@ -6,8 +6,10 @@
  * The server side lives on the node's loop; the client side (tdsx_control_call) is a plain
  * blocking call for the CLI and tests.
  */
+#include "bundle.h"
 #include "daemon.h"
 #include "exchange.h"
+#include "http.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -129,6 +131,8 @@ static int answer_status(tdsx_ctl_client_t *cl, Tdsx__LocalResponse *resp)
     st->version = TDSX_VERSION;
     st->started_at = n->started_at;
     st->draining = n->draining != 0;
+    tdsx__bundle_status(n, st);
+    tdsx__fetch_status(n, st); /* last bundle download (http.h) */
     size_t i = 0;
     for (tdsx_conn_t *c = tdsx__conn_next(n, NULL); c && i <= n->n_conns;
          c = tdsx__conn_next(n, c), i++) {
@@ -165,6 +169,12 @@ static void handle_request(tdsx_ctl_client_t *cl, tdsx_bytes_t body)
         resp.id = req->id;
         switch (req->body_case) {
         case TDSX__LOCAL_REQUEST__BODY_STATUS: rc = answer_status(cl, &resp); break;
+        case TDSX__LOCAL_REQUEST__BODY_SEND:
+        case TDSX__LOCAL_REQUEST__BODY_PULL:
+            /* An expired trust bundle stops every transfer (SPEC §3). */
+            if ((rc = tdsx__bundle_check(cl->node)) == 0)
+                rc = tdsx__exchange_local(cl->node, cl, req, cl->arena, &resp);
+            break;
         default: rc = tdsx__exchange_local(cl->node, cl, req, cl->arena, &resp); break;
         }
     }

@@ -26,6 +26,8 @@ typedef struct tdsx_exchange_s tdsx_exchange_t;
 #define TDSX_CONN_READ_SIZE (64u * 1024u)     /* one socket read */
 #define TDSX_CONTROL_FRAME_CAP (256u * 1024u) /* one control-socket message */
 #define TDSX_CONTROL_MAX_CLIENTS 64u
+#define TDSX_XFER_OUTCOMES 5 /* receipted, refused, aborted, interrupted, nrd (http.c) */
+#define TDSX_XFER_GRADES 4   /* tdsx_grade_t: unset, general, important, core */
 
 /* Counters kept by the node; names are what `tdsx status` and metrics show. */
 #define TDSX_COUNTERS(X)                                                                           \
@@ -80,6 +82,17 @@ struct tdsx_node_s {
     uint64_t next_ctl_serial;
     struct tdsx_nodelog_s *log; /* the transparency log (log.c), NULL until started */
 
+    /* HTTP endpoint and bundle fetcher (http.h): NULL when not configured or stopped. */
+    struct tdsx_http_s *http;
+    struct tdsx_fetch_s *fetch;
+    /* Transfers ended, for /metrics: [inbound][outcome][grade] (http.c names the outcomes). */
+    uint64_t xfer_outcomes[2][TDSX_XFER_OUTCOMES][TDSX_XFER_GRADES];
+
+    /* Trust bundle (bundle.h): the bundle in force and its state, NULL until
+     * tdsx__bundle_load; the timer fires when the bundle in force expires. */
+    struct tdsx_bundle_node_s *bundle;
+    uv_timer_t bundle_timer;
+
     /* Trust-status reports (report.h): NULL until started. */
     struct tdsx_reporter_s *report;
 };
@@ -122,6 +135,8 @@ void tdsx__conn_status(const tdsx_conn_t *c, Tdsx__PeerStatus *ps);
 TDSX_MUST_CHECK int tdsx__conn_send(tdsx_conn_t *c, const Tdsx__Frame *f);
 uint32_t tdsx__conn_new_stream(tdsx_conn_t *c);
 const char *tdsx__conn_peer_id(const tdsx_conn_t *c);
+/* The open connection's verified peer certificate (tdsx_tls_conn_peer_cert), or NULL. */
+X509 *tdsx__conn_peer_cert(const tdsx_conn_t *c, STACK_OF(X509) **chain);
 int tdsx__conn_writable(const tdsx_conn_t *c);
 tdsx_node_t *tdsx__conn_node(tdsx_conn_t *c);
 /* Open streams count toward draining: the connection closes when the last one ends. */

@@ -282,6 +282,10 @@ int tdsx_tls_conn_alert_sent(const tdsx_tls_conn_t *c);
  * handshake completed, and after a failure. Valid until tdsx_tls_conn_free. */
 const tdsx_identity_t *tdsx_tls_conn_peer(const tdsx_tls_conn_t *c);
 const char *tdsx_tls_conn_peer_id(const tdsx_tls_conn_t *c);
+/* The verified peer's leaf certificate and, when chain is not NULL, the chain it sent (may be
+ * NULL), both owned by the connection and valid until tdsx_tls_conn_free. NULL when
+ * tdsx_tls_conn_peer is. Lets a node re-check a live peer against a new trust bundle. */
+X509 *tdsx_tls_conn_peer_cert(const tdsx_tls_conn_t *c, STACK_OF(X509) **chain);
 
 /* ==========================================================================================
  * Receipts (SPEC §10, §13)

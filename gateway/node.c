@@ -3,7 +3,9 @@
  * configured peers dialled (with backoff), handles signals and drains on SIGTERM (SPEC §15).
  */
 #include "daemon.h"
+#include "bundle.h"
 #include "exchange.h"
+#include "http.h"
 #include "log.h"
 #include "report.h"
 #include "policy.h"
@@ -138,8 +140,11 @@ int tdsx_node_new(uv_loop_t *loop, tdsx_config_t *cfg, tdsx_node_t **out, char *
             goto fail;
         }
     }
+    /* A trust bundle (bundle.c) brings the registry and more CRLs; else the registry file. */
+    if ((rc = tdsx__bundle_load(n, what, what_size)) != 0)
+        goto fail;
     tdsx_registry_error_t rerr;
-    if ((rc = tdsx_registry_load(n->cfg.registry, &n->registry, &rerr)) != 0) {
+    if (!n->registry && (rc = tdsx_registry_load(n->cfg.registry, &n->registry, &rerr)) != 0) {
         set_what(what, what_size, n->cfg.registry);
         tdsx_log(TDSX_LOG_ERROR, "registry.invalid", TDSX_KV_S("file", n->cfg.registry),
                  TDSX_KV_I("line", rerr.line), TDSX_KV_S("problem", rerr.msg));
@@ -375,6 +380,10 @@ static void close_node_handles(tdsx_node_t *n)
         if (!uv_is_closing((uv_handle_t *)&n->dialers[i].timer))
             uv_close((uv_handle_t *)&n->dialers[i].timer, NULL);
     tdsx__control_stop(n);
+    tdsx__bundle_stop(n);
+    tdsx__http_stop(n);
+    tdsx__fetch_close(n->fetch);
+    n->fetch = NULL;
     tdsx__exchange_close(n);
     tdsx__log_close(n);
     tdsx__report_close(n);
@@ -416,6 +425,9 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     tdsx_node_t *n = s->data;
     if (signum == SIGHUP) {
+        /* bundle_file first: a refused bundle is logged and the one in force stays. */
+        (void)!tdsx__bundle_reload(n);
+        tdsx__fetch_now(n->fetch); /* and asks the mirrors now (bundle_url) */
         /* Parse into a new object; a bad file is refused and the old policy stays. */
         tdsx_policy_t *p = NULL;
         int rc = tdsx__node_load_policy(n, &p);
@@ -454,9 +466,15 @@ int tdsx_node_start(tdsx_node_t *n)
     if (rc == 0)
         rc = tdsx__report_start(n); /* chains onto the latest stored report */
     if (rc == 0)
+        rc = tdsx__bundle_start(n); /* the expiry timer */
+    if (rc == 0)
         rc = start_listener(n);
     if (rc == 0)
         rc = tdsx__control_start(n);
+    if (rc == 0)
+        rc = tdsx__http_start(n);
+    if (rc == 0)
+        rc = tdsx__fetch_node_start(n); /* fetches at once when bundle_url is configured */
     if (rc == 0)
         rc = start_dialers(n);
     if (rc) {
@@ -480,6 +498,8 @@ void tdsx_node_free(tdsx_node_t *n)
     tdsx__log_free(n); /* after the exchange: nothing waits on its entries any more */
     tdsx_policy_free(n->policy);
     tdsx_taxonomy_free(n->taxonomy);
+    /* Superseded TLS contexts, trust sets and registries (bundle.c). */
+    tdsx__bundle_node_free(n);
     tdsx_tls_ctx_free(n->tls);
     tdsx_registry_free(n->registry);
     tdsx_trust_free(n->trust);

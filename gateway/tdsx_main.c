@@ -41,6 +41,11 @@ static const tdsx_cmd_t commands[] = {
     {"audit", "export", tdsx_cmd_audit_export, "write the node's evidence bundle for auditors"},
     {"audit", "verify", tdsx_cmd_audit_verify, "verify an evidence bundle offline (anchor only)"},
     {"bench", "send", tdsx_cmd_bench_send, "load generator: N sends, C in flight; rate, latency"},
+    {"bench", "conns", tdsx_cmd_bench_conns,
+     "mutual-TLS connections/s and server memory per idle connection"},
+    {"bundle", "make", tdsx_cmd_bundle_make, "build the trust bundle (registry, CRLs, keys)"},
+    {"bundle", "sign", tdsx_cmd_bundle_sign, "sign a trust bundle with the centre's sign key"},
+    {"bundle", "show", tdsx_cmd_bundle_show, "print a trust bundle; verify it with --anchor"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,689 @@
+/*
+ * The signed trust bundle (SPEC §3): make, sign and verify without sockets (a round trip, a
+ * foreign signer, a non-centre signer, a certificate swapped under a valid signature, every
+ * single-byte tampering, a signer revoked by its own CRLs, bad inputs), then real daemons
+ * loading a bundle_file and re-reading it on SIGHUP: wrong signer, non-centre signer, tampered
+ * byte, older serial and expired bundles refused with the bundle in force kept; a peer revoked
+ * in a new bundle closed at once and refused at its next handshake while other peers stay;
+ * an expired bundle stopping every exchange (connections, new handshakes, `tdsx send`) with a
+ * clear `tdsx status`, until a fresh bundle is applied.
+ */
+#define _GNU_SOURCE
+#include "daemon.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "bundle.h"
+#include "trust.pb-c.h"
+
+#define TAGS                                                                                       \
+    "grade=general:2 domain=production category=production.process personal=none "                 \
+    "library=base source=enterprise"
+
+static struct {
+    tdsx_test_province_t p;
+    tdsx_test_node_t centre, centre2, foreign, ent, brain, other;
+    char *bundle_file; /* ent's bundle_file */
+    char *payload;
+    uint8_t *anchor; /* the province root, PEM */
+    size_t anchor_len;
+} W;
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static void read_all(const char *path, uint8_t **p, size_t *n)
+{
+    assert_int_equal(tdsx_file_read(path, TDSX_BUNDLE_FILE_CAP, p, n), 0);
+}
+
+/* The unsigned bundle of the province registry: serial, issued_at (0: now), valid seconds. */
+static void make(uint64_t serial, int64_t issued, int64_t valid, tdsx_buf_t *out)
+{
+    const char *creds[] = {W.centre.creds, W.ent.creds, W.brain.creds};
+    tdsx_bundle_make_opts_t o = {0};
+    char what[512];
+    o.ca_dir = W.p.ca;
+    o.registry = W.p.registry;
+    o.creds = creds;
+    o.n_creds = 3;
+    o.witness = W.centre.id;
+    o.serial = serial;
+    o.issued_at = issued;
+    o.valid = valid;
+    o.policy_floor = 3;
+    tdsx_buf_init(out, TDSX_STATEMENT_MAX);
+    int rc = tdsx__bundle_make(&o, out, what, sizeof what);
+    if (rc)
+        fail_msg("bundle make: %s: %s", what, tdsx_err_name(rc));
+}
+
+/* make + sign by `signer` (credential directory). */
+static void make_signed(uint64_t serial, int64_t issued, int64_t valid, const char *signer,
+                        tdsx_buf_t *out)
+{
+    tdsx_buf_t u;
+    make(serial, issued, valid, &u);
+    tdsx_buf_init(out, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), signer, out), 0);
+    tdsx_buf_free(&u);
+}
+
+typedef struct {
+    int status;
+    tdsx_buf_t env;
+} signed_t;
+
+static void on_signed(void *ud, int status, tdsx_bytes_t env)
+{
+    signed_t *s = ud;
+    s->status = status ? status : tdsx_buf_append(&s->env, env.p, env.n);
+}
+
+/* What `tdsx bundle sign` refuses to do: a SignedBundle signed by any member's sign key. */
+static void forge(const char *creds, tdsx_bytes_t unsigned_bundle, tdsx_buf_t *out)
+{
+    char *key = tdsx_test_path(creds, TDSX_CRED_SIGN_KEY);
+    char *pem = tdsx_test_path(creds, TDSX_CRED_SIGN_CERT);
+    uint8_t seed[32];
+    tdsx_signer_t *s = NULL;
+    signed_t r = {-1, {NULL, 0, 0, 0}};
+    tdsx_buf_init(&r.env, TDSX_ENVELOPE_MAX);
+    assert_int_equal(tdsx_key_load_ed25519(key, seed), 0);
+    assert_int_equal(tdsx_signer_new(seed, NULL, &s), 0);
+    assert_int_equal(tdsx_signer_submit(s, tdsx_statement_type(TDSX_STATEMENT_TRUST_BUNDLE),
+                                        unsigned_bundle, on_signed, &r),
+                     0);
+    assert_int_equal(tdsx_signer_flush(s), 0);
+    assert_int_equal(r.status, 0);
+    /* The member's sign certificate, then the intermediate, as `tdsx bundle sign` writes. */
+    STACK_OF(X509) *sk = NULL;
+    char *chain = tdsx_test_path(creds, TDSX_CRED_CHAIN);
+    assert_int_equal(tdsx_cert_load_file(pem, &sk), 0);
+    STACK_OF(X509) *ch = NULL;
+    assert_int_equal(tdsx_cert_load_file(chain, &ch), 0);
+    unsigned char *der[2] = {NULL, NULL};
+    ProtobufCBinaryData cert[2];
+    for (int i = 0; i < 2; i++) {
+        int der_len = i2d_X509(sk_X509_value(i ? ch : sk, 0), &der[i]);
+        assert_true(der_len > 0);
+        cert[i] = (ProtobufCBinaryData){(size_t)der_len, der[i]};
+    }
+    Tdsx__SignedBundle sb = TDSX__SIGNED_BUNDLE__INIT;
+    sb.envelope = (ProtobufCBinaryData){r.env.len, r.env.p};
+    sb.n_signer_certs = 2;
+    sb.signer_certs = cert;
+    size_t len = tdsx__signed_bundle__get_packed_size(&sb);
+    uint8_t *packed = malloc(len);
+    assert_non_null(packed);
+    tdsx__signed_bundle__pack(&sb, packed);
+    tdsx_buf_init(out, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx_buf_append(out, packed, len), 0);
+    free(packed);
+    OPENSSL_free(der[0]);
+    OPENSSL_free(der[1]);
+    sk_X509_pop_free(sk, X509_free);
+    sk_X509_pop_free(ch, X509_free);
+    free(chain);
+    tdsx_signer_free(s);
+    tdsx_buf_free(&r.env);
+    free(key);
+    free(pem);
+}
+
+static int verify(tdsx_bytes_t file, tdsx_bundle_t **b)
+{
+    return tdsx__bundle_verify(file, tdsx_bytes(W.anchor, W.anchor_len), tdsx_bytes(NULL, 0), 0, b);
+}
+
+static void revoke_cert(const tdsx_test_node_t *n, const char *file)
+{
+    tdsx_ca_t *ca = NULL;
+    STACK_OF(X509) *sk = NULL;
+    char *path = tdsx_test_path(n->creds, file);
+    assert_int_equal(tdsx_ca_open(W.p.ca, &ca), 0);
+    assert_int_equal(tdsx_cert_load_file(path, &sk), 0);
+    assert_int_equal(tdsx_ca_revoke(ca, sk_X509_value(sk, 0)), 0);
+    sk_X509_pop_free(sk, X509_free);
+    tdsx_ca_free(ca);
+    free(path);
+}
+
+/* Puts a bundle in ent's bundle_file and sends SIGHUP. */
+static void hup_with(tdsx_bytes_t file)
+{
+    tdsx_test_write_file(W.bundle_file, file.p, file.n);
+    assert_int_equal(kill(W.ent.pid, SIGHUP), 0);
+}
+
+/* Runs a command line (stderr folded in); returns its output (never NULL), *status its exit. */
+static char *run(int *status, const char *fmt, ...) TDSX_PRINTF(2, 3);
+static char *run(int *status, const char *fmt, ...)
+{
+    va_list ap;
+    char *cmd = NULL, *out = NULL;
+    va_start(ap, fmt);
+    assert_true(vasprintf(&cmd, fmt, ap) >= 0);
+    va_end(ap);
+    int rc = tdsx_test_run(&out, "%s 2>&1", cmd);
+    free(cmd);
+    if (status)
+        *status = rc;
+    if (!out)
+        out = strdup("");
+    assert_non_null(out);
+    return out;
+}
+
+static char *status_of(const tdsx_test_node_t *n)
+{
+    int rc;
+    char *out = run(&rc, "tdsx status --socket '%s'", n->sock);
+    assert_int_equal(rc, 0);
+    return out;
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+static int setup(void **state)
+{
+    (void)state;
+    tdsx_test_province_t *p = &W.p;
+    char extra[4096];
+    tdsx_test_province_init(p);
+    tdsx_test_node_issue(p, &W.centre, "centre", TDSX_ROLE_CENTRE, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.ent, "ent", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.brain, "brain", TDSX_ROLE_BRAIN, 0, 0, 1, 0);
+    tdsx_test_node_issue(p, &W.other, "other", TDSX_ROLE_BRAIN, 0, 0, 1, 0);
+    /* A second centre, not in the registry; and a centre of another CA altogether. */
+    tdsx_test_node_issue(p, &W.centre2, "centre2", TDSX_ROLE_CENTRE, 0, 0, 0, 0);
+    tdsx_test_node_issue(p, &W.foreign, "fcentre", TDSX_ROLE_CENTRE, 0, 0, 0, 1);
+    char *root = tdsx_test_path(p->ca, TDSX_CA_ROOT_CERT);
+    read_all(root, &W.anchor, &W.anchor_len);
+    free(root);
+    W.bundle_file = tdsx_test_path(p->dir, "ent-bundle.tdsx");
+    W.payload = tdsx_test_path(p->dir, "payload.csv");
+    tdsx_test_write_file(W.payload, "日期,产量\n2026-11-01,1200\n", 30);
+    tdsx_buf_t b;
+    make_signed(10, 0, 3600, W.centre.creds, &b);
+    tdsx_test_write_file(W.bundle_file, b.p, b.len);
+    tdsx_buf_free(&b);
+    /* Only the enterprise runs on the bundle; brain and other keep the registry file. */
+    snprintf(extra, sizeof extra, "bundle_file %s\npeer %s 127.0.0.1:%d\npeer %s 127.0.0.1:%d\n",
+             W.bundle_file, W.brain.id, W.brain.port, W.other.id, W.other.port);
+    tdsx_test_node_config(p, &W.ent, extra);
+    tdsx_test_node_config(p, &W.brain, NULL);
+    tdsx_test_node_config(p, &W.other, NULL);
+    tdsx_test_node_start(&W.brain);
+    tdsx_test_node_start(&W.other);
+    tdsx_test_node_start(&W.ent);
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.brain.id, NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.other.id, NULL));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tdsx_test_node_free(&W.ent);
+    tdsx_test_node_free(&W.brain);
+    tdsx_test_node_free(&W.other);
+    tdsx_test_node_free(&W.centre);
+    tdsx_test_node_free(&W.centre2);
+    tdsx_test_node_free(&W.foreign);
+    free(W.bundle_file);
+    free(W.payload);
+    free(W.anchor);
+    tdsx_test_province_free(&W.p);
+    return 0;
+}
+
+/* ---- no sockets ------------------------------------------------------------------------- */
+
+static void round_trip(void **state)
+{
+    (void)state;
+    tdsx_buf_t f;
+    tdsx_bundle_t *b = NULL;
+    tdsx_bundle_info_t info;
+    int64_t now = tdsx_now();
+    make_signed(7, now, 600, W.centre.creds, &f);
+    assert_int_equal(verify(tdsx_buf_bytes(&f), &b), 0);
+    tdsx__bundle_info(b, &info);
+    assert_int_equal(info.serial, 7);
+    assert_int_equal(info.issued_at, now);
+    assert_int_equal(info.expires_at, now + 600);
+    assert_int_equal(info.policy_floor, 3);
+    assert_int_equal(info.n_members, 4); /* centre, ent, brain, other */
+    assert_int_equal(info.n_roots, 1);
+    assert_int_equal(info.n_intermediates, 1);
+    assert_int_equal(info.n_crls, 2); /* the root's and the intermediate's */
+    assert_int_equal(info.n_log_keys, 3);
+    assert_int_equal(info.n_witness_keys, 1);
+    assert_int_equal(info.verified, 1);
+    assert_string_equal(info.signer, W.centre.id);
+    /* The registry it carries is the province's: same fingerprints, roles, endpoints. */
+    tdsx_registry_t *file = NULL, *reg = NULL;
+    assert_int_equal(tdsx_registry_load(W.p.registry, &file, NULL), 0);
+    assert_int_equal(tdsx__bundle_registry(b, &reg, NULL), 0);
+    assert_int_equal(tdsx_registry_count(reg), tdsx_registry_count(file));
+    for (size_t i = 0; i < tdsx_registry_count(file); i++) {
+        const tdsx_member_t *a = tdsx_registry_at(file, i);
+        const tdsx_member_t *m = tdsx_registry_find(reg, a->id);
+        assert_non_null(m);
+        assert_int_equal(m->role, a->role);
+        assert_int_equal(m->port, a->port);
+        assert_memory_equal(m->auth_fp, a->auth_fp, 32);
+        assert_memory_equal(m->sign_fp, a->sign_fp, 32);
+        assert_memory_equal(m->enc_pub, a->enc_pub, 32);
+    }
+    /* The witness key is the centre's sign key; organisation names come from the creds. */
+    const Tdsx__TrustBundle *tb = tdsx__bundle_msg(b);
+    tdsx_identity_t cid;
+    char *pem = tdsx_test_path(W.centre.creds, TDSX_CRED_SIGN_CERT);
+    uint8_t *pp = NULL;
+    size_t pn = 0;
+    read_all(pem, &pp, &pn);
+    tdsx_trust_t *t = NULL;
+    assert_int_equal(tdsx_trust_new(&t), 0);
+    assert_int_equal(tdsx_trust_add_anchors_pem(t, W.anchor, W.anchor_len), 0);
+    char *chain = tdsx_test_path(W.centre.creds, TDSX_CRED_CHAIN);
+    uint8_t *cp = NULL;
+    size_t cn = 0;
+    read_all(chain, &cp, &cn);
+    assert_int_equal(tdsx_trust_add_intermediates_pem(t, cp, cn), 0);
+    free(cp);
+    free(chain);
+    tdsx_verify_opts_t vo = {TDSX_PURPOSE_SIGN, TDSX_ROLE_CENTRE, 0, 0};
+    assert_int_equal(tdsx_cert_verify_pem(t, pp, pn, &vo, &cid), 0);
+    assert_memory_equal(tb->witness_keys[0].data, cid.pubkey, 32);
+    for (size_t i = 0; i < tb->n_members; i++)
+        if (strcmp(tb->members[i]->node, "centre") == 0)
+            assert_string_equal(tb->members[i]->org, cid.org);
+    /* Its text form names the serial and every member; an unanchored decode says so. */
+    tdsx_buf_t text;
+    tdsx_buf_init(&text, 1 << 20);
+    assert_int_equal(tdsx__bundle_format(b, now, &text), 0);
+    assert_int_equal(tdsx_buf_append(&text, "", 1), 0);
+    assert_non_null(strstr((char *)text.p, "serial        7\n"));
+    assert_non_null(strstr((char *)text.p, W.other.id));
+    assert_null(strstr((char *)text.p, "EXPIRED"));
+    tdsx__bundle_free(b);
+    b = NULL;
+    assert_int_equal(tdsx__bundle_decode(tdsx_buf_bytes(&f), &b), 0);
+    tdsx__bundle_info(b, &info);
+    assert_int_equal(info.verified, 0);
+    tdsx_buf_reset(&text);
+    assert_int_equal(tdsx__bundle_format(b, now + 600, &text), 0);
+    assert_int_equal(tdsx_buf_append(&text, "", 1), 0);
+    assert_non_null(strstr((char *)text.p, "(EXPIRED)"));
+    assert_non_null(strstr((char *)text.p, "verified      NO"));
+    tdsx__bundle_free(b);
+    tdsx_buf_free(&text);
+    tdsx_trust_free(t);
+    free(pp);
+    free(pem);
+    tdsx_registry_free(reg);
+    tdsx_registry_free(file);
+    tdsx_buf_free(&f);
+}
+
+static void wrong_signers_refused(void **state)
+{
+    (void)state;
+    tdsx_buf_t u, f;
+    tdsx_bundle_t *b = NULL;
+    make(8, 0, 600, &u);
+    /* A centre of another CA: signs fine at home, chains to nothing here. */
+    tdsx_buf_init(&f, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), W.foreign.creds, &f), 0);
+    assert_int_equal(verify(tdsx_buf_bytes(&f), &b), TDSX_E_CERT_UNTRUSTED);
+    assert_null(b);
+    tdsx_buf_free(&f);
+    /* `tdsx bundle sign` refuses a member that is not a centre... */
+    tdsx_buf_init(&f, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), W.ent.creds, &f), TDSX_E_CERT_ROLE);
+    assert_int_equal(f.len, 0);
+    tdsx_buf_free(&f);
+    /* ...and a node refuses one such member forged by hand. */
+    forge(W.ent.creds, tdsx_buf_bytes(&u), &f);
+    assert_int_equal(verify(tdsx_buf_bytes(&f), &b), TDSX_E_CERT_ROLE);
+    tdsx_buf_free(&f);
+    /* A valid centre certificate put in front of another centre's signature. */
+    tdsx_buf_t g;
+    make_signed(8, 0, 600, W.centre.creds, &g);
+    forge(W.centre2.creds, tdsx_buf_bytes(&u), &f);
+    tdsx_arena_t *a = NULL;
+    Tdsx__SignedBundle *sg = NULL, *sf = NULL;
+    assert_int_equal(tdsx_arena_new(1 << 24, &a), 0);
+    assert_int_equal(tdsx_proto_unpack(a, &tdsx__signed_bundle__descriptor, tdsx_buf_bytes(&g),
+                                       (ProtobufCMessage **)&sg),
+                     0);
+    assert_int_equal(tdsx_proto_unpack(a, &tdsx__signed_bundle__descriptor, tdsx_buf_bytes(&f),
+                                       (ProtobufCMessage **)&sf),
+                     0);
+    sf->signer_certs[0] = sg->signer_certs[0]; /* centre's cert, centre2's signature */
+    uint8_t swapped[8192];
+    size_t n = tdsx__signed_bundle__get_packed_size(sf);
+    assert_true(n <= sizeof swapped);
+    tdsx__signed_bundle__pack(sf, swapped);
+    assert_int_equal(verify(tdsx_bytes(swapped, n), &b), TDSX_E_SIGNER_UNKNOWN);
+    /* centre2 is a real centre of this CA: its own signed bundle verifies. */
+    tdsx_buf_free(&f);
+    tdsx_buf_init(&f, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), W.centre2.creds, &f), 0);
+    assert_int_equal(verify(tdsx_buf_bytes(&f), &b), 0);
+    tdsx__bundle_free(b);
+    tdsx_arena_free(a);
+    tdsx_buf_free(&f);
+    tdsx_buf_free(&g);
+    tdsx_buf_free(&u);
+}
+
+static void every_tampered_byte_refused(void **state)
+{
+    (void)state;
+    tdsx_buf_t f;
+    tdsx_bundle_t *b = NULL;
+    make_signed(9, 0, 600, W.centre.creds, &f);
+    size_t refused = 0;
+    for (size_t i = 0; i < f.len; i++) {
+        f.p[i] ^= 0x01;
+        int rc = verify(tdsx_buf_bytes(&f), &b);
+        if (rc == 0) {
+            tdsx__bundle_free(b);
+            b = NULL;
+            fail_msg("a bundle with byte %zu of %zu flipped was accepted", i, f.len);
+        }
+        refused++;
+        f.p[i] ^= 0x01;
+    }
+    assert_int_equal(refused, f.len);
+    /* Truncated anywhere, or with a byte appended: refused too. */
+    for (size_t n = 0; n < f.len; n += 97)
+        assert_int_not_equal(verify(tdsx_bytes(f.p, n), &b), 0);
+    assert_int_equal(tdsx_buf_append(&f, "\x00", 1), 0);
+    assert_int_not_equal(verify(tdsx_buf_bytes(&f), &b), 0);
+    f.len--;
+    assert_int_equal(verify(tdsx_buf_bytes(&f), &b), 0); /* and intact it still verifies */
+    tdsx__bundle_free(b);
+    tdsx_buf_free(&f);
+}
+
+static void bad_inputs_refused(void **state)
+{
+    (void)state;
+    tdsx_buf_t out;
+    tdsx_bundle_t *b = NULL;
+    char what[512];
+    const char *stray[] = {W.foreign.creds};
+    tdsx_bundle_make_opts_t o = {0};
+    tdsx_buf_init(&out, TDSX_STATEMENT_MAX);
+    o.ca_dir = W.p.ca;
+    o.registry = W.p.registry;
+    assert_int_equal(tdsx__bundle_make(&o, &out, what, sizeof what), TDSX_E_INVAL); /* serial 0 */
+    o.serial = 1;
+    o.witness = W.centre.id; /* no creds for the witness */
+    assert_int_equal(tdsx__bundle_make(&o, &out, what, sizeof what), TDSX_E_INVAL);
+    assert_non_null(strstr(what, "witness"));
+    o.witness = NULL;
+    o.creds = stray; /* not a member of this registry: another CA's */
+    o.n_creds = 1;
+    assert_int_not_equal(tdsx__bundle_make(&o, &out, what, sizeof what), 0);
+    assert_string_equal(what, W.foreign.creds);
+    o.creds = NULL;
+    o.n_creds = 0;
+    o.registry = W.payload; /* not a registry */
+    assert_int_equal(tdsx__bundle_make(&o, &out, what, sizeof what), TDSX_E_CONFIG);
+    assert_int_equal(out.len, 0);
+    /* Signing something that is not a TrustBundle, or an expired-at-birth one. */
+    assert_int_equal(tdsx__bundle_sign(tdsx_bytes("\x0a\x03", 2), W.centre.creds, &out),
+                     TDSX_E_BUNDLE);
+    Tdsx__TrustBundle tb = TDSX__TRUST_BUNDLE__INIT;
+    uint8_t raw[64];
+    tb.serial = 5;
+    tb.issued_at = 100;
+    tb.expires_at = 100;
+    size_t n = tdsx__trust_bundle__pack(&tb, raw);
+    assert_int_equal(tdsx__bundle_sign(tdsx_bytes(raw, n), W.centre.creds, &out), TDSX_E_BUNDLE);
+    /* Verifying garbage, an empty file, or with an anchor that is no certificate. */
+    assert_int_equal(verify(tdsx_bytes("garbage!", 8), &b), TDSX_E_BUNDLE);
+    assert_int_equal(verify(tdsx_bytes(NULL, 0), &b), TDSX_E_BUNDLE);
+    tdsx_buf_t f;
+    make_signed(3, 0, 600, W.centre.creds, &f);
+    assert_int_equal(
+        tdsx__bundle_verify(tdsx_buf_bytes(&f), tdsx_bytes("x", 1), tdsx_bytes(NULL, 0), 0, &b),
+        TDSX_E_CERT_PARSE);
+    /* A bundle whose signer certificate has expired at the verification time. */
+    assert_int_equal(tdsx__bundle_verify(tdsx_buf_bytes(&f), tdsx_bytes(W.anchor, W.anchor_len),
+                                         tdsx_bytes(NULL, 0), tdsx_now() + 400 * 86400, &b),
+                     TDSX_E_CERT_EXPIRED);
+    assert_null(b);
+    tdsx_buf_free(&f);
+    tdsx_buf_free(&out);
+}
+
+/* ---- real daemons ----------------------------------------------------------------------- */
+
+static void status_shows_bundle(void **state)
+{
+    (void)state;
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.loaded\"", "\"serial\":10",
+                                   "\"state\":\"valid\"", NULL));
+    char *out = status_of(&W.ent);
+    assert_non_null(strstr(out, "bundle           10 valid\n"));
+    assert_non_null(strstr(out, "bundle expires"));
+    free(out);
+    out = status_of(&W.brain); /* a node on its registry file has none */
+    assert_non_null(strstr(out, "bundle           none\n"));
+    free(out);
+    /* The applied bundle is kept in data_dir, owner-only. */
+    char *cur = tdsx_test_path(W.ent.data, TDSX_BUNDLE_CURRENT);
+    struct stat st;
+    assert_int_equal(stat(cur, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    free(cur);
+}
+
+/* Each refused bundle: the refusal is logged with its code, and the one in force stays. */
+static void refused_on_sighup(tdsx_bytes_t file, const char *code)
+{
+    int before = tdsx_test_log_count(&W.ent, "\"event\":\"bundle.refused\"", code, NULL);
+    hup_with(file);
+    for (int i = 0; i < 100 && tdsx_test_log_count(&W.ent, "\"event\":\"bundle.refused\"", code,
+                                                   NULL) == before;
+         i++)
+        usleep(50 * 1000);
+    assert_int_equal(tdsx_test_log_count(&W.ent, "\"event\":\"bundle.refused\"", code, NULL),
+                     before + 1);
+    char *out = status_of(&W.ent);
+    assert_non_null(strstr(out, "bundle           10 valid\n"));
+    free(out);
+}
+
+static void bad_bundles_refused_by_daemon(void **state)
+{
+    (void)state;
+    tdsx_buf_t u, f;
+    make(11, 0, 3600, &u);
+    /* Signed by the wrong key: another CA's centre. */
+    tdsx_buf_init(&f, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), W.foreign.creds, &f), 0);
+    refused_on_sighup(tdsx_buf_bytes(&f), "TDSX_E_CERT_UNTRUSTED");
+    tdsx_buf_free(&f);
+    /* Signed by a member that is not a centre. */
+    forge(W.ent.creds, tdsx_buf_bytes(&u), &f);
+    refused_on_sighup(tdsx_buf_bytes(&f), "TDSX_E_CERT_ROLE");
+    tdsx_buf_free(&f);
+    /* A valid one with one byte of its payload changed. */
+    tdsx_buf_init(&f, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), W.centre.creds, &f), 0);
+    f.p[f.len / 4] ^= 0x20;
+    refused_on_sighup(tdsx_buf_bytes(&f), "\"err\":\"TDSX_E_");
+    tdsx_buf_free(&f);
+    /* An older serial than the one in force. */
+    make_signed(9, 0, 3600, W.centre.creds, &f);
+    refused_on_sighup(tdsx_buf_bytes(&f), "TDSX_E_BUNDLE_ROLLBACK");
+    tdsx_buf_free(&f);
+    /* A newer serial that has already expired. */
+    make_signed(12, tdsx_now() - 7200, 3600, W.centre.creds, &f);
+    refused_on_sighup(tdsx_buf_bytes(&f), "TDSX_E_BUNDLE_EXPIRED");
+    tdsx_buf_free(&f);
+    /* A missing bundle_file. */
+    unlink(W.bundle_file);
+    assert_int_equal(kill(W.ent.pid, SIGHUP), 0);
+    assert_true(
+        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.refused\"", "TDSX_E_NOTFOUND", NULL));
+    /* None of it touched the connections. */
+    assert_int_equal(tdsx_test_log_count(&W.ent, "\"event\":\"bundle.peer_closed\"", NULL), 0);
+    assert_int_equal(tdsx_test_log_count(&W.ent, "\"event\":\"conn.close\"", NULL), 0);
+    tdsx_buf_free(&u);
+}
+
+static void revoked_peer_closed_and_refused(void **state)
+{
+    (void)state;
+    revoke_cert(&W.brain, TDSX_CRED_AUTH_CERT);
+    tdsx_buf_t f;
+    make_signed(20, 0, 3600, W.centre.creds, &f);
+    hup_with(tdsx_buf_bytes(&f));
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.applied\"", "\"serial\":20",
+                                   "\"previous\":10", NULL));
+    /* The live connection to the revoked brain is closed at once, with the reason... */
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.peer_closed\"", W.brain.id,
+                                   "TDSX_E_CERT_REVOKED", NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"conn.close\"", W.brain.id,
+                                   "TDSX_E_CERT_REVOKED", NULL));
+    /* ...and its next handshakes are refused: ent's own redial... */
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"conn.refused\"",
+                                   "TDSX_E_CERT_REVOKED", "\"dir\":\"out\"", NULL));
+    /* ...and the brain dialling in. */
+    tdsx_test_client_t c;
+    /* TLS 1.3: the client is done before the server judges its certificate; then the server's
+     * alert ends it. */
+    if (tdsx_test_client_open(&c, &W.p, W.brain.creds, W.ent.port) == 0)
+        assert_true(tdsx_test_client_closed(&c, 5000));
+    tdsx_test_client_free(&c);
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"conn.refused\"",
+                                   "TDSX_E_CERT_REVOKED", "\"dir\":\"in\"", NULL));
+    /* The other peer was not touched. */
+    assert_int_equal(tdsx_test_log_count(&W.ent, "\"event\":\"conn.close\"", W.other.id, NULL), 0);
+    char *out = status_of(&W.ent);
+    assert_non_null(strstr(out, "bundle           20 valid\n"));
+    assert_non_null(strstr(out, W.other.id));
+    free(out);
+    int rc;
+    out = run(&rc, "tdsx send --socket '%s' --to '%s' '%s' --dataset d1 --tags '%s'", W.ent.sock,
+              W.other.id, W.payload, TAGS);
+    if (rc != 0)
+        fail_msg("send: exit %d: %s", rc, out);
+    free(out);
+    tdsx_buf_free(&f);
+}
+
+static void expired_bundle_stops_exchange(void **state)
+{
+    (void)state;
+    tdsx_buf_t f;
+    /* Valid for a few seconds from now: applied, then expires under the running node. */
+    make_signed(30, 0, 4, W.centre.creds, &f);
+    hup_with(tdsx_buf_bytes(&f));
+    tdsx_buf_free(&f);
+    assert_true(
+        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.applied\"", "\"serial\":30", NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"bundle.expired\"", "\"serial\":30",
+                                   "exchange stopped", NULL));
+    /* The open connection is closed with the reason... */
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"conn.close\"", W.other.id,
+                                   "TDSX_E_BUNDLE_EXPIRED", NULL));
+    /* ...status says why... */
+    char *out = status_of(&W.ent);
+    assert_non_null(
+        strstr(out, "bundle           30 EXPIRED: exchange stopped until a fresh bundle"));
+    free(out);
+    /* ...transfers are refused... */
+    int rc;
+    out = run(&rc, "tdsx send --socket '%s' --to '%s' '%s' --dataset d1 --tags '%s'", W.ent.sock,
+              W.other.id, W.payload, TAGS);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "TDSX_E_BUNDLE_EXPIRED"));
+    free(out);
+    /* ...and new connections too, both ways. */
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"conn.refused\"", W.other.id,
+                                   "TDSX_E_BUNDLE_EXPIRED", "\"dir\":\"out\"", NULL));
+    tdsx_test_client_t c;
+    if (tdsx_test_client_open(&c, &W.p, W.other.creds, W.ent.port) == 0)
+        assert_true(tdsx_test_client_closed(&c, 5000));
+    tdsx_test_client_free(&c);
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"conn.refused\"",
+                                   "TDSX_E_BUNDLE_EXPIRED", "\"dir\":\"in\"", NULL));
+    /* A fresh bundle brings exchange back: the dialer reconnects and a send goes through. */
+    make_signed(31, 0, 3600, W.centre.creds, &f);
+    int opens = tdsx_test_log_count(&W.ent, "\"event\":\"conn.open\"", W.other.id, NULL);
+    hup_with(tdsx_buf_bytes(&f));
+    tdsx_buf_free(&f);
+    assert_true(
+        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.applied\"", "\"serial\":31", NULL));
+    for (int i = 0; i < 200 && tdsx_test_log_count(&W.ent, "\"event\":\"conn.open\"", W.other.id,
+                                                   NULL) == opens;
+         i++)
+        usleep(50 * 1000);
+    assert_true(tdsx_test_log_count(&W.ent, "\"event\":\"conn.open\"", W.other.id, NULL) > opens);
+    out = status_of(&W.ent);
+    assert_non_null(strstr(out, "bundle           31 valid\n"));
+    free(out);
+    out = run(&rc, "tdsx send --socket '%s' --to '%s' '%s' --dataset d1 --tags '%s'", W.ent.sock,
+              W.other.id, W.payload, TAGS);
+    if (rc != 0)
+        fail_msg("send: exit %d: %s", rc, out);
+    free(out);
+}
+
+static void restart_keeps_newest_bundle(void **state)
+{
+    (void)state;
+    /* bundle_file still holds 31; bundle.current too. Put an older one in bundle_file: the node
+     * restarts on the newer bundle.current, not on what the file says. */
+    tdsx_buf_t f;
+    make_signed(25, 0, 3600, W.centre.creds, &f);
+    tdsx_test_write_file(W.bundle_file, f.p, f.len);
+    tdsx_buf_free(&f);
+    assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
+    tdsx_test_node_start(&W.ent);
+    assert_true(
+        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.loaded\"", "\"serial\":31", NULL));
+    char *out = status_of(&W.ent);
+    assert_non_null(strstr(out, "bundle           31 valid\n"));
+    free(out);
+    /* A bundle_file that does not verify keeps the node from starting, and says which. */
+    assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
+    tdsx_test_write_file(W.bundle_file, "not a bundle", 12);
+    int rc;
+    out = run(&rc, "timeout 10 tdsxd -c '%s'", W.ent.conf);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(out, "ent-bundle.tdsx"));
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip),
+        cmocka_unit_test(wrong_signers_refused),
+        cmocka_unit_test(every_tampered_byte_refused),
+        cmocka_unit_test(bad_inputs_refused),
+        cmocka_unit_test(status_shows_bundle),
+        cmocka_unit_test(bad_bundles_refused_by_daemon),
+        cmocka_unit_test(revoked_peer_closed_and_refused),
+        cmocka_unit_test(expired_bundle_stops_exchange),
+        cmocka_unit_test(restart_keeps_newest_bundle),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
