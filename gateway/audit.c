@@ -608,6 +608,7 @@ typedef struct {
     tdsx_arena_t *arena;
     uint64_t n_receipt, n_nrd, n_key, n_fail_entries;
     uint64_t f_receipt, f_nrd, f_key;
+    uint64_t n_agreement, f_agreement;
     /* reports, from REPORT entries and reports/ */
     struct rep_s *reps;
     size_t nreps;
@@ -1380,6 +1381,7 @@ static void fail_entry(audit_t *a, const char *check, uint64_t idx, const char *
     a->f_receipt += strcmp(check, "receipt") == 0;
     a->f_nrd += strcmp(check, "nrd") == 0;
     a->f_key += strcmp(check, "key") == 0;
+    a->f_agreement += strcmp(check, "agreement") == 0;
 }
 
 /* The checks of receipt.c (tdsx_receipt_verify), with certificates judged once and verified
@@ -1472,6 +1474,62 @@ static void check_nrd(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
         a->n_nrd++;
 }
 
+/* An agreement event (SPEC §7): the proposal is the hash the entry names and is signed by one
+ * of the two parties, an acceptance is the same terms signed by the other, a termination is
+ * signed by a party and names the agreement. */
+static void check_agreement(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
+{
+    ProtobufCMessage *m = NULL;
+    tdsx_verified_t pi, ai, ti;
+    tdsx_hash_t h;
+    tdsx_arena_reset(a->arena);
+    if (e->item[2].n != TDSX_HASH_LEN || tdsx_envelope_hash(e->item[3], &h) != 0 ||
+        memcmp(h.b, e->item[2].p, TDSX_HASH_LEN) != 0) {
+        fail_entry(a, "agreement", idx, "agreement hash is not the proposal envelope's");
+        return;
+    }
+    int rc =
+        tdsx_statement_open(a->v, TDSX_STATEMENT_AGREEMENT_TERMS, e->item[3], a->arena, &m, &pi);
+    if (rc) {
+        fail_entry(a, "agreement", idx, "proposal: %s", tdsx_err_name(rc));
+        return;
+    }
+    const Tdsx__AgreementTerms *t = (const Tdsx__AgreementTerms *)m;
+    const cert_t *pc = cert_by_key(a, &pi.key_id);
+    if (!pc || strcmp(pc->ids, t->proposer) != 0 ||
+        (strcmp(pc->ids, t->provider) != 0 && strcmp(pc->ids, t->consumer) != 0)) {
+        fail_entry(a, "agreement", idx, "proposal not signed by its proposer, a party");
+        return;
+    }
+    if (e->item[4].n) {
+        rc = tdsx_statement_open(a->v, TDSX_STATEMENT_AGREEMENT_TERMS, e->item[4], a->arena, &m,
+                                 &ai);
+        const cert_t *ac = rc ? NULL : cert_by_key(a, &ai.key_id);
+        const char *other = strcmp(t->proposer, t->provider) == 0 ? t->consumer : t->provider;
+        if (rc || !ac || strcmp(ac->ids, other) != 0 || ai.payload.n != pi.payload.n ||
+            memcmp(ai.payload.p, pi.payload.p, pi.payload.n) != 0) {
+            fail_entry(a, "agreement", idx,
+                       "acceptance is not the same terms signed by the other party (%s)",
+                       rc ? tdsx_err_name(rc) : "signer or terms differ");
+            return;
+        }
+    }
+    if (e->item[5].n) {
+        rc = tdsx_statement_open(a->v, TDSX_STATEMENT_AGREEMENT_TERMINATION, e->item[5], a->arena,
+                                 &m, &ti);
+        const Tdsx__AgreementTermination *x = rc ? NULL : (const Tdsx__AgreementTermination *)m;
+        const cert_t *tc = rc ? NULL : cert_by_key(a, &ti.key_id);
+        if (rc || !tc || strcmp(tc->ids, x->by) != 0 ||
+            (strcmp(x->by, t->provider) != 0 && strcmp(x->by, t->consumer) != 0) ||
+            x->agreement_hash.len != TDSX_HASH_LEN ||
+            memcmp(x->agreement_hash.data, h.b, TDSX_HASH_LEN) != 0) {
+            fail_entry(a, "agreement", idx, "termination not signed by a party of this agreement");
+            return;
+        }
+    }
+    a->n_agreement++;
+}
+
 static uint8_t *dup_bytes(tdsx_bytes_t b)
 {
     uint8_t *p = tdsx_malloc(b.n ? b.n : 1);
@@ -1525,6 +1583,7 @@ static void check_entry(audit_t *a, uint64_t idx, tdsx_bytes_t bytes)
     switch (e.type) {
     case TDSX_LOG_ENTRY_RECEIPT: (void)check_receipt(a, idx, &e); break;
     case TDSX_LOG_ENTRY_NRD: check_nrd(a, idx, &e); break;
+    case TDSX_LOG_ENTRY_AGREEMENT: check_agreement(a, idx, &e); break;
     case TDSX_LOG_ENTRY_KEY: {
         cert_t *c = cert_add_der(a, e.item[1]);
         if (!c)
@@ -1620,6 +1679,9 @@ static void check_entries(audit_t *a)
     if (a->n_nrd && !a->f_nrd)
         report(a, TDSX_AUDIT_PASS, "nrd", "", "%llu delivery statement(s) verified",
                (unsigned long long)a->n_nrd);
+    if (a->n_agreement && !a->f_agreement)
+        report(a, TDSX_AUDIT_PASS, "agreement", "", "%llu agreement event(s) signed by the parties",
+               (unsigned long long)a->n_agreement);
     if (a->n_key && !a->f_key)
         report(a, TDSX_AUDIT_PASS, "key", "", "%llu key entr(ies) chain to the anchor",
                (unsigned long long)a->n_key);

@@ -372,6 +372,32 @@ static void wait_cosigned(void)
     fail_msg("the enterprise's checkpoint was not cosigned in time");
 }
 
+/* The enterprise proposes terms to the brain, which accepts: agreement events in both logs. */
+static void agree_once(void)
+{
+    char *out = NULL, id[33] = "";
+    int rc = tdsx_test_run(&out,
+                           "tdsx agree propose --socket '%s' --with %s --dataset audited "
+                           "--purpose analytics --purpose-text '质量分析' --action receive "
+                           "--days 30 2>&1",
+                           W.ent.sock, W.brain.id);
+    const char *p = out ? strstr(out, "agreement  ") : NULL;
+    if (rc != 0 || !p || sscanf(p, "agreement  %32[0-9a-f]", id) != 1)
+        fail_msg("propose failed (%d): %s", rc, out ? out : "");
+    free(out);
+    out = NULL;
+    for (int i = 0; i < 100; i++) { /* the proposal reaches the brain */
+        rc = tdsx_test_run(&out, "tdsx agree accept --socket '%s' %s 2>&1", W.brain.sock, id);
+        free(out);
+        out = NULL;
+        if (rc == 0)
+            break;
+        usleep(100000);
+    }
+    assert_int_equal(rc, 0);
+    usleep(300000); /* the acceptance reaches the enterprise and is logged */
+}
+
 static char *export_now(const char *name)
 {
     char *dir = tdsx_test_path(W.work, name);
@@ -414,6 +440,7 @@ static int setup(void **state)
     assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.brain.id, NULL));
     assert_true(tdsx_test_log_wait(&W.ent, 10000, "\"event\":\"conn.open\"", W.centre.id, NULL));
     usleep(200000); /* the Hellos */
+    agree_once();
     for (int i = 0; i < SENDS; i++)
         send_one();
     wait_cosigned();
@@ -544,6 +571,7 @@ static void untampered_bundle_passes(void **state)
     assert_int_equal(count(TDSX_AUDIT_PASS, "entries", NULL), 1);
     assert_int_equal(count(TDSX_AUDIT_PASS, "receipt", NULL), 1);
     assert_int_equal(count(TDSX_AUDIT_PASS, "key", NULL), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "agreement", NULL), 1);
     s = verify(W.later);
     assert_int_equal(s.fail, 0);
 }
@@ -654,6 +682,39 @@ static void tile_rewritten_to_match_fails_the_root(void **state)
     expect_fail("tree-root", "log/checkpoint");
     assert_int_equal(count(TDSX_AUDIT_FAIL, "manifest", NULL), 0);
     tdsx_free(t);
+    tdsx_free(d);
+    free(dir);
+}
+
+static void agreement_accepted_by_the_proposer_fails(void **state)
+{
+    (void)state;
+    /* An acceptance that is the proposer's own envelope again: the other party never signed. */
+    char *dir = copy_of(W.good, "selfaccept"), rel[64], where[16];
+    size_t n = 0;
+    bundle_rel(dir, rel, sizeof rel);
+    uint8_t *d = slurp(dir, rel, &n);
+    entries_t es;
+    split(d, n, &es);
+    size_t i = es.n;
+    tdsx_log_entry_t e;
+    for (size_t j = 0; j < es.n && i == es.n; j++)
+        if (tdsx__log_entry_parse(es.e[j], &e) == 0 && e.type == TDSX_LOG_ENTRY_AGREEMENT &&
+            e.item[4].n)
+            i = j;
+    assert_true(i < es.n);
+    e.item[4] = e.item[3];
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 1u << 20);
+    assert_int_equal(tdsx__log_entry_encode(&e, &b), 0);
+    es.e[i] = tdsx_buf_bytes(&b);
+    join_write(dir, rel, &es);
+    rehash(dir, rel);
+    verify(dir);
+    snprintf(where, sizeof where, "%zu", i);
+    expect_fail("agreement", where);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "agreement", NULL), 0);
+    tdsx_buf_free(&b);
     tdsx_free(d);
     free(dir);
 }
@@ -978,6 +1039,7 @@ int main(void)
         cmocka_unit_test(dropped_entry_fails),
         cmocka_unit_test(swapped_entries_fail),
         cmocka_unit_test(tile_rewritten_to_match_fails_the_root),
+        cmocka_unit_test(agreement_accepted_by_the_proposer_fails),
         cmocka_unit_test(missing_witness_cosignature_fails),
         cmocka_unit_test(wrong_anchor_fails),
         cmocka_unit_test(manifest_catches_changes_and_strays),
