@@ -80,8 +80,8 @@ typedef struct tdsx_identity_s {
 void tdsx_identity_id(const tdsx_identity_t *id, char *out, size_t size);
 
 /* The set of things a verifier trusts: one or more anchors (root certificates), any
- * intermediates it may need to build a chain, and CRLs. Immutable once built, so one trust
- * set can be shared by many verifications. */
+ * intermediates it may need to build a chain, and CRLs. Built by the add functions, then
+ * shared by many verifications (which only touch its cache of successes, under a lock). */
 typedef struct tdsx_trust_s tdsx_trust_t;
 
 TDSX_MUST_CHECK int tdsx_trust_new(tdsx_trust_t **out);
@@ -114,6 +114,18 @@ typedef struct tdsx_verify_opts_s {
  * _SUBJECT, _USCC, _KEY, TDSX_E_CRL_INVALID, _CRL_MISSING, _CRL_EXPIRED. */
 TDSX_MUST_CHECK int tdsx_cert_verify(const tdsx_trust_t *t, X509 *leaf, STACK_OF(X509) *extra,
                                      const tdsx_verify_opts_t *o, tdsx_identity_t *id);
+/* Same for a DER leaf and n_extra DER extras (untrusted input: each must be exactly one
+ * certificate, else TDSX_E_CERT_PARSE). A leaf the trust set remembers (below) is answered
+ * from its SHA-256 without being parsed.
+ *
+ * Both verify functions remember successes made "now" (o->at == 0): a leaf that verified
+ * with the same extras, purpose, role and require_crl is answered from memory until the
+ * earliest of
+ * its chain's notAfter, the CRLs' nextUpdate and five minutes; adding anchors,
+ * intermediates or CRLs to the trust set forgets everything. Safe from several threads. */
+TDSX_MUST_CHECK int tdsx_cert_verify_der(const tdsx_trust_t *t, tdsx_bytes_t der,
+                                         const tdsx_bytes_t *extra, size_t n_extra,
+                                         const tdsx_verify_opts_t *o, tdsx_identity_t *id);
 /* Same for a PEM buffer: the first certificate is the leaf, any others are extras. */
 TDSX_MUST_CHECK int tdsx_cert_verify_pem(const tdsx_trust_t *t, const void *pem, size_t n,
                                          const tdsx_verify_opts_t *o, tdsx_identity_t *id);

@@ -2129,24 +2129,17 @@ static int on_hello(tdsx_conn_t *c, xconn_t *xc, const Tdsx__Hello *h, tdsx_exch
     tdsx_node_t *n = x->node;
     if (xc->hello)
         return TDSX_E_PROTOCOL;
-    const uint8_t *p = h->sign_cert.data;
-    X509 *cert = d2i_X509(NULL, &p, (long)h->sign_cert.len);
-    if (!cert || p != h->sign_cert.data + h->sign_cert.len) {
-        X509_free(cert);
-        return TDSX_E_CERT_PARSE;
-    }
-    STACK_OF(X509) *extra = sk_X509_new_null();
-    for (size_t i = 0; extra && i < h->n_chain && i < 4; i++) {
-        const uint8_t *q = h->chain[i].data;
-        X509 *ic = d2i_X509(NULL, &q, (long)h->chain[i].len);
-        if (ic && !sk_X509_push(extra, ic))
-            X509_free(ic);
-    }
+    if (h->n_chain > 4)
+        return TDSX_E_CERT_CHAIN;
+    tdsx_bytes_t extra[4];
+    for (size_t i = 0; i < h->n_chain; i++)
+        extra[i] = tdsx_bytes(h->chain[i].data, h->chain[i].len);
     tdsx_identity_t id;
     tdsx_verify_opts_t o = {TDSX_PURPOSE_SIGN, TDSX_ROLE_NONE, 0, 0};
-    int rc = tdsx_cert_verify(n->trust, cert, extra, &o, &id);
-    sk_X509_pop_free(extra, X509_free);
-    X509_free(cert);
+    int rc = h->sign_cert.len ? tdsx_cert_verify_der(n->trust,
+                                                     tdsx_bytes(h->sign_cert.data, h->sign_cert.len),
+                                                     extra, h->n_chain, &o, &id)
+                              : TDSX_E_CERT_PARSE;
     char sid[TDSX_ID_SIZE];
     if (rc == 0) {
         tdsx_identity_id(&id, sid, sizeof sid);

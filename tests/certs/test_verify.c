@@ -291,6 +291,94 @@ static void crl_present_and_not_listing_the_cert(void **state)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Remembered successes and DER input: the trust set's cache must never change an answer
+ * ---------------------------------------------------------------------------------------- */
+
+static void remembered_success_never_changes_an_answer(void **state)
+{
+    (void)state;
+    tdsx_trust_t *t = trust(fx->flat_dir, NULL, NULL);
+    /* Other options are other questions. */
+    assert_int_equal(verify_auth(t, fx->ok), 0);
+    assert_int_equal(
+        verify_file(t, fx->ok, TDSX_CRED_AUTH_CERT, TDSX_PURPOSE_AUTH, TDSX_ROLE_BRAIN, 0, 0, NULL),
+        TDSX_E_CERT_ROLE);
+    assert_int_equal(
+        verify_file(t, fx->ok, TDSX_CRED_AUTH_CERT, TDSX_PURPOSE_SIGN, TDSX_ROLE_NONE, 0, 0, NULL),
+        TDSX_E_CERT_PURPOSE);
+    assert_int_equal(verify_file(t, fx->ok, TDSX_CRED_AUTH_CERT, TDSX_PURPOSE_AUTH, TDSX_ROLE_NONE,
+                                 tdsx_now() + 400 * DAY, 0, NULL),
+                     TDSX_E_CERT_EXPIRED);
+    /* The expired one is still refused after a good one was remembered. */
+    assert_int_equal(verify_auth(t, fx->expired), TDSX_E_CERT_EXPIRED);
+    /* Without a CRL the revoked certificate verifies, and is remembered... */
+    assert_int_equal(verify_auth(t, fx->revoked), 0);
+    assert_int_equal(verify_auth(t, fx->revoked), 0);
+    /* ...until the CRL that lists it joins the trust set. */
+    assert_int_equal(tdsx_trust_add_crls_file(t, fx->flat_crl), 0);
+    assert_int_equal(verify_auth(t, fx->revoked), TDSX_E_CERT_REVOKED);
+    assert_int_equal(verify_auth(t, fx->ok), 0);
+    tdsx_trust_free(t);
+}
+
+static uint8_t *der_of(const char *path, size_t *len)
+{
+    X509 *x = load_first(path);
+    uint8_t *der = NULL;
+    int n = i2d_X509(x, &der);
+    assert_true(n > 0);
+    X509_free(x);
+    *len = (size_t)n;
+    return der;
+}
+
+static void der_input_is_checked_and_remembered_exactly(void **state)
+{
+    (void)state;
+    char *leaf_path = path2(fx->deep_ok, TDSX_CRED_AUTH_CERT);
+    char *chain_path = path2(fx->deep_ok, TDSX_CRED_CHAIN);
+    tdsx_trust_t *t = trust(fx->deep_dir, NULL, NULL);
+    size_t leaf_len = 0, chain_len = 0;
+    uint8_t *leaf = der_of(leaf_path, &leaf_len), *chain = der_of(chain_path, &chain_len);
+    tdsx_bytes_t extra = tdsx_bytes(chain, chain_len);
+    tdsx_verify_opts_t o = {.purpose = TDSX_PURPOSE_AUTH};
+    tdsx_identity_t a, b;
+    assert_int_equal(tdsx_cert_verify_der(t, tdsx_bytes(leaf, leaf_len), &extra, 1, &o, &a), 0);
+    assert_int_equal(a.role, TDSX_ROLE_CENTRE);
+    /* Asked again (answered from memory): the same identity. */
+    assert_int_equal(tdsx_cert_verify_der(t, tdsx_bytes(leaf, leaf_len), &extra, 1, &o, &b), 0);
+    assert_memory_equal(&a, &b, sizeof a);
+    /* The same leaf without its intermediate has no path: another question. */
+    assert_int_equal(tdsx_cert_verify_der(t, tdsx_bytes(leaf, leaf_len), NULL, 0, &o, &b),
+                     TDSX_E_CERT_UNTRUSTED);
+    /* Trailing bytes, a truncated certificate, an extra that is not one, a flipped byte. */
+    uint8_t *longer = tdsx_malloc(leaf_len + 1);
+    assert_non_null(longer);
+    memcpy(longer, leaf, leaf_len);
+    longer[leaf_len] = 0;
+    assert_int_equal(tdsx_cert_verify_der(t, tdsx_bytes(longer, leaf_len + 1), &extra, 1, &o, &b),
+                     TDSX_E_CERT_PARSE);
+    assert_int_equal(tdsx_cert_verify_der(t, tdsx_bytes(leaf, leaf_len - 1), &extra, 1, &o, &b),
+                     TDSX_E_CERT_PARSE);
+    tdsx_bytes_t junk = tdsx_bytes("junk", 4);
+    assert_int_equal(tdsx_cert_verify_der(t, tdsx_bytes(leaf, leaf_len), &junk, 1, &o, &b),
+                     TDSX_E_CERT_PARSE);
+    memcpy(longer, leaf, leaf_len);
+    longer[leaf_len - 5] ^= 0x01; /* inside the signature */
+    assert_int_not_equal(tdsx_cert_verify_der(t, tdsx_bytes(longer, leaf_len), &extra, 1, &o, &b),
+                         0);
+    assert_int_equal(tdsx_cert_verify_der(t, tdsx_bytes(NULL, 0), NULL, 0, &o, &b), TDSX_E_INVAL);
+    assert_int_equal(tdsx_cert_verify_der(t, tdsx_bytes(leaf, leaf_len), NULL, 1, &o, &b),
+                     TDSX_E_INVAL);
+    tdsx_free(longer);
+    OPENSSL_free(leaf);
+    OPENSSL_free(chain);
+    free(leaf_path);
+    free(chain_path);
+    tdsx_trust_free(t);
+}
+
+/* ------------------------------------------------------------------------------------------
  * Validity and revocation
  * ---------------------------------------------------------------------------------------- */
 
@@ -993,6 +1081,8 @@ int main(void)
         cmocka_unit_test(valid_auth_certificate_gives_identity),
         cmocka_unit_test(valid_sign_certificate),
         cmocka_unit_test(intermediate_chain_depth_two),
+        cmocka_unit_test(remembered_success_never_changes_an_answer),
+        cmocka_unit_test(der_input_is_checked_and_remembered_exactly),
         cmocka_unit_test(crl_present_and_not_listing_the_cert),
         cmocka_unit_test(custom_control_cert_is_valid),
         cmocka_unit_test(org_code_warning_reaches_identity),
