@@ -427,14 +427,22 @@ static void options_are_checked(void **state)
 /* ---- a node fetching real bundles ------------------------------------------------------------ */
 
 /* Makes and signs bundle `serial` into the centre's publish_dir with `tdsx bundle`. */
+static void publish_bundle_valid(int serial, const char *valid);
+
 static void publish_bundle(int serial)
+{
+    publish_bundle_valid(serial, "24h");
+}
+
+static void publish_bundle_valid(int serial, const char *valid)
 {
     char *unsigned_path = tdsx_test_path(W.p.dir, "bundle.unsigned");
     char *out = NULL;
     int rc = tdsx_test_run(&out,
-                           "tdsx bundle make --ca '%s' --registry '%s' --serial %d --out '%s' "
-                           "2>&1 && tdsx bundle sign --creds '%s' --in '%s' --publish '%s' 2>&1",
-                           W.p.ca, W.p.registry, serial, unsigned_path, W.centre.creds,
+                           "tdsx bundle make --ca '%s' --registry '%s' --serial %d --valid %s "
+                           "--out '%s' 2>&1 && tdsx bundle sign --creds '%s' --in '%s' "
+                           "--publish '%s' 2>&1",
+                           W.p.ca, W.p.registry, serial, valid, unsigned_path, W.centre.creds,
                            unsigned_path, W.pub);
     if (rc)
         fail_msg("tdsx bundle: %s", out ? out : "");
@@ -442,8 +450,8 @@ static void publish_bundle(int serial)
     free(unsigned_path);
 }
 
-/* The value of a sample on the node's /metrics, read with curl(1)-free plain sockets. */
-static long node_metric(int port, const char *sample)
+/* GET path from 127.0.0.1:port; returns the whole answer (heap). */
+static char *http_get(int port, const char *path)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
@@ -453,8 +461,9 @@ static long node_metric(int port, const char *sample)
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
-    assert_int_equal(send(fd, req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)(sizeof req - 1));
+    char req[512];
+    int n_req = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    assert_int_equal(send(fd, req, (size_t)n_req, MSG_NOSIGNAL), n_req);
     size_t cap = 1 << 18, n = 0;
     char *buf = malloc(cap + 1);
     assert_non_null(buf);
@@ -463,6 +472,25 @@ static long node_metric(int port, const char *sample)
         n += (size_t)r;
     buf[n] = '\0';
     close(fd);
+    return buf;
+}
+
+/* The status of GET path; the body goes to `body` when given. */
+static int http_status(int port, const char *path, char *body, size_t size)
+{
+    char *ans = http_get(port, path);
+    int code = strncmp(ans, "HTTP/1.1 ", 9) == 0 ? (int)strtol(ans + 9, NULL, 10) : -1;
+    const char *b = strstr(ans, "\r\n\r\n");
+    if (body)
+        snprintf(body, size, "%s", b ? b + 4 : "");
+    free(ans);
+    return code;
+}
+
+/* The value of a sample on the node's /metrics. */
+static long node_metric(int port, const char *sample)
+{
+    char *buf = http_get(port, "/metrics");
     long v = -1;
     size_t sl = strlen(sample);
     for (const char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
@@ -526,6 +554,50 @@ static void node_fetches_from_second_mirror_then_304_then_refuses_garbage(void *
         usleep(100000);
     assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_serial"), 2);
     assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_fetch_last_ok"), 1);
+    assert_int_equal(http_status(W.ent_http_port, "/healthz", NULL, 0), 200);
+    assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
+}
+
+/* The node's /healthz and /metrics follow the bundle: a bundle fetched with a 3 s life expires,
+ * health turns 503 with the reason, then a fresh one fetched from the mirror turns it back. */
+static void healthz_follows_bundle_expiry_and_refresh(void **state)
+{
+    (void)state;
+    tdsx_test_node_start(&W.ent); /* same config: two mirrors, refresh 1 s */
+    publish_bundle_valid(3, "3s");
+    for (int i = 0; i < 100 && node_metric(W.ent_http_port, "tdsx_bundle_serial") != 3; i++)
+        usleep(100000);
+    assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_serial"), 3);
+    assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_expired"), 0);
+    assert_true(node_metric(W.ent_http_port, "tdsx_bundle_expires_in_seconds") <= 3);
+    char body[512];
+    int code = 0;
+    for (int i = 0; i < 100 && code != 503; i++) {
+        code = http_status(W.ent_http_port, "/healthz", body, sizeof body);
+        if (code != 503)
+            usleep(100000);
+    }
+    assert_int_equal(code, 503);
+    assert_non_null(strstr(body, "bundle expired"));
+    assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_expired"), 1);
+    /* The mirror has nothing newer: its rounds go on, answered 304, and health stays 503. */
+    long nm = node_metric(W.ent_http_port, "tdsx_bundle_fetch_not_modified_total");
+    for (int i = 0;
+         i < 50 && node_metric(W.ent_http_port, "tdsx_bundle_fetch_not_modified_total") <= nm; i++)
+        usleep(100000);
+    assert_true(node_metric(W.ent_http_port, "tdsx_bundle_fetch_not_modified_total") > nm);
+    assert_int_equal(http_status(W.ent_http_port, "/healthz", NULL, 0), 503);
+
+    publish_bundle(4);
+    code = 0;
+    for (int i = 0; i < 100 && code != 200; i++) {
+        code = http_status(W.ent_http_port, "/healthz", NULL, 0);
+        if (code != 200)
+            usleep(100000);
+    }
+    assert_int_equal(code, 200);
+    assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_serial"), 4);
+    assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_expired"), 0);
     assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
 }
 
@@ -545,6 +617,7 @@ int main(void)
         cmocka_unit_test(body_over_cap_fails),
         cmocka_unit_test(close_during_a_silent_attempt),
         cmocka_unit_test(node_fetches_from_second_mirror_then_304_then_refuses_garbage),
+        cmocka_unit_test(healthz_follows_bundle_expiry_and_refresh),
         cmocka_unit_test(centre_stops),
     };
     return cmocka_run_group_tests_name("fetch", tests, setup, teardown);
