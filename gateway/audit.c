@@ -1747,9 +1747,10 @@ static void report_files(audit_t *a)
             continue;
         snprintf(rel, sizeof rel, "reports/%s", de->d_name);
         if (read_rel(a, rel, &note, &nn) == 0 && note) {
-            /* <seq>.checkpoint beside it: the checkpoint the centre cosigned for it. */
+            /* <seq>.cosigned beside it: the checkpoint it states, cosigned by the centre
+             * (report.c's layout). */
             char crel[PATH_CAP];
-            snprintf(crel, sizeof crel, "reports/%.*s.checkpoint", (int)(n - 5), de->d_name);
+            snprintf(crel, sizeof crel, "reports/%.*s.cosigned", (int)(n - 5), de->d_name);
             if (read_rel(a, crel, &cos, &cn) != 0) {
                 tdsx_free(cos);
                 cos = NULL;
@@ -1788,13 +1789,15 @@ static void report_checkpoints(audit_t *a, const rep_t *p, const char *where)
     if (p->cosigned_n && a->witness_cert && a->witness_cert->base_rc == 0 && a->node_ok) {
         tdsx_note_t *note = NULL;
         tdsx_checkpoint_t cp;
+        /* A checkpoint without the witness's line proves nothing either way; one that does
+         * not open, or is witnessed for another tree than the report states, is a lie. */
         if (tdsx_checkpoint_open(tdsx_bytes(p->cosigned, p->cosigned_n), &a->node_v, &a->witness_v,
-                                 1, a->node_v.name, &note, &cp) == 0 &&
-            tdsx_note_verified_by(note, &a->witness_v) && cp.size == r->size &&
-            memcmp(cp.root.b, r->root.b, TDSX_HASH_LEN) == 0)
-            witnessed = 1;
-        else
+                                 1, a->node_v.name, &note, &cp) != 0)
             bad = 1;
+        else if (tdsx_note_verified_by(note, &a->witness_v)) {
+            witnessed = cp.size == r->size && memcmp(cp.root.b, r->root.b, TDSX_HASH_LEN) == 0;
+            bad = !witnessed;
+        }
         tdsx_note_free(note);
     }
     if (!witnessed && a->cosigned.ok && a->cosigned.size == r->size &&

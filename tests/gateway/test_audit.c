@@ -248,7 +248,7 @@ typedef enum { HONEST, FORGED_COUNT, BROKEN_CHAIN } lie_t;
 
 /* Writes reports/1.note over entries [0, 3) and reports/2.note over [3, size) into dir, both
  * signed by the enterprise's key, the second chained to the first (unless told to lie), with
- * the centre's cosigned checkpoint of the head as reports/2.checkpoint. */
+ * the centre's cosigned checkpoint of the head as reports/2.cosigned (report.c's layout). */
 static void make_reports(const char *dir, lie_t lie)
 {
     char rel[64];
@@ -314,8 +314,8 @@ static void make_reports(const char *dir, lie_t lie)
     }
     size_t cn = 0;
     uint8_t *cos = slurp(dir, "checkpoints/cosigned", &cn);
-    spill(dir, "reports/2.checkpoint", cos, cn);
-    rehash(dir, "reports/2.checkpoint");
+    spill(dir, "reports/2.cosigned", cos, cn);
+    rehash(dir, "reports/2.cosigned");
     tdsx_free(cos);
     tdsx_note_signer_free(key);
     tdsx_free(d);
@@ -935,6 +935,23 @@ static void broken_report_chain_fails(void **state)
     free(dir);
 }
 
+static void report_cosigned_for_another_tree_fails(void **state)
+{
+    (void)state;
+    /* Report 1 states size 3; the witness's cosignature beside it is for the head (size 6). */
+    char *dir = copy_of(W.good, "reports-cosig");
+    make_reports(dir, HONEST);
+    size_t n = 0;
+    uint8_t *cos = slurp(dir, "checkpoints/cosigned", &n);
+    spill(dir, "reports/1.cosigned", cos, n);
+    rehash(dir, "reports/1.cosigned");
+    verify(dir);
+    expect_fail("report-cosignature", "1");
+    assert_int_equal(count(TDSX_AUDIT_PASS, "report-cosignature", "2"), 1);
+    tdsx_free(cos);
+    free(dir);
+}
+
 static void report_signed_by_another_key_fails(void **state)
 {
     (void)state;
@@ -1048,6 +1065,7 @@ int main(void)
         cmocka_unit_test(honest_reports_pass),
         cmocka_unit_test(forged_report_count_fails),
         cmocka_unit_test(broken_report_chain_fails),
+        cmocka_unit_test(report_cosigned_for_another_tree_fails),
         cmocka_unit_test(report_signed_by_another_key_fails),
         cmocka_unit_test(could_not_run),
         cmocka_unit_test(cli_exit_codes_and_json),
