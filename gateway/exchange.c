@@ -15,6 +15,7 @@
  * stores it as it came and forwards it with `send --relay`, naming the upstream NRR.
  */
 #include "exchange.h"
+#include "http.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -522,6 +523,8 @@ static int send_abort(tdsx_conn_t *c, uint32_t stream, int err, const char *msg)
 
 static void log_transfer(const xstream_t *s, tdsx_log_level_t lvl, const char *event, int err)
 {
+    /* Every end of a transfer passes here once: /metrics counts it by outcome and grade. */
+    tdsx__http_count_transfer(s->node, !s->sender, event, s->tags);
     char hex[TID_HEX];
     tid_hex(s->rec.id, hex);
     if (err)
