@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "bundle.h"
 #include "policy.h"
 
 #include "log.h"
@@ -1202,9 +1203,10 @@ static int make_start(tdsx_reporter_t *R, int64_t from, int64_t to, int auto_sub
     } else if ((rc = tdsx_merkle_root(NULL, 0, &r->prev_root)) != 0) {
         goto fail;
     }
-    /* Issue 9's trust bundle is not wired yet: 0 0 states "no bundle" (report.h). */
-    r->bundle_serial = 0;
-    r->bundle_expires = 0;
+    /* The bundle in force (bundle.h); all zero when the node runs on a registry file. */
+    int64_t issued = 0, expires = 0;
+    tdsx__bundle_state(n, &r->bundle_serial, &issued, &expires, NULL);
+    r->bundle_expires = expires > 0 ? expires : 0;
     r->auth_not_after = n->self_auth.not_after > 0 ? n->self_auth.not_after : 0;
     r->sign_not_after = n->self_sign.not_after > 0 ? n->self_sign.not_after : 0;
     r->cert_status = own_cert_status(n);

@@ -917,6 +917,8 @@ static void made_report_counts_the_exchange(void **state)
     assert_int_equal(c->n_peers, 1);
     assert_string_equal(c->peers[0].id, W.brain.id);
     assert_int_equal(c->unacknowledged + c->integrity_failures, 0);
+    assert_int_equal(r->bundle_serial, 0); /* a registry file, no bundle */
+    assert_int_equal(r->bundle_expires, 0);
 
     /* An auditor's recomputation from the entries of the range gives the same counts. */
     tdsx_report_tally_t *t = NULL;
@@ -1318,9 +1320,19 @@ static void reports_are_made_each_period(void **state)
     (void)state;
     char extra[4096];
     assert_int_equal(tdsx_test_node_stop(&W.brain, 10000), 0);
+    /* This time under a trust bundle (serial 5) signed by the centre: the report states it. */
+    char *bundle = tdsx_test_path(W.p.dir, "bundle.tdsx"), *out = NULL;
+    int rc = tdsx_test_run(&out,
+                           "tdsx bundle make --ca '%s' --registry '%s' --serial 5 --out '%s' "
+                           "--sign '%s' 2>&1",
+                           W.p.ca, W.p.registry, bundle, W.centre.creds);
+    if (rc != 0)
+        fail_msg("bundle make: %s", out ? out : "");
+    free(out);
     snprintf(extra, sizeof extra,
-             "checkpoint_interval 200ms\nwitness %s\npolicy %s\nreport_period 1s\n", W.centre.id,
-             W.policy);
+             "checkpoint_interval 200ms\nwitness %s\npolicy %s\nreport_period 1s\n"
+             "bundle_file %s\n",
+             W.centre.id, W.policy, bundle);
     tdsx_test_node_config(&W.p, &W.brain, extra);
     tdsx_test_node_start(&W.brain);
     assert_true(
@@ -1330,8 +1342,11 @@ static void reports_are_made_each_period(void **state)
     tdsx_report_t *r2 = open_file(p2, &W.brain_v, NULL);
     assert_int_equal(r2->sequence, 2);
     assert_int_equal(r2->role, TDSX_ROLE_BRAIN);
+    assert_int_equal(r2->bundle_serial, 5);
+    assert_true(r2->bundle_expires > tdsx_now());
     free(r2);
     free(p2);
+    free(bundle);
 }
 
 static void daemons_stop_cleanly(void **state)
