@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 #include <sqlite3.h>
 
+#include "bundle.h"
 #include "certs.h"
 #include "crypto.h"
 #include "gateway.h"
@@ -591,7 +592,7 @@ typedef struct {
     uint64_t size, from, to;
     int64_t exported_at, at;
     /* trust */
-    tdsx_trust_t *trust, *nocrl;
+    tdsx_trust_t *nocrl; /* anchor + chain; revocation is judged here, with its dates */
     STACK_OF(X509) *cas;
     STACK_OF(X509_CRL) *crls;
     cert_t *certs;
@@ -613,6 +614,12 @@ typedef struct {
     struct rep_s *reps;
     size_t nreps;
     uint64_t report_seq; /* highest verified sequence */
+    /* the trust bundle in the evidence, when it verified */
+    uint8_t *anchor_pem;
+    size_t anchor_n;
+    int have_bundle;
+    uint64_t bundle_serial;
+    int64_t bundle_expires;
     /* the entry bundle last read (reports re-read their range) */
     uint64_t cached_k;
     uint8_t *cached;
@@ -844,8 +851,7 @@ static int load_trust(audit_t *a, const char *anchor)
         rc = TDSX_E_CERT_PARSE;
         goto done;
     }
-    if ((rc = tdsx_trust_new(&a->trust)) != 0 || (rc = tdsx_trust_new(&a->nocrl)) != 0 ||
-        (rc = tdsx_trust_add_anchors_pem(a->trust, pem, n)) != 0 ||
+    if ((rc = tdsx_trust_new(&a->nocrl)) != 0 ||
         (rc = tdsx_trust_add_anchors_pem(a->nocrl, pem, n)) != 0)
         goto done;
     report(a, TDSX_AUDIT_PASS, "anchor", anchor, "%d root certificate(s) trusted", nanchors);
@@ -867,21 +873,82 @@ static int load_trust(audit_t *a, const char *anchor)
         }
         ERR_clear_error();
         sk_X509_pop_free(inter, X509_free);
-        if (tdsx_trust_add_intermediates_pem(a->trust, chain, nchain) != 0 ||
-            tdsx_trust_add_intermediates_pem(a->nocrl, chain, nchain) != 0)
+        if (tdsx_trust_add_intermediates_pem(a->nocrl, chain, nchain) != 0)
             report(a, TDSX_AUDIT_FAIL, "cert-chain", "certs/chain.pem",
                    "intermediate certificates do not parse");
     }
 done:
+    if (rc == 0) {
+        a->anchor_pem = pem; /* the trust bundle is verified against the same anchor */
+        a->anchor_n = n;
+        pem = NULL;
+    }
     tdsx_free(pem);
     tdsx_free(chain);
     return rc;
 }
 
+/* A CRL counts only when a CA of the anchor's tree signed it (its issuer by name and key). */
+static int crl_signed_by_ca(const audit_t *a, X509_CRL *crl)
+{
+    for (int j = 0; j < sk_X509_num(a->cas); j++) {
+        X509 *ca = sk_X509_value(a->cas, j);
+        if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0 &&
+            X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
+            return 1;
+    }
+    ERR_clear_error();
+    return 0;
+}
+
+/* The trust bundle in force when the evidence was made (issue 9): verified against the
+ * anchor with bundle.h; its CRLs join the evidence's. No bundle, no line. */
+static void check_bundle(audit_t *a)
+{
+    static const char rel[] = "bundles/bundle.current";
+    uint8_t *file = NULL, *chain = NULL;
+    size_t n = 0, nchain = 0;
+    tdsx_bundle_t *b = NULL;
+    if (read_rel(a, rel, &file, &n) != 0) {
+        tdsx_free(file);
+        return;
+    }
+    if (read_rel(a, "certs/chain.pem", &chain, &nchain) != 0)
+        nchain = 0;
+    int rc = tdsx__bundle_verify(tdsx_bytes(file, n), tdsx_bytes(a->anchor_pem, a->anchor_n),
+                                 tdsx_bytes(chain, nchain), a->at, &b);
+    if (rc) {
+        report(a, TDSX_AUDIT_FAIL, "bundle", rel, "%s: %s", tdsx_err_name(rc), tdsx_strerror(rc));
+    } else {
+        tdsx_bundle_info_t info;
+        const Tdsx__TrustBundle *m = tdsx__bundle_msg(b);
+        int crls = 0;
+        tdsx__bundle_info(b, &info);
+        for (size_t i = 0; i < m->n_crls; i++) {
+            const uint8_t *p = m->crls[i].data;
+            X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)m->crls[i].len);
+            if (crl && crl_signed_by_ca(a, crl) && sk_X509_CRL_push(a->crls, crl)) {
+                crls++;
+                continue;
+            }
+            X509_CRL_free(crl);
+        }
+        ERR_clear_error();
+        a->have_bundle = 1;
+        a->bundle_serial = info.serial;
+        a->bundle_expires = info.expires_at;
+        report(a, TDSX_AUDIT_PASS, "bundle", rel,
+               "serial %llu signed by %s, expires %lld, %d CRL(s) carried",
+               (unsigned long long)info.serial, info.signer, (long long)info.expires_at, crls);
+    }
+    tdsx__bundle_free(b);
+    tdsx_free(file);
+    tdsx_free(chain);
+}
+
 static void load_crls(audit_t *a)
 {
     char dir[PATH_CAP];
-    int good = 0;
     if (path_of(a, "crls", dir) != 0)
         return;
     DIR *d = opendir(dir);
@@ -902,27 +969,19 @@ static void load_crls(audit_t *a)
         int ok = 1, count = 0;
         STACK_OF(X509_CRL) *mine = sk_X509_CRL_new_null();
         while (bio && mine && (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
-            int signed_ok = 0;
-            for (int j = 0; j < sk_X509_num(a->cas); j++) {
-                X509 *ca = sk_X509_value(a->cas, j);
-                if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0 &&
-                    X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1)
-                    signed_ok = 1;
-            }
-            ok &= signed_ok;
+            ok &= crl_signed_by_ca(a, crl);
             count++;
             if (!sk_X509_CRL_push(mine, crl))
                 X509_CRL_free(crl);
         }
         ERR_clear_error();
         BIO_free(bio);
-        if (ok && count > 0 && tdsx_trust_add_crls_pem(a->trust, pem, n) == 0) {
+        if (ok && count > 0) {
             X509_CRL *c;
             while ((c = sk_X509_CRL_shift(mine)) != NULL)
                 if (!sk_X509_CRL_push(a->crls, c))
                     X509_CRL_free(c);
             report(a, TDSX_AUDIT_PASS, "crl", rel, "%d CRL(s) signed by the anchor's CAs", count);
-            good++;
         } else {
             report(a, TDSX_AUDIT_FAIL, "crl", rel,
                    count ? "CRL not signed by a CA that chains to the anchor"
@@ -933,9 +992,14 @@ static void load_crls(audit_t *a)
     }
     if (d)
         closedir(d);
-    if (good)
-        report(a, TDSX_AUDIT_PASS, "revocation", "", "revocation checked against %d CRL file(s)",
-               good);
+}
+
+static void report_revocation(audit_t *a)
+{
+    int n = sk_X509_CRL_num(a->crls);
+    if (n > 0)
+        report(a, TDSX_AUDIT_PASS, "revocation", "",
+               "revocation checked against %d CRL(s) signed by the anchor's CAs", n);
     else
         report(a, TDSX_AUDIT_INDETERMINATE, "revocation", "",
                "no CRL from the CA in the evidence: revocation not checked");
@@ -1869,10 +1933,17 @@ static void report_fields(audit_t *a, const rep_t *p, const char *seq)
             bad++;
         }
     }
-    if (r->bundle_serial) {
-        snprintf(where, sizeof where, "%s bundle", seq);
+    snprintf(where, sizeof where, "%s bundle", seq);
+    if (r->bundle_serial && a->have_bundle && r->bundle_serial == a->bundle_serial &&
+        r->bundle_expires != a->bundle_expires) {
+        report(a, TDSX_AUDIT_FAIL, "report-field", where,
+               "states serial %llu expiring %lld, the bundle expires %lld",
+               (unsigned long long)r->bundle_serial, (long long)r->bundle_expires,
+               (long long)a->bundle_expires);
+        bad++;
+    } else if (r->bundle_serial && (!a->have_bundle || r->bundle_serial != a->bundle_serial)) {
         report(a, TDSX_AUDIT_INDETERMINATE, "report-field", where,
-               "trust bundle serial %llu not checked against a bundle",
+               "trust bundle serial %llu is not the one in the evidence",
                (unsigned long long)r->bundle_serial);
     }
     if (!bad)
@@ -2098,6 +2169,8 @@ int tdsx_audit_verify(const char *dir, const tdsx_audit_opts_t *o, tdsx_audit_cb
         goto done;
     a.at = o->at ? o->at : a.exported_at ? a.exported_at : tdsx_now();
     load_crls(&a);
+    check_bundle(&a);
+    report_revocation(&a);
     check_node_cert(&a);
     load_peer_certs(&a);
     a.witness_cert = cert_file(&a, "certs/witness.der");
@@ -2131,9 +2204,9 @@ done:
     }
     tdsx_free(a.reps);
     tdsx_free(a.cached);
+    tdsx_free(a.anchor_pem);
     sk_X509_pop_free(a.cas, X509_free);
     sk_X509_CRL_pop_free(a.crls, X509_CRL_free);
-    tdsx_trust_free(a.trust);
     tdsx_trust_free(a.nocrl);
     tdsx_verifier_free(a.v);
     tdsx_arena_free(a.arena);

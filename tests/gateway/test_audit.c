@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "bundle.h"
 #include "crypto.h"
 #include "log.h"
 #include "report.h"
@@ -810,6 +811,53 @@ static void foreign_crl_fails(void **state)
     free(dir);
 }
 
+/* A trust bundle of serial 1 signed by `signer`'s credentials (the centre's, normally). */
+static void make_bundle(const char *dir, const tdsx_test_node_t *signer)
+{
+    const char *creds[] = {W.centre.creds, W.brain.creds, W.ent.creds};
+    const char *crls[] = {W.p.crl};
+    tdsx_bundle_make_opts_t o = {W.p.ca, W.p.registry, creds, 3, crls, 1, W.centre.id, 1, 0, 0, 1};
+    tdsx_buf_t u, f;
+    char what[256];
+    tdsx_buf_init(&u, 1u << 24);
+    tdsx_buf_init(&f, 1u << 24);
+    assert_int_equal(tdsx__bundle_make(&o, &u, what, sizeof what), 0);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), signer->creds, &f), 0);
+    char *bd = tdsx_test_path(dir, "bundles");
+    mkdir(bd, 0700);
+    free(bd);
+    spill(dir, "bundles/bundle.current", f.p, f.len);
+    rehash(dir, "bundles/bundle.current");
+    tdsx_buf_free(&u);
+    tdsx_buf_free(&f);
+}
+
+static void trust_bundle_verified_against_the_anchor(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "bundle-ok");
+    make_bundle(dir, &W.centre);
+    tdsx_audit_summary_t s = verify(dir);
+    if (s.fail)
+        dump();
+    assert_int_equal(s.fail, 0);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "bundle", "bundles/bundle.current"), 1);
+    /* One changed byte anywhere in it, and it is refused. */
+    size_t n = 0;
+    uint8_t *d = slurp(dir, "bundles/bundle.current", &n);
+    d[n / 2] ^= 0x20;
+    spill(dir, "bundles/bundle.current", d, n);
+    rehash(dir, "bundles/bundle.current");
+    verify(dir);
+    expect_fail("bundle", "bundles/bundle.current");
+    tdsx_free(d);
+    /* Under a foreign anchor it is refused too. */
+    make_bundle(dir, &W.centre);
+    verify_with(dir, W.foreign_anchor, NULL);
+    expect_fail("bundle", "bundles/bundle.current");
+    free(dir);
+}
+
 static void rolled_back_state_fails(void **state)
 {
     (void)state;
@@ -1061,6 +1109,7 @@ int main(void)
         cmocka_unit_test(wrong_anchor_fails),
         cmocka_unit_test(manifest_catches_changes_and_strays),
         cmocka_unit_test(foreign_crl_fails),
+        cmocka_unit_test(trust_bundle_verified_against_the_anchor),
         cmocka_unit_test(rolled_back_state_fails),
         cmocka_unit_test(honest_reports_pass),
         cmocka_unit_test(forged_report_count_fails),
