@@ -154,6 +154,77 @@ static void pub_names(void **state)
     assert_true(tdsx__http_name_ok(long_name));
 }
 
+/* The config keys of the endpoint and the fetcher, as tdsxd --check-config reads them. */
+static int config_try(const char *extra, tdsx_config_t *c, tdsx_config_diags_t *d)
+{
+    char text[4096];
+    snprintf(text, sizeof text, "role enterprise\ncredentials /c\ndata_dir /d\nregistry /r\n%s",
+             extra);
+    return tdsx_config_parse(c, text, strlen(text), NULL, d);
+}
+
+static void config_keys(void **state)
+{
+    (void)state;
+    tdsx_config_t c;
+    tdsx_config_diags_t d;
+    assert_int_equal(config_try("", &c, &d), 0);
+    assert_int_equal(c.http_timeout_ms, 10000);
+    assert_int_equal(c.http_max_connections, 64);
+    assert_int_equal(c.bundle_refresh_ms, 3600000);
+    assert_int_equal(c.n_bundle_urls, 0);
+    assert_int_equal(c.http_public, 0);
+    tdsx_config_free(&c);
+    assert_int_equal(config_try("http_listen 127.0.0.1:9180\nhttp_timeout 2s\n"
+                                "http_max_connections 3\npublish_dir pub\n"
+                                "bundle_url https://a.example/b.tdsx\n"
+                                "bundle_url http://127.0.0.1:9180/pub/bundle.tdsx\n"
+                                "bundle_refresh 5m\n",
+                                &c, &d),
+                     0);
+    assert_int_equal(c.http_timeout_ms, 2000);
+    assert_int_equal(c.http_max_connections, 3);
+    assert_string_equal(c.publish_dir, "pub");
+    assert_int_equal(c.n_bundle_urls, 2);
+    assert_string_equal(c.bundle_urls[0], "https://a.example/b.tdsx"); /* order kept */
+    assert_string_equal(c.bundle_urls[1], "http://127.0.0.1:9180/pub/bundle.tdsx");
+    assert_int_equal(c.bundle_refresh_ms, 300000);
+    tdsx_config_free(&c);
+    assert_int_equal(config_try("http_listen [::1]:9180\n", &c, &d), 0);
+    tdsx_config_free(&c);
+
+    /* Refusals, each with its line. */
+    static const char *const bad[] = {
+        "bundle_url ftp://a.example/b\n",
+        "bundle_url file:///etc/passwd\n",
+        "bundle_url http://a b\n",
+        "bundle_refresh 500ms\n",
+        "http_timeout 50ms\n",
+        "http_max_connections 0\n",
+        "http_public maybe\n",
+        "http_listen 10.0.0.1:9180\n",
+        "http_timeout 1s\nhttp_timeout 2s\n",
+        "http_listen nohost\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = config_try(bad[i], &c, &d);
+        if (rc != TDSX_E_CONFIG || d.n == 0 || d.d[0].line == 0)
+            fail_msg("config accepted: %s", bad[i]);
+        tdsx_config_free(&c);
+    }
+    char many[2048] = "";
+    for (int i = 0; i < TDSX_CONFIG_MAX_BUNDLE_URLS + 1; i++) {
+        size_t len = strlen(many);
+        snprintf(many + len, sizeof many - len, "bundle_url http://m%d.example/b\n", i);
+    }
+    assert_int_equal(config_try(many, &c, &d), TDSX_E_CONFIG);
+    assert_int_equal(d.d[0].err, TDSX_E_TOOBIG);
+    tdsx_config_free(&c);
+    assert_int_equal(config_try("http_listen 0.0.0.0:9180\nhttp_public yes\n", &c, &d), 0);
+    assert_int_equal(c.http_public, 1);
+    tdsx_config_free(&c);
+}
+
 /* ---- a raw HTTP client ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -807,6 +878,7 @@ int main(void)
         cmocka_unit_test(parser_refuses_methods_bodies_and_size),
         cmocka_unit_test(parser_refuses_malformed_heads),
         cmocka_unit_test(pub_names),
+        cmocka_unit_test(config_keys),
     };
     const struct CMUnitTest daemon[] = {
         cmocka_unit_test(healthz_ok_and_head_has_no_body),
