@@ -319,8 +319,10 @@ static int setup_easy(tdsx_fetch_t *f, const mirror_t *m)
     OPT(CURLOPT_WRITEDATA, f);
     OPT(CURLOPT_USERAGENT, "tdsxd/" TDSX_VERSION);
     OPT(CURLOPT_HTTPHEADER, f->headers);
-    /* A mirror over https is verified like any web server, against the anchor when the
-     * node's CA file is given (SPEC §3: the bundle's own signature is what makes it trusted). */
+    /* A mirror over https is verified like any web server: against the CA file given (the
+     * node's anchor) and libcurl's default CA directory, which setting CAINFO leaves in place
+     * (Debian: /etc/ssl/certs), so a CDN with a public certificate works too. The bundle's own
+     * signature is what makes it trusted (SPEC §3), whoever served it. */
     OPT(CURLOPT_SSL_VERIFYPEER, 1L);
     OPT(CURLOPT_SSL_VERIFYHOST, 2L);
     if (f->ca_file)

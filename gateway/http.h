@@ -98,7 +98,8 @@ typedef struct tdsx_fetch_opts_s {
     size_t body_cap;       /* a larger body fails the attempt */
     uint64_t retry_min_ms; /* first wait after a round where every mirror failed; doubles */
     uint64_t retry_max_ms; /* ... up to this (jitter: the wait is 75-125 % of it) */
-    const char *ca_file;   /* https: the CA file libcurl verifies with; NULL: the system's */
+    const char *ca_file;   /* https: a CA file trusted besides libcurl's default CA directory;
+                            * NULL: libcurl's defaults only */
 } tdsx_fetch_opts_t;
 
 /* What /metrics and logs show. Times are tdsx_now() seconds, 0 when it never happened. */

@@ -13,6 +13,9 @@
 #include "daemon.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,6 +387,111 @@ static void close_during_a_silent_attempt(void **state)
     close(fd);
 }
 
+/* ---- https ----------------------------------------------------------------------------------- */
+
+/* A throw-away CA, a server certificate for 127.0.0.1 it issued, and an unrelated CA. */
+static void make_tls_files(const char *dir)
+{
+    char *out = NULL;
+    int rc = tdsx_test_run(
+        &out,
+        "cd '%s' && "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+        "-subj /CN=mirror-ca -keyout ca.key -out ca.pem && "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+        "-subj /CN=other-ca -keyout other.key -out other.pem && "
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 "
+        "-keyout srv.key -out srv.csr && "
+        "printf 'subjectAltName=IP:127.0.0.1\\n' > ext && "
+        "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "-extfile ext -out srv.pem 2>&1",
+        dir);
+    if (rc)
+        fail_msg("openssl: %s", out ? out : "");
+    free(out);
+}
+
+/* `openssl s_server -WWW` serving dir's files over TLS on port; returns its pid. */
+static pid_t start_https(const char *dir, int port)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char p[16];
+        snprintf(p, sizeof p, "%d", port);
+        int null = open("/dev/null", O_RDWR);
+        if (chdir(dir) != 0 || null < 0)
+            _exit(127);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("openssl", "openssl", "s_server", "-accept", p, "-cert", "srv.pem", "-key",
+               "srv.key", "-WWW", "-quiet", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok)
+            return pid;
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fail_msg("openssl s_server did not start");
+    return -1;
+}
+
+static void https_mirror_verified_with_the_ca_file(void **state)
+{
+    (void)state;
+    char *dir = tdsx_test_path(W.p.dir, "https");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    make_tls_files(dir);
+    char *file = tdsx_test_path(dir, "bundle.tdsx");
+    tdsx_test_write_file(file, "BUNDLE over https", 17);
+    int port = free_port();
+    pid_t pid = start_https(dir, port);
+    char u[256];
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/bundle.tdsx", port);
+    const char *urls[] = {u};
+    char *ca = tdsx_test_path(dir, "ca.pem"), *other = tdsx_test_path(dir, "other.pem");
+
+    /* The mirror's certificate chains to the CA file given: the body arrives. */
+    tdsx_fetch_opts_t o;
+    opts_default(&o, urls, 1);
+    o.ca_file = ca;
+    run_t r;
+    run_start(&r, &o);
+    assert_true(run_until(&r, applied_once, 10000));
+    assert_int_equal(r.e.last_len, 17);
+    assert_memory_equal(r.e.last, "BUNDLE over https", 17);
+    run_end(&r, NULL);
+
+    /* Another CA file: the TLS handshake fails, nothing reaches the engine. */
+    o.ca_file = other;
+    run_start(&r, &o);
+    assert_true(run_until(&r, one_failure, 10000));
+    tdsx_fetch_state_t st;
+    run_end(&r, &st);
+    assert_int_equal(r.e.calls, 0);
+    assert_int_equal(st.last_rc, TDSX_E_FETCH);
+    assert_int_equal(st.last_status, 0);
+
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    free(ca);
+    free(other);
+    free(file);
+    free(dir);
+}
+
 static void options_are_checked(void **state)
 {
     (void)state;
@@ -616,6 +724,7 @@ int main(void)
         cmocka_unit_test(all_mirrors_failing_back_off_and_retry),
         cmocka_unit_test(body_over_cap_fails),
         cmocka_unit_test(close_during_a_silent_attempt),
+        cmocka_unit_test(https_mirror_verified_with_the_ca_file),
         cmocka_unit_test(node_fetches_from_second_mirror_then_304_then_refuses_garbage),
         cmocka_unit_test(healthz_follows_bundle_expiry_and_refresh),
         cmocka_unit_test(centre_stops),
