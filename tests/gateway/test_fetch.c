@@ -709,6 +709,33 @@ static void healthz_follows_bundle_expiry_and_refresh(void **state)
     assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
 }
 
+/* With an hour between rounds, SIGHUP is what makes the node ask its mirrors again. */
+static void sighup_fetches_now(void **state)
+{
+    (void)state;
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "bundle_url http://127.0.0.1:%d/pub/bundle.tdsx\nbundle_refresh 1h\n"
+             "http_listen 127.0.0.1:%d\n",
+             W.http_port, W.ent_http_port);
+    tdsx_test_node_config(&W.p, &W.ent, extra);
+    tdsx_test_node_start(&W.ent);
+    /* The start's round: serial 4 is what the mirror has and what the node kept. */
+    for (int i = 0; i < 100 && node_metric(W.ent_http_port, "tdsx_bundle_fetch_attempts_total") < 1;
+         i++)
+        usleep(100000);
+    assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_serial"), 4);
+    publish_bundle(5);
+    usleep(1500000);
+    assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_serial"), 4); /* no round yet */
+    kill(W.ent.pid, SIGHUP);
+    for (int i = 0; i < 100 && node_metric(W.ent_http_port, "tdsx_bundle_serial") != 5; i++)
+        usleep(100000);
+    assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_serial"), 5);
+    assert_int_equal(node_metric(W.ent_http_port, "tdsx_bundle_fetch_attempts_total"), 2);
+    assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
+}
+
 static void centre_stops(void **state)
 {
     (void)state;
@@ -727,6 +754,7 @@ int main(void)
         cmocka_unit_test(https_mirror_verified_with_the_ca_file),
         cmocka_unit_test(node_fetches_from_second_mirror_then_304_then_refuses_garbage),
         cmocka_unit_test(healthz_follows_bundle_expiry_and_refresh),
+        cmocka_unit_test(sighup_fetches_now),
         cmocka_unit_test(centre_stops),
     };
     return cmocka_run_group_tests_name("fetch", tests, setup, teardown);
