@@ -454,6 +454,13 @@ static int check_shape(const Tdsx__TrustBundle *tb, const char **why)
         if (m->auth_fingerprint.len != 32 || m->sign_fingerprint.len != 32 ||
             m->enc_public_key.len != 32)
             return *why = "a member key or fingerprint is not 32 bytes", TDSX_E_BUNDLE;
+        /* Printed by `tdsx bundle show`: no terminal control sequences. */
+        size_t len = strlen(m->org);
+        if (len > 255)
+            return *why = "a member organisation name is over 255 bytes", TDSX_E_BUNDLE;
+        for (size_t k = 0; k < len; k++)
+            if ((unsigned char)m->org[k] < 0x20 || m->org[k] == 0x7f)
+                return *why = "a member organisation name holds a control character", TDSX_E_BUNDLE;
     }
     return 0;
 }
@@ -837,10 +844,17 @@ static void fmt_time(int64_t t, char out[32])
 
 static int format_name(tdsx_buf_t *out, const char *label, X509_NAME *name)
 {
-    char s[256];
-    if (!X509_NAME_oneline(name, s, sizeof s))
-        s[0] = '\0';
-    return tdsx_buf_printf(out, "%s%s\n", label, s);
+    /* RFC 2253 form with UTF-8 kept as is; control characters stay escaped. */
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *p = NULL;
+    long n = 0;
+    if (!bio)
+        return TDSX_E_NOMEM;
+    if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
+        n = BIO_get_mem_data(bio, &p);
+    int rc = tdsx_buf_printf(out, "%s%.*s\n", label, (int)(n > 0 ? n : 0), n > 0 ? p : "");
+    BIO_free(bio);
+    return rc;
 }
 
 static int format_crl(tdsx_buf_t *out, ProtobufCBinaryData der)

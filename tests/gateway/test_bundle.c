@@ -470,6 +470,90 @@ static void bad_inputs_refused(void **state)
     tdsx_buf_free(&out);
 }
 
+/* Signs `tb` with the real centre's key, bypassing the shape check of `tdsx bundle sign`, and
+ * verifies it. */
+static int signed_variant(const Tdsx__TrustBundle *tb)
+{
+    size_t n = tdsx__trust_bundle__get_packed_size(tb);
+    uint8_t *raw = malloc(n);
+    assert_non_null(raw);
+    tdsx__trust_bundle__pack(tb, raw);
+    tdsx_buf_t f;
+    tdsx_bundle_t *b = NULL;
+    forge(W.centre.creds, tdsx_bytes(raw, n), &f);
+    int rc = verify(tdsx_buf_bytes(&f), &b);
+    tdsx__bundle_free(b);
+    tdsx_buf_free(&f);
+    free(raw);
+    return rc;
+}
+
+/* Correctly signed by the centre, but wrong inside: every one refused as TDSX_E_BUNDLE. */
+static void bad_contents_refused(void **state)
+{
+    (void)state;
+    tdsx_buf_t u;
+    tdsx_arena_t *a = NULL;
+    Tdsx__TrustBundle *tb = NULL;
+    make(6, 0, 600, &u);
+    assert_int_equal(tdsx_arena_new(1 << 24, &a), 0);
+    assert_int_equal(tdsx_proto_unpack(a, &tdsx__trust_bundle__descriptor, tdsx_buf_bytes(&u),
+                                       (ProtobufCMessage **)&tb),
+                     0);
+    assert_int_equal(signed_variant(tb), 0); /* as made, it is fine */
+
+    char *org = tb->members[1]->org;
+    tb->members[1]->org = "某企业\x1b[2J"; /* a terminal escape for `tdsx bundle show` */
+    assert_int_equal(signed_variant(tb), TDSX_E_BUNDLE);
+    size_t n = tdsx__trust_bundle__get_packed_size(tb);
+    uint8_t *raw = malloc(n);
+    assert_non_null(raw);
+    tdsx__trust_bundle__pack(tb, raw);
+    tdsx_buf_t f;
+    tdsx_buf_init(&f, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_bytes(raw, n), W.centre.creds, &f), TDSX_E_BUNDLE);
+    assert_int_equal(f.len, 0); /* the centre's own tool refuses to sign it */
+    tdsx_buf_free(&f);
+    free(raw);
+    tb->members[1]->org = org;
+
+    Tdsx__Member *second = tb->members[1];
+    tb->members[1] = tb->members[0]; /* the same member twice */
+    assert_int_equal(signed_variant(tb), TDSX_E_BUNDLE);
+    tb->members[1] = second;
+
+    tb->members[0]->auth_fingerprint.len = 31;
+    assert_int_equal(signed_variant(tb), TDSX_E_BUNDLE);
+    tb->members[0]->auth_fingerprint.len = 32;
+
+    Tdsx__Role role = tb->members[0]->role;
+    tb->members[0]->role = TDSX__ROLE__ROLE_UNSPECIFIED;
+    assert_int_equal(signed_variant(tb), TDSX_E_BUNDLE);
+    tb->members[0]->role = role;
+
+    char *endpoint = tb->members[0]->endpoint;
+    tb->members[0]->endpoint = "127.0.0.1:0";
+    assert_int_equal(signed_variant(tb), TDSX_E_BUNDLE);
+    tb->members[0]->endpoint = endpoint;
+
+    tb->log_keys[0].len = 31;
+    assert_int_equal(signed_variant(tb), TDSX_E_BUNDLE);
+    tb->log_keys[0].len = 32;
+
+    tb->crls[0].len -= 1; /* a CRL cut short */
+    assert_int_equal(signed_variant(tb), TDSX_E_BUNDLE);
+    tb->crls[0].len += 1;
+
+    size_t roots = tb->n_root_certs;
+    tb->n_root_certs = 0;
+    assert_int_equal(signed_variant(tb), TDSX_E_BUNDLE);
+    tb->n_root_certs = roots;
+
+    assert_int_equal(signed_variant(tb), 0); /* every change undone: fine again */
+    tdsx_arena_free(a);
+    tdsx_buf_free(&u);
+}
+
 /* ---- real daemons ----------------------------------------------------------------------- */
 
 static void status_shows_bundle(void **state)
@@ -679,6 +763,7 @@ int main(void)
         cmocka_unit_test(wrong_signers_refused),
         cmocka_unit_test(every_tampered_byte_refused),
         cmocka_unit_test(bad_inputs_refused),
+        cmocka_unit_test(bad_contents_refused),
         cmocka_unit_test(status_shows_bundle),
         cmocka_unit_test(bad_bundles_refused_by_daemon),
         cmocka_unit_test(revoked_peer_closed_and_refused),
