@@ -32,8 +32,9 @@ typedef struct {
     tdsx_test_province_t p;
     tdsx_test_node_t centre, brain, ent;
     char *file, *anchor, *foreign_anchor, *work;
-    char *good;  /* the evidence exported after the first sends */
-    char *later; /* exported after more sends: a larger log */
+    char *good;     /* the evidence exported after the first sends */
+    char *reported; /* exported after the daemon made and submitted a report */
+    char *later;    /* exported after more sends: a larger log */
 } world_t;
 
 static world_t W;
@@ -446,6 +447,19 @@ static int setup(void **state)
         send_one();
     wait_cosigned();
     W.good = export_now("good");
+    /* The enterprise's daemon makes its first report, the centre cosigns it. */
+    char *out = NULL;
+    int rc = tdsx_test_run(&out, "tdsx report make --socket '%s' 2>&1", W.ent.sock);
+    if (rc != 0)
+        fail_msg("report make failed (%d): %s", rc, out ? out : "");
+    free(out);
+    wait_cosigned();
+    rc = tdsx_test_run(&out, "tdsx report submit --socket '%s' 2>&1", W.ent.sock);
+    if (rc != 0)
+        fail_msg("report submit failed (%d): %s", rc, out ? out : "");
+    free(out);
+    wait_cosigned();
+    W.reported = export_now("reported");
     for (int i = 0; i < 2; i++)
         send_one();
     wait_cosigned();
@@ -464,6 +478,7 @@ static int teardown(void **state)
     free(W.foreign_anchor);
     free(W.work);
     free(W.good);
+    free(W.reported);
     free(W.later);
     tdsx_test_province_free(&W.p);
     return 0;
@@ -949,6 +964,38 @@ static void honest_reports_pass(void **state)
     free(dir);
 }
 
+static void daemon_made_report_passes(void **state)
+{
+    (void)state;
+    /* The report tdsxd made, logged and had cosigned: everything decided, everything passes. */
+    tdsx_audit_summary_t s = verify(W.reported);
+    if (s.fail || s.indeterminate)
+        dump();
+    assert_int_equal(s.fail, 0);
+    assert_int_equal(s.indeterminate, 0);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "report-signature", "1"), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "report-chain", "1"), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "report-checkpoint", "1"), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "report-cosignature", "1"), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "report-field", "1"), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "report-count", "1"), 1);
+    /* Its stored note changed by one count (and re-listed): the signature no longer holds. */
+    char *dir = copy_of(W.reported, "daemon-report");
+    size_t n = 0;
+    uint8_t *d = slurp(dir, "reports/1.note", &n);
+    char *line = strstr((char *)d, "\ntransfers out general-1 brain ");
+    assert_non_null(line);
+    line += strlen("\ntransfers out general-1 brain ");
+    assert_true(*line >= '1' && *line <= '8');
+    (*line)++;
+    spill(dir, "reports/1.note", d, n);
+    rehash(dir, "reports/1.note");
+    verify(dir);
+    expect_fail("report-signature", "reports/1.note");
+    tdsx_free(d);
+    free(dir);
+}
+
 static void forged_report_count_fails(void **state)
 {
     (void)state;
@@ -1112,6 +1159,7 @@ int main(void)
         cmocka_unit_test(trust_bundle_verified_against_the_anchor),
         cmocka_unit_test(rolled_back_state_fails),
         cmocka_unit_test(honest_reports_pass),
+        cmocka_unit_test(daemon_made_report_passes),
         cmocka_unit_test(forged_report_count_fails),
         cmocka_unit_test(broken_report_chain_fails),
         cmocka_unit_test(report_cosigned_for_another_tree_fails),
