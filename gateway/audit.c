@@ -620,6 +620,8 @@ typedef struct {
     int have_bundle;
     uint64_t bundle_serial;
     int64_t bundle_expires;
+    uint8_t witness_keys[8][TDSX_ED25519_PK_LEN]; /* the bundle's witness keys */
+    size_t n_witness_keys;
     /* the entry bundle last read (reports re-read their range) */
     uint64_t cached_k;
     uint8_t *cached;
@@ -934,6 +936,10 @@ static void check_bundle(audit_t *a)
             X509_CRL_free(crl);
         }
         ERR_clear_error();
+        for (size_t i = 0; i < m->n_witness_keys && a->n_witness_keys < 8; i++)
+            if (m->witness_keys[i].len == TDSX_ED25519_PK_LEN)
+                memcpy(a->witness_keys[a->n_witness_keys++], m->witness_keys[i].data,
+                       TDSX_ED25519_PK_LEN);
         a->have_bundle = 1;
         a->bundle_serial = info.serial;
         a->bundle_expires = info.expires_at;
@@ -1162,6 +1168,17 @@ static void check_node_cert(audit_t *a)
 
 /* ---- checkpoints and the tree ---- */
 
+/* With a verified trust bundle that names witness keys, the witness must be one of them. */
+static int witness_in_bundle(const audit_t *a)
+{
+    if (!a->have_bundle || a->n_witness_keys == 0)
+        return 1;
+    for (size_t i = 0; i < a->n_witness_keys; i++)
+        if (memcmp(a->witness_keys[i], a->witness_cert->id.pubkey, TDSX_ED25519_PK_LEN) == 0)
+            return 1;
+    return 0;
+}
+
 static void check_checkpoint(audit_t *a, cp_t *cp, const char *rel, int with_witness)
 {
     uint8_t *d = NULL;
@@ -1215,6 +1232,9 @@ static void check_checkpoint(audit_t *a, cp_t *cp, const char *rel, int with_wit
                    "witness certificate is not a centre's that chains to the anchor (%s)",
                    tdsx_err_name(a->witness_cert->base_rc ? a->witness_cert->base_rc
                                                           : TDSX_E_CERT_ROLE));
+        } else if (!witness_in_bundle(a)) {
+            report(a, TDSX_AUDIT_FAIL, "witness", "certs/witness.der",
+                   "%s is not a witness the trust bundle names", a->witness_cert->ids);
         } else if (!a->node_ok) {
             report(a, TDSX_AUDIT_FAIL, "witness", rel, "checkpoint cannot be opened");
         } else if ((rc = tdsx_checkpoint_open(tdsx_bytes(d, n), &a->node_v, &a->witness_v, 1,

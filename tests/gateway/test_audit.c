@@ -827,11 +827,12 @@ static void foreign_crl_fails(void **state)
 }
 
 /* A trust bundle of serial 1 signed by `signer`'s credentials (the centre's, normally). */
-static void make_bundle(const char *dir, const tdsx_test_node_t *signer)
+static void make_bundle(const char *dir, const tdsx_test_node_t *signer,
+                        const tdsx_test_node_t *witness)
 {
     const char *creds[] = {W.centre.creds, W.brain.creds, W.ent.creds};
     const char *crls[] = {W.p.crl};
-    tdsx_bundle_make_opts_t o = {W.p.ca, W.p.registry, creds, 3, crls, 1, W.centre.id, 1, 0, 0, 1};
+    tdsx_bundle_make_opts_t o = {W.p.ca, W.p.registry, creds, 3, crls, 1, witness->id, 1, 0, 0, 1};
     tdsx_buf_t u, f;
     char what[256];
     tdsx_buf_init(&u, 1u << 24);
@@ -851,7 +852,7 @@ static void trust_bundle_verified_against_the_anchor(void **state)
 {
     (void)state;
     char *dir = copy_of(W.good, "bundle-ok");
-    make_bundle(dir, &W.centre);
+    make_bundle(dir, &W.centre, &W.centre);
     tdsx_audit_summary_t s = verify(dir);
     if (s.fail)
         dump();
@@ -867,9 +868,16 @@ static void trust_bundle_verified_against_the_anchor(void **state)
     expect_fail("bundle", "bundles/bundle.current");
     tdsx_free(d);
     /* Under a foreign anchor it is refused too. */
-    make_bundle(dir, &W.centre);
+    make_bundle(dir, &W.centre, &W.centre);
     verify_with(dir, W.foreign_anchor, NULL);
     expect_fail("bundle", "bundles/bundle.current");
+    /* A bundle naming another witness: the centre's cosignature is not the one it trusts. */
+    char *other = copy_of(W.good, "bundle-witness");
+    make_bundle(other, &W.centre, &W.brain);
+    verify(other);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "bundle", "bundles/bundle.current"), 1);
+    expect_fail("witness", "certs/witness.der");
+    free(other);
     free(dir);
 }
 
