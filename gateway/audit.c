@@ -1507,6 +1507,9 @@ static int check_receipt(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
         fail_entry(a, "receipt", idx, "nro sender %s is not its signer %s", nro->sender, s->ids);
     else if (strcmp(nro->receiver, r->ids) != 0 || strcmp(nrr->receiver, r->ids) != 0)
         fail_entry(a, "receipt", idx, "nro receiver is not the nrr's signer %s", r->ids);
+    else if (strcmp(s->ids, a->node_v.name) != 0 && strcmp(r->ids, a->node_v.name) != 0)
+        fail_entry(a, "receipt", idx, "a receipt between %s and %s in %s's log", s->ids, r->ids,
+                   a->node_v.name);
     else if (nro->transfer_id.len != 16 || nrr->transfer_id.len != 16 ||
              memcmp(nro->transfer_id.data, nrr->transfer_id.data, 16) != 0)
         fail_entry(a, "receipt", idx, "nrr transfer id differs from the nro's");
@@ -1551,6 +1554,8 @@ static void check_nrd(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
         fail_entry(a, "nrd", idx, "sender certificate at the nro's time: %s", tdsx_err_name(rc));
     else if (strcmp(nro->sender, s->ids) != 0 || strcmp(nrd->sender, s->ids) != 0)
         fail_entry(a, "nrd", idx, "sender named is not the signer %s", s->ids);
+    else if (strcmp(s->ids, a->node_v.name) != 0)
+        fail_entry(a, "nrd", idx, "an NRD by %s in %s's log", s->ids, a->node_v.name);
     else if (tdsx_envelope_hash(e->item[0], &h) != 0 || nrd->nro_hash.len != 32 ||
              memcmp(nrd->nro_hash.data, h.b, 32) != 0)
         fail_entry(a, "nrd", idx, "nrd nro_hash does not name this nro");

@@ -15,7 +15,9 @@
 #include "audit.h"
 #include "bundle.h"
 #include "crypto.h"
+#include "envelope.pb-c.h"
 #include "log.h"
+#include "statement.pb-c.h"
 #include "report.h"
 #include "tlog.h"
 
@@ -735,6 +737,103 @@ static void agreement_accepted_by_the_proposer_fails(void **state)
     free(dir);
 }
 
+static void on_signed(void *ud, int status, tdsx_bytes_t env)
+{
+    tdsx_buf_t *b = ud;
+    assert_int_equal(status, 0);
+    assert_int_equal(tdsx_buf_append(b, env.p, env.n), 0);
+}
+
+/* One statement signed with a node's sign key. */
+static void sign_as(const tdsx_test_node_t *n, tdsx_statement_kind_t kind,
+                    const ProtobufCMessage *msg, tdsx_buf_t *out)
+{
+    char *path = tdsx_test_path(n->creds, "sign.key");
+    uint8_t seed[32];
+    tdsx_signer_t *s = NULL;
+    assert_int_equal(tdsx_key_load_ed25519(path, seed), 0);
+    assert_int_equal(tdsx_signer_new(seed, NULL, &s), 0);
+    sodium_memzero(seed, sizeof seed);
+    assert_int_equal(tdsx_statement_submit(s, kind, msg, on_signed, out), 0);
+    assert_int_equal(tdsx_signer_flush(s), 0);
+    tdsx_signer_free(s);
+    free(path);
+}
+
+static void receipt_between_others_fails(void **state)
+{
+    (void)state;
+    /* A well-signed receipt between the centre and the brain has no place in the enterprise's
+     * log: in its place, it fails naming the entry. */
+    uint8_t tid[16] = {7}, sha[32] = {9};
+    Tdsx__Nro nro = TDSX__NRO__INIT;
+    nro.transfer_id.data = tid;
+    nro.transfer_id.len = 16;
+    nro.sender = W.centre.id;
+    nro.receiver = W.brain.id;
+    nro.dataset_id = "elsewhere";
+    nro.payload_sha256.data = sha;
+    nro.payload_sha256.len = 32;
+    nro.payload_length = 1;
+    nro.sequence = 1;
+    nro.time = tdsx_now();
+    tdsx_buf_t nb, rb, eb;
+    tdsx_buf_init(&nb, 1u << 20);
+    tdsx_buf_init(&rb, 1u << 20);
+    tdsx_buf_init(&eb, 1u << 20);
+    sign_as(&W.centre, TDSX_STATEMENT_NRO, &nro.base, &nb);
+    Tdsx__Envelope *env = NULL;
+    tdsx_arena_t *arena = NULL;
+    assert_int_equal(tdsx_arena_new(1u << 20, &arena), 0);
+    assert_int_equal(tdsx_proto_unpack(arena, &tdsx__envelope__descriptor, tdsx_buf_bytes(&nb),
+                                       (ProtobufCMessage **)&env),
+                     0);
+    tdsx_hash_t nh;
+    uint8_t sh[32];
+    assert_int_equal(tdsx_envelope_hash(tdsx_buf_bytes(&nb), &nh), 0);
+    assert_int_equal(tdsx_sha256(env->signatures[0]->sig.data, env->signatures[0]->sig.len, sh), 0);
+    Tdsx__Nrr nrr = TDSX__NRR__INIT;
+    nrr.transfer_id.data = tid;
+    nrr.transfer_id.len = 16;
+    nrr.nro_hash.data = nh.b;
+    nrr.nro_hash.len = 32;
+    nrr.nro_signature_hash.data = sh;
+    nrr.nro_signature_hash.len = 32;
+    nrr.received_sha256.data = sha;
+    nrr.received_sha256.len = 32;
+    nrr.received_length = 1;
+    nrr.status = TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED;
+    nrr.time = tdsx_now();
+    nrr.receiver = W.brain.id;
+    sign_as(&W.brain, TDSX_STATEMENT_NRR, &nrr.base, &rb);
+    tdsx_log_entry_t e = {TDSX_LOG_ENTRY_RECEIPT, 2, {tdsx_buf_bytes(&nb), tdsx_buf_bytes(&rb)}};
+    assert_int_equal(tdsx__log_entry_encode(&e, &eb), 0);
+
+    char *dir = copy_of(W.good, "foreign-receipt"), rel[64], where[16];
+    size_t n = 0;
+    bundle_rel(dir, rel, sizeof rel);
+    uint8_t *d = slurp(dir, rel, &n);
+    entries_t es;
+    split(d, n, &es);
+    size_t i = first_of_type(&es, TDSX_LOG_ENTRY_RECEIPT);
+    es.e[i] = tdsx_buf_bytes(&eb);
+    join_write(dir, rel, &es);
+    rehash(dir, rel);
+    verify(dir);
+    snprintf(where, sizeof where, "%zu", i);
+    expect_fail("receipt", where);
+    int named = 0;
+    for (size_t k = 0; k < L.n; k++)
+        named |= strcmp(L.v[k].check, "receipt") == 0 && strstr(L.v[k].detail, "'s log") != NULL;
+    assert_true(named);
+    tdsx_free(d);
+    free(dir);
+    tdsx_arena_free(arena);
+    tdsx_buf_free(&nb);
+    tdsx_buf_free(&rb);
+    tdsx_buf_free(&eb);
+}
+
 static void missing_witness_cosignature_fails(void **state)
 {
     (void)state;
@@ -1160,6 +1259,7 @@ int main(void)
         cmocka_unit_test(swapped_entries_fail),
         cmocka_unit_test(tile_rewritten_to_match_fails_the_root),
         cmocka_unit_test(agreement_accepted_by_the_proposer_fails),
+        cmocka_unit_test(receipt_between_others_fails),
         cmocka_unit_test(missing_witness_cosignature_fails),
         cmocka_unit_test(wrong_anchor_fails),
         cmocka_unit_test(manifest_catches_changes_and_strays),
