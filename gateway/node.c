@@ -144,6 +144,11 @@ int tdsx_node_new(uv_loop_t *loop, tdsx_config_t *cfg, tdsx_node_t **out, char *
     if ((rc = tdsx__bundle_load(n, what, what_size)) != 0)
         goto fail;
     tdsx_registry_error_t rerr;
+    /* Only bundle_url and no bundle yet (a node's first start): no member until the first
+     * download brings the registry (fetch.c); until then every peer is refused. */
+    if (!n->registry && !n->cfg.registry && n->cfg.n_bundle_urls > 0 &&
+        (rc = tdsx_registry_parse(tdsx_bytes("", 0), &n->registry, &rerr)) != 0)
+        goto fail;
     if (!n->registry && (rc = tdsx_registry_load(n->cfg.registry, &n->registry, &rerr)) != 0) {
         set_what(what, what_size, n->cfg.registry);
         tdsx_log(TDSX_LOG_ERROR, "registry.invalid", TDSX_KV_S("file", n->cfg.registry),
