@@ -31,7 +31,7 @@ static const struct {
     const char *name;
     size_t items;
 } entry_types[] = {
-    {NULL, 0},  {"receipt", 2},         {"nrd", 2}, {"agreement", 7}, {"policy", 3},
+    {NULL, 0},  {"receipt", 2},         {"nrd", 2},    {"agreement", 7}, {"policy", 3},
     {"key", 2}, {"witness-refusal", 4}, {"report", 2},
 };
 #define N_ENTRY_TYPES (sizeof entry_types / sizeof entry_types[0])
@@ -277,6 +277,7 @@ typedef struct job_s {
     char *keep_path;
     tdsx_buf_t keep;
     tdsx_log_witness_cb cb;
+    tdsx_log_precheck_cb precheck;
     void *cb_ud;
 } job_t;
 
@@ -996,6 +997,9 @@ static void witness_work(uv_work_t *w)
         goto done;
     }
     j->size = ncp.size;
+    /* The caller's own check runs inside the job: one decision per node at a time. */
+    if (j->precheck && (j->rc = j->precheck(j->cb_ud, &j->why)) != 0)
+        goto done;
     if (!(path = witness_file(L, j->peer))) {
         j->rc = TDSX_E_NOMEM;
         goto done;
@@ -1025,9 +1029,9 @@ static void witness_work(uv_work_t *w)
         /* A report states a checkpoint older than the one cosigned since: it is part of the
          * one view when the record extends it (the same rule, read the other way round). */
         keep_record = 1;
-        j->rc = j->old_size != lcp.size ? TDSX_E_STATE
-                                        : tdsx__log_witness_check(&ncp, &lcp, ncp.size, j->hashes,
-                                                                  j->nhashes);
+        j->rc = j->old_size != lcp.size
+                    ? TDSX_E_STATE
+                    : tdsx__log_witness_check(&ncp, &lcp, ncp.size, j->hashes, j->nhashes);
     } else {
         j->rc = tdsx__log_witness_check(has_last ? &lcp : NULL, &ncp, j->old_size, j->hashes,
                                         j->nhashes);
@@ -1231,7 +1235,7 @@ static int on_submit(tdsx_nodelog_t *L, tdsx_conn_t *c, const Tdsx__Frame *f,
 int tdsx__log_witness(tdsx_node_t *n, const char *peer, tdsx_bytes_t peer_cert,
                       tdsx_bytes_t checkpoint, uint64_t old_size, const ProtobufCBinaryData *proof,
                       size_t nproof, const char *keep_path, tdsx_bytes_t keep,
-                      tdsx_log_witness_cb cb, void *ud)
+                      tdsx_log_precheck_cb precheck, tdsx_log_witness_cb cb, void *ud)
 {
     tdsx_nodelog_t *L = n ? n->log : NULL;
     if (!peer || !cb || (nproof && !proof))
@@ -1255,6 +1259,7 @@ int tdsx__log_witness(tdsx_node_t *n, const char *peer, tdsx_bytes_t peer_cert,
         return rc;
     }
     j->prefix_ok = 1;
+    j->precheck = precheck;
     j->cb = cb;
     j->cb_ud = ud;
     enqueue_witness(L, j);

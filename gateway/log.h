@@ -202,13 +202,17 @@ TDSX_MUST_CHECK int tdsx__log_cert_key(tdsx_bytes_t der, uint8_t pk[TDSX_ED25519
  * text or NULL) and the note the witness holds for the node (may be empty). */
 typedef void (*tdsx_log_witness_cb)(void *ud, int rc, const char *why, tdsx_bytes_t cosigned,
                                     tdsx_bytes_t witnessed);
+/* The caller's check, on the THREAD POOL inside the witness job (so it is serialised with every
+ * other decision on any node's checkpoint): 0 to go on, else the refusal and *why (static). */
+typedef int (*tdsx_log_precheck_cb)(void *ud, const char **why);
 /*
  * The centre witnesses the checkpoint a report states (SPEC §11-§12): the same decision, queue
  * and record as a CheckpointSubmit from `peer` (whose sign certificate is peer_cert), with one
  * addition: a checkpoint smaller than the one cosigned for the node is cosigned too (the record
  * kept) when old_size is the recorded size and `proof` proves the record extends it. When it is
  * cosigned and keep_path is not NULL, `keep` is written there durably (0600, missing
- * directories made 0700) before cb runs. cb runs exactly once when 0 is returned; errors:
+ * directories made 0700) before cb runs. precheck (may be NULL) runs first, with ud; its
+ * refusal is the decision. cb runs exactly once when 0 is returned; errors:
  * TDSX_E_INVAL, TDSX_E_STATE (no log), TDSX_E_UNSUPPORTED (not a centre), TDSX_E_PROTO_FIELD
  * (checkpoint empty or over TDSX_NOTE_MAX, a proof hash not 32 bytes, too many), TDSX_E_AGAIN
  * (queue full), TDSX_E_CERT_KEY, TDSX_E_NOMEM.
@@ -217,6 +221,7 @@ TDSX_MUST_CHECK int tdsx__log_witness(tdsx_node_t *n, const char *peer, tdsx_byt
                                       tdsx_bytes_t checkpoint, uint64_t old_size,
                                       const ProtobufCBinaryData *proof, size_t nproof,
                                       const char *keep_path, tdsx_bytes_t keep,
-                                      tdsx_log_witness_cb cb, void *ud);
+                                      tdsx_log_precheck_cb precheck, tdsx_log_witness_cb cb,
+                                      void *ud);
 
 #endif

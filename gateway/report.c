@@ -1430,7 +1430,64 @@ typedef struct {
     char peer[TDSX_ID_SIZE];
     uint32_t stream;
     uint64_t seq;
+    tdsx_report_t *r;       /* as submitted (opened) */
+    tdsx_buf_t note;        /* its bytes */
+    tdsx_note_verifier_t v; /* the member's sign key */
+    char *dir;              /* reports/<USCC>_<node> */
 } ack_t;
+
+static void ack_free(ack_t *k)
+{
+    if (!k)
+        return;
+    tdsx_free(k->r);
+    tdsx_buf_free(&k->note);
+    tdsx_free(k->dir);
+    tdsx_free(k);
+}
+
+/* Thread pool, inside the witness job (report.h): the report must be the one kept under its
+ * sequence number, when there is one (a node does not get two different reports N cosigned),
+ * and extend the previous one kept, when the centre kept it. */
+static int kept_check(void *ud, const char **why)
+{
+    ack_t *k = ud;
+    uint8_t *p = NULL;
+    size_t len = 0;
+    char *path = dir_file(k->dir, NULL, k->seq, "note");
+    int rc = path ? tdsx_file_read(path, TDSX_NOTE_MAX, &p, &len) : TDSX_E_NOMEM;
+    tdsx_free(path);
+    if (rc == 0) {
+        int same = tdsx_bytes_equal(tdsx_bytes(p, len), tdsx_buf_bytes(&k->note));
+        tdsx_free(p);
+        *why = same ? NULL : "another report with this sequence number was cosigned before";
+        return same ? 0 : TDSX_E_REPORT_CHAIN;
+    }
+    if (rc != TDSX_E_NOTFOUND || k->seq == 1) {
+        *why = rc == TDSX_E_NOTFOUND ? NULL : "the centre could not read the reports it kept";
+        return rc == TDSX_E_NOTFOUND ? 0 : rc;
+    }
+    path = dir_file(k->dir, NULL, k->seq - 1, "note");
+    rc = path ? tdsx_file_read(path, TDSX_NOTE_MAX, &p, &len) : TDSX_E_NOMEM;
+    tdsx_free(path);
+    if (rc == TDSX_E_NOTFOUND)
+        return 0; /* the previous report never came here: the auditor checks the chain */
+    tdsx_report_t *prev = rc == 0 ? tdsx_calloc(1, sizeof *prev) : NULL;
+    tdsx_hash_t h;
+    if (rc == 0)
+        rc = prev ? tdsx_report_open(tdsx_bytes(p, len), &k->v, prev) : TDSX_E_NOMEM;
+    if (rc == 0)
+        rc = tdsx_report_note_hash(tdsx_bytes(p, len), &h);
+    if (rc == 0 && tdsx_report_chain_check(prev, &h, k->r) != 0) {
+        rc = TDSX_E_REPORT_CHAIN;
+        *why = "the report does not extend the previous report kept for this node";
+    } else if (rc) {
+        *why = "the centre could not read the reports it kept";
+    }
+    tdsx_free(prev);
+    tdsx_free(p);
+    return rc;
+}
 
 static int answer(tdsx_conn_t *c, uint32_t stream, int err, const char *msg, tdsx_bytes_t line)
 {
@@ -1477,7 +1534,7 @@ static void on_witnessed(void *ud, int rc, const char *why, tdsx_bytes_t cosigne
     if (c && answer(c, k->stream, rc, why, line) != 0)
         tdsx_log(TDSX_LOG_DEBUG, "report.answer_dropped", TDSX_KV_S("node", k->peer));
     tdsx_note_free(note);
-    tdsx_free(k);
+    ack_free(k);
 }
 
 static int on_submit(tdsx_reporter_t *R, tdsx_conn_t *c, const Tdsx__Frame *f,
@@ -1521,17 +1578,29 @@ static int on_submit(tdsx_reporter_t *R, tdsx_conn_t *c, const Tdsx__Frame *f,
             *slash = '_'; /* node names hold no '/': "<USCC>_<node>" is unambiguous */
         keep = dir_file(R->dir, sub, r->sequence, "note");
         k = tdsx_calloc(1, sizeof *k);
-        rc = keep && k ? 0 : TDSX_E_NOMEM;
+        if (k) {
+            tdsx_buf_init(&k->note, TDSX_NOTE_MAX);
+            tdsx_buf_t d;
+            tdsx_buf_init(&d, 8192);
+            if (tdsx_buf_printf(&d, "%s/%s", R->dir, sub) == 0)
+                k->dir = tdsx_buf_take(&d, NULL);
+            tdsx_buf_free(&d);
+        }
+        rc = keep && k && k->dir ? tdsx_buf_append(&k->note, s->report.data, s->report.len)
+                                 : TDSX_E_NOMEM;
     }
     if (rc == 0) {
         k->node = n;
         snprintf(k->peer, sizeof k->peer, "%s", peer);
         k->stream = f->stream_id;
         k->seq = r->sequence;
+        k->v = v;
+        k->r = r;
+        r = NULL;
         rc =
             tdsx__log_witness(n, peer, peer_cert, tdsx_bytes(s->checkpoint.data, s->checkpoint.len),
                               s->old_size, s->consistency_proof, s->n_consistency_proof, keep,
-                              tdsx_bytes(s->report.data, s->report.len), on_witnessed, k);
+                              tdsx_buf_bytes(&k->note), kept_check, on_witnessed, k);
         if (rc == 0)
             k = NULL; /* on_witnessed has it */
     }
@@ -1541,7 +1610,7 @@ static int on_submit(tdsx_reporter_t *R, tdsx_conn_t *c, const Tdsx__Frame *f,
         if (rc != TDSX_E_NOMEM)
             rc = answer(c, f->stream_id, rc, why, tdsx_bytes(NULL, 0));
     }
-    tdsx_free(k);
+    ack_free(k);
     tdsx_free(keep);
     tdsx_note_free(note);
     tdsx_free(r);

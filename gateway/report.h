@@ -241,8 +241,11 @@ void tdsx_report_tally_free(tdsx_report_tally_t *t);
  * submit: sends ReportSubmit{report, the checkpoint it states, old_size = the witness's last
  * cosigned size, the consistency proof between the two} to the configured witness; the centre
  * opens the report with the node's sign key (its Hello certificate), checks the checkpoint
- * matches (TDSX_E_REPORT_MISMATCH), decides with log.c's witness rules (tdsx__log_witness),
- * keeps the report under <data_dir>/reports/<USCC>_<node>/<seq>.note and answers with its
+ * matches (TDSX_E_REPORT_MISMATCH), then, inside log.c's witness job (tdsx__log_witness): a
+ * report N it kept before must be byte-identical (a resubmission) and one it kept as N-1 must
+ * be extended by this one (tdsx_report_chain_check), else TDSX_E_REPORT_CHAIN; the witness
+ * rules of the log decide on the checkpoint; it keeps the report under
+ * <data_dir>/reports/<USCC>_<node>/<seq>.note and answers with its
  * cosignature/v1 line. The node verifies it, stores <seq>.cosigned (the checkpoint with the
  * line) and logs REPORT(note, cosigned checkpoint).
  * Automatic: every report_period (config) a report is made, and submitted when a witness is

@@ -1205,11 +1205,21 @@ static int raw_report(raw_t *r, const tdsx_buf_t *report, const tdsx_buf_t *cp, 
     }
 }
 
+/* What a forged report follows: nothing (a first report, or one whose predecessor the centre
+ * never saw), or a previous report note with its checkpoint. */
+typedef struct {
+    uint64_t seq;
+    const tdsx_buf_t *prev_note; /* NULL: none */
+    uint64_t prev_size;
+    const tdsx_hash_t *prev_root;
+    int64_t period_from;
+} chain_t;
+
 /* A checkpoint of the first n leaves "<prefix> i" signed by key (origin = its name), and a
- * first report stating it, signed by `rkey`, naming `node`. */
+ * report stating it, signed by `rkey`, naming `node`, placed in the chain `ch`. */
 static void forge(const tdsx_note_signer_t *key, const tdsx_note_signer_t *rkey, const char *node,
                   const char *prefix, size_t n, tdsx_hash_t *leaves, tdsx_buf_t *cp_out,
-                  tdsx_buf_t *report_out)
+                  tdsx_buf_t *report_out, const chain_t *ch)
 {
     for (size_t i = 0; i < n; i++) {
         char s[64];
@@ -1223,10 +1233,18 @@ static void forge(const tdsx_note_signer_t *key, const tdsx_note_signer_t *rkey,
     assert_int_equal(tdsx_checkpoint_sign(&cp, key, cp_out), 0);
     tdsx_report_t *r = sample();
     snprintf(r->node, sizeof r->node, "%s", node);
-    r->sequence = 1;
-    r->first = r->prev_size = 0;
+    r->sequence = ch ? ch->seq : 1;
+    r->first = r->prev_size = ch && ch->prev_note ? ch->prev_size : 0;
     assert_int_equal(tdsx_merkle_root(NULL, 0, &r->prev_root), 0);
-    memset(r->prev_report.b, 0, TDSX_HASH_LEN);
+    memset(r->prev_report.b, r->sequence == 1 ? 0 : 0x11, TDSX_HASH_LEN);
+    if (ch && ch->prev_note) {
+        r->prev_root = *ch->prev_root;
+        assert_int_equal(tdsx_report_note_hash(tdsx_buf_bytes(ch->prev_note), &r->prev_report), 0);
+    }
+    if (ch && ch->period_from) {
+        r->period_from = ch->period_from;
+        r->period_to = ch->period_from + 100;
+    }
     r->size = n;
     r->root = cp.root;
     tdsx_buf_t text;
@@ -1244,34 +1262,37 @@ static void centre_refuses_forged_reports(void **state)
     tdsx_note_signer_t *own = NULL, *stolen = NULL;
     key_of(&W.rogue, W.rogue.id, TDSX_NOTE_ED25519, NULL, &own);
     key_of(&W.ent, W.rogue.id, TDSX_NOTE_ED25519, NULL, &stolen); /* another key, our name */
-    tdsx_hash_t leaves[8], fork[8], proof[TDSX_MERKLE_CONSISTENCY_MAX];
+    tdsx_hash_t leaves[8], fork[8], proof[TDSX_MERKLE_CONSISTENCY_MAX], root3;
     size_t plen;
-    tdsx_buf_t cp, rep, cp2, rep2, line;
+    tdsx_buf_t cp, rep, cp2, rep2, rep1, line;
     tdsx_buf_init(&cp, TDSX_NOTE_MAX);
     tdsx_buf_init(&rep, TDSX_NOTE_MAX);
     tdsx_buf_init(&cp2, TDSX_NOTE_MAX);
     tdsx_buf_init(&rep2, TDSX_NOTE_MAX);
+    tdsx_buf_init(&rep1, TDSX_NOTE_MAX);
     tdsx_buf_init(&line, TDSX_NOTE_MAX);
     raw_t r;
     raw_open(&r, &W.centre);
 
     /* A report signed by a key that is not the member's sign key. */
-    forge(own, stolen, W.rogue.id, "leaf", 3, leaves, &cp, &rep);
+    forge(own, stolen, W.rogue.id, "leaf", 3, leaves, &cp, &rep, NULL);
     assert_int_equal(raw_report(&r, &rep, &cp, 0, NULL, 0, NULL), TDSX_E_NOTE_UNVERIFIED);
     /* Its own key, but naming another node. */
-    forge(own, own, W.ent.id, "leaf", 3, leaves, &cp, &rep);
+    forge(own, own, W.ent.id, "leaf", 3, leaves, &cp, &rep, NULL);
     assert_int_equal(raw_report(&r, &rep, &cp, 0, NULL, 0, NULL), TDSX_E_REPORT);
     /* A report stating another checkpoint than the one sent with it. */
-    forge(own, own, W.rogue.id, "leaf", 3, leaves, &cp, &rep);
-    forge(own, own, W.rogue.id, "other", 3, fork, &cp2, &rep2);
+    forge(own, own, W.rogue.id, "leaf", 3, leaves, &cp, &rep, NULL);
+    forge(own, own, W.rogue.id, "other", 3, fork, &cp2, &rep2, NULL);
     assert_int_equal(raw_report(&r, &rep, &cp2, 0, NULL, 0, NULL), TDSX_E_REPORT_MISMATCH);
     /* Not a report at all. */
     tdsx_buf_reset(&rep2);
     assert_int_equal(tdsx_buf_append_str(&rep2, "not a note\n"), 0);
     assert_int_equal(raw_report(&r, &rep2, &cp, 0, NULL, 0, NULL), TDSX_E_NOTE_FORMAT);
 
-    /* The real one is cosigned (first use): the line verifies on the checkpoint. */
-    assert_int_equal(raw_report(&r, &rep, &cp, 0, NULL, 0, &line), 0);
+    /* The real report 1 is cosigned (first use): the line verifies on the checkpoint. */
+    forge(own, own, W.rogue.id, "leaf", 3, leaves, &cp, &rep1, NULL);
+    assert_int_equal(tdsx_merkle_root(leaves, 3, &root3), 0); /* leaves are reused below */
+    assert_int_equal(raw_report(&r, &rep1, &cp, 0, NULL, 0, &line), 0);
     tdsx_buf_t cosigned;
     tdsx_buf_init(&cosigned, TDSX_NOTE_MAX);
     assert_int_equal(tdsx_buf_append(&cosigned, cp.p, cp.len), 0);
@@ -1284,31 +1305,50 @@ static void centre_refuses_forged_reports(void **state)
     assert_non_null(tdsx_note_verified_by(opened, &W.centre_cosig_v));
     tdsx_note_free(opened);
     tdsx_buf_free(&cosigned);
+    /* The same bytes again are cosigned again; another report 1 is refused. */
+    assert_int_equal(raw_report(&r, &rep1, &cp, 3, NULL, 0, NULL), 0);
+    chain_t other1 = {1, NULL, 0, NULL, 1600000000};
+    forge(own, own, W.rogue.id, "leaf", 3, leaves, &cp, &rep, &other1);
+    assert_int_equal(raw_report(&r, &rep, &cp, 3, NULL, 0, NULL), TDSX_E_REPORT_CHAIN);
 
-    /* Another history of 5 entries, "proved" from its own first 3: inconsistent. */
-    forge(own, own, W.rogue.id, "fork", 5, fork, &cp2, &rep2);
+    /* Report 2 must extend report 1 as the centre kept it. */
+    chain_t unchained = {2, NULL, 0, NULL, 0};
+    forge(own, own, W.rogue.id, "leaf", 5, leaves, &cp2, &rep2, &unchained);
+    assert_int_equal(tdsx_merkle_consistency_proof(leaves, 5, 3, proof, &plen), 0);
+    assert_int_equal(raw_report(&r, &rep2, &cp2, 3, proof, plen, NULL), TDSX_E_REPORT_CHAIN);
+    /* Chained, but on another history of 5 entries "proved" from its own first 3. */
+    chain_t after1 = {2, &rep1, 3, &root3, 1702592000}; /* from report 1's end */
+    forge(own, own, W.rogue.id, "fork", 5, fork, &cp2, &rep2, &after1);
     assert_int_equal(tdsx_merkle_consistency_proof(fork, 5, 3, proof, &plen), 0);
     assert_int_equal(raw_report(&r, &rep2, &cp2, 3, proof, plen, NULL), TDSX_E_LOG_INCONSISTENT);
     /* From a size the centre does not hold. */
     assert_int_equal(raw_report(&r, &rep2, &cp2, 2, proof, plen, NULL), TDSX_E_STATE);
-    /* A report on an older checkpoint: cosigned when the recorded one extends it, refused
-     * when it belongs to another history. */
-    forge(own, own, W.rogue.id, "leaf", 2, leaves, &cp2, &rep2);
-    forge(own, own, W.rogue.id, "leaf", 3, leaves, &cp, &rep);
-    assert_int_equal(tdsx_merkle_consistency_proof(leaves, 3, 2, proof, &plen), 0);
+    /* Chained and consistent: cosigned. */
+    forge(own, own, W.rogue.id, "leaf", 5, leaves, &cp2, &rep2, &after1);
+    assert_int_equal(tdsx_merkle_consistency_proof(leaves, 5, 3, proof, &plen), 0);
     assert_int_equal(raw_report(&r, &rep2, &cp2, 3, proof, plen, NULL), 0);
-    forge(own, own, W.rogue.id, "fork", 2, fork, &cp2, &rep2);
-    assert_int_equal(raw_report(&r, &rep2, &cp2, 3, proof, plen, NULL), TDSX_E_LOG_INCONSISTENT);
+
+    /* A report on an older checkpoint (its predecessor never sent here): cosigned when the
+     * recorded checkpoint (5) extends it, refused when it belongs to another history. */
+    chain_t lone = {7, NULL, 0, NULL, 0};
+    forge(own, own, W.rogue.id, "leaf", 4, leaves, &cp, &rep, &lone);
+    forge(own, own, W.rogue.id, "leaf", 5, leaves, &cp2, &rep2, &lone);
+    assert_int_equal(tdsx_merkle_consistency_proof(leaves, 5, 4, proof, &plen), 0);
+    assert_int_equal(raw_report(&r, &rep, &cp, 5, proof, plen, NULL), 0);
+    chain_t lone2 = {9, NULL, 0, NULL, 0};
+    forge(own, own, W.rogue.id, "fork", 4, fork, &cp, &rep, &lone2);
+    assert_int_equal(raw_report(&r, &rep, &cp, 5, proof, plen, NULL), TDSX_E_LOG_INCONSISTENT);
     tdsx_test_client_free(&r.c);
 
     /* A node that is not the centre takes no reports. */
     raw_open(&r, &W.brain);
-    assert_int_equal(raw_report(&r, &rep, &cp, 0, NULL, 0, NULL), TDSX_E_UNSUPPORTED);
+    assert_int_equal(raw_report(&r, &rep1, &cp, 0, NULL, 0, NULL), TDSX_E_UNSUPPORTED);
     tdsx_test_client_free(&r.c);
     tdsx_buf_free(&cp);
     tdsx_buf_free(&rep);
     tdsx_buf_free(&cp2);
     tdsx_buf_free(&rep2);
+    tdsx_buf_free(&rep1);
     tdsx_buf_free(&line);
     tdsx_note_signer_free(own);
     tdsx_note_signer_free(stolen);
