@@ -118,7 +118,8 @@ static int64_t asn1_time(const ASN1_TIME *t)
     return (int64_t)timegm(&tm);
 }
 
-/* A cursor over a file read whole; *data is tdsx_free'd by the caller (may be NULL if empty). */
+/* Reads a whole evidence or node file; the caller tdsx_free()s *data (NULL for an empty file
+ * or on error). */
 static int read_all(const char *path, uint8_t **data, size_t *len)
 {
     *data = NULL;
@@ -206,14 +207,13 @@ static int put_file(exporter_t *x, const char *rel, const void *p, size_t n)
     return 0;
 }
 
-/* Copies a file when it exists (0 either way; *found says which). */
-static int copy_file(exporter_t *x, const char *src, const char *rel, int *found)
+/* Copies a file when it exists (an absent one is not an error: the evidence says what there
+ * was). */
+static int copy_file(exporter_t *x, const char *src, const char *rel)
 {
     uint8_t *d = NULL;
     size_t n = 0;
     int rc = read_all(src, &d, &n);
-    if (found)
-        *found = rc == 0;
     if (rc == TDSX_E_NOTFOUND)
         return 0;
     if (rc == 0)
@@ -410,7 +410,7 @@ static int export_reports(exporter_t *x)
             !S_ISREG(sb.st_mode))
             continue;
         snprintf(rel, sizeof rel, "reports/%s", de->d_name);
-        rc = copy_file(x, src, rel, NULL);
+        rc = copy_file(x, src, rel);
     }
     closedir(d);
     return rc;
@@ -518,19 +518,18 @@ int tdsx_audit_export(const tdsx_config_t *cfg, const char *out, uint64_t from, 
     for (size_t i = 0; i < sizeof creds / sizeof creds[0] && cfg->credentials; i++) {
         snprintf(rel, sizeof rel, "certs/%s", creds[i]);
         if ((rc = join(path, cfg->credentials, creds[i])) != 0 ||
-            (rc = copy_file(&x, path, rel, NULL)) != 0)
+            (rc = copy_file(&x, path, rel)) != 0)
             goto done;
     }
     if ((rc = export_peer_certs(&x)) != 0)
         goto done;
     for (size_t i = 0; i < cfg->n_crls; i++) {
         snprintf(rel, sizeof rel, "crls/%zu.pem", i);
-        if ((rc = copy_file(&x, cfg->crls[i], rel, NULL)) != 0)
+        if ((rc = copy_file(&x, cfg->crls[i], rel)) != 0)
             goto done;
     }
     if ((rc = join(path, cfg->data_dir, "bundle.current")) != 0 ||
-        (rc = copy_file(&x, path, "bundles/bundle.current", NULL)) != 0 ||
-        (rc = export_reports(&x)) != 0)
+        (rc = copy_file(&x, path, "bundles/bundle.current")) != 0 || (rc = export_reports(&x)) != 0)
         goto done;
     qsort(x.files, x.nfiles, sizeof *x.files, cmp_mfile);
     char id[TDSX_ID_SIZE] = "";
