@@ -223,36 +223,36 @@ static int certs_of_file(const char *dir, const char *name, int optional, der_li
 static int issue_crls(const char *ca_dir, int64_t days, der_list_t *out)
 {
     const char *tmp = getenv("TMPDIR");
-    tdsx_buf_t tpl;
+    tdsx_buf_t dir;
     tdsx_ca_t *ca = NULL;
     char *file = NULL;
     uint8_t *pem = NULL;
     size_t len = 0;
-    tdsx_buf_init(&tpl, PATH_CAP);
-    int rc = tdsx_buf_printf(&tpl, "%s/tdsx-bundle-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int made = 0;
+    tdsx_buf_init(&dir, PATH_CAP);
+    int rc = tdsx_buf_printf(&dir, "%s/tdsx-bundle-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (rc)
         goto fail;
-    if (!mkdtemp((char *)tpl.p)) {
-        rc = TDSX_E_IO;
+    rc = TDSX_E_IO;
+    if (!mkdtemp((char *)dir.p))
         goto fail;
-    }
-    if (!(file = join((const char *)tpl.p, "crl.pem"))) {
-        rc = TDSX_E_NOMEM;
-        goto cleanup;
-    }
+    made = 1;
+    rc = TDSX_E_NOMEM;
+    if (!(file = join((const char *)dir.p, "crl.pem")))
+        goto fail;
     if ((rc = tdsx_ca_open(ca_dir, &ca)) != 0 || (rc = tdsx_ca_crl(ca, days, file, 1)) != 0 ||
         (rc = tdsx_file_read(file, CRL_FILE_CAP, &pem, &len)) != 0)
-        goto cleanup;
+        goto fail;
     rc = crls_from_pem(pem, len, out);
-cleanup:
+fail:
     if (file)
         unlink(file);
-    rmdir((const char *)tpl.p);
-fail:
+    if (made)
+        rmdir((const char *)dir.p);
     tdsx_ca_free(ca);
     tdsx_free(pem);
     tdsx_free(file);
-    tdsx_buf_free(&tpl);
+    tdsx_buf_free(&dir);
     return rc;
 }
 
@@ -1219,6 +1219,13 @@ static void collect_retired(tdsx_node_t *n)
     st->n_retired = w;
 }
 
+/* Takes back the last retire() when the swap does not happen after all. */
+static void unretire(tdsx_node_t *n)
+{
+    struct tdsx_bundle_node_s *st = n->bundle;
+    tdsx_free(st->retired[--st->n_retired].conns);
+}
+
 static int retire(tdsx_node_t *n)
 {
     struct tdsx_bundle_node_s *st = n->bundle;
@@ -1313,9 +1320,12 @@ int tdsx__bundle_apply(tdsx_node_t *n, tdsx_bytes_t envelope, const char *source
         rc = TDSX_E_NOMEM;
         goto fail;
     }
-    if ((rc = tdsx_file_write(current, envelope.p, envelope.n, 0600, 1)) != 0 ||
-        (rc = retire(n)) != 0)
+    if ((rc = retire(n)) != 0)
         goto fail;
+    if ((rc = tdsx_file_write(current, envelope.p, envelope.n, 0600, 1)) != 0) {
+        unretire(n);
+        goto fail;
+    }
     n->tls = tls;
     n->trust = trust;
     n->registry = reg;

@@ -554,6 +554,32 @@ static void bad_contents_refused(void **state)
     tdsx_buf_free(&u);
 }
 
+/* Every allocation of verification failing in turn: a clean TDSX_E_NOMEM, nothing half made
+ * (and nothing leaked: the sanitizer checks at exit). */
+static void verify_survives_allocation_failures(void **state)
+{
+    (void)state;
+    tdsx_buf_t f;
+    tdsx_bundle_t *b = NULL;
+    make_signed(5, 0, 600, W.centre.creds, &f);
+    tdsx_test_alloc_fail_after(0);
+    assert_int_equal(verify(tdsx_buf_bytes(&f), &b), 0);
+    unsigned long needed = tdsx_test_alloc_count();
+    tdsx_test_alloc_reset();
+    tdsx__bundle_free(b);
+    assert_true(needed >= 5);
+    for (unsigned long n = 1; n <= needed; n++) {
+        b = NULL;
+        tdsx_test_alloc_fail_after(n);
+        int rc = verify(tdsx_buf_bytes(&f), &b);
+        tdsx_test_alloc_reset();
+        if (rc != TDSX_E_NOMEM)
+            fail_msg("allocation %lu of %lu failing: %s", n, needed, tdsx_err_name(rc));
+        assert_null(b);
+    }
+    tdsx_buf_free(&f);
+}
+
 /* ---- real daemons ----------------------------------------------------------------------- */
 
 static void status_shows_bundle(void **state)
@@ -764,6 +790,7 @@ int main(void)
         cmocka_unit_test(every_tampered_byte_refused),
         cmocka_unit_test(bad_inputs_refused),
         cmocka_unit_test(bad_contents_refused),
+        cmocka_unit_test(verify_survives_allocation_failures),
         cmocka_unit_test(status_shows_bundle),
         cmocka_unit_test(bad_bundles_refused_by_daemon),
         cmocka_unit_test(revoked_peer_closed_and_refused),
