@@ -118,7 +118,7 @@ static int encode_body(const tdsx_report_t *r, tdsx_buf_t *b)
 {
     const tdsx_report_counts_t *c = &r->counts;
     int rc = tdsx_buf_printf(b, "%s\nnode %s\nrole %s\nsequence %llu\nperiod %lld %lld\n",
-                             TDSX_REPORT_MAGIC, r->node, role_name(r->role), U(r->sequence),
+                             TDSX_REPORT_MAGIC, r->node, tdsx_role_name(r->role), U(r->sequence),
                              I(r->period_from), I(r->period_to));
     if (rc == 0)
         rc = tdsx_buf_printf(b, "range %llu %llu\ncheckpoint %llu ", U(r->first), U(r->size),
@@ -162,7 +162,7 @@ static int encode_body(const tdsx_report_t *r, tdsx_buf_t *b)
                              U(c->agreements_expired), U(c->unacknowledged),
                              U(c->integrity_failures), c->n_peers);
     for (size_t i = 0; rc == 0 && i < c->n_peers; i++)
-        rc = tdsx_buf_printf(b, "peer %s %s\n", c->peers[i].id, role_name(c->peers[i].role));
+        rc = tdsx_buf_printf(b, "peer %s %s\n", c->peers[i].id, tdsx_role_name(c->peers[i].role));
     return rc;
 }
 
