@@ -224,8 +224,8 @@ static void print_report(const tdsx_report_t *r)
     const tdsx_report_counts_t *c = &r->counts;
     printf("%-22s %s (%s)\n", "node", r->node, tdsx_role_name(r->role));
     printf("%-22s %" PRIu64 "\n", "sequence", r->sequence);
-    tdsx__cli_print_time(22, "period from", r->period_from);
-    tdsx__cli_print_time(22, "period to", r->period_to);
+    tdsx__cli_print_time(23, "period from", r->period_from);
+    tdsx__cli_print_time(23, "period to", r->period_to);
     printf("%-22s %" PRIu64 " .. %" PRIu64 "\n", "log range", r->first, r->size);
     printf("%-22s %" PRIu64 "\n", "checkpoint size", r->size);
     print_hash("checkpoint root", &r->root);
@@ -234,9 +234,9 @@ static void print_report(const tdsx_report_t *r)
     print_hash("previous report", &r->prev_report);
     printf("%-22s %" PRIu64 "%s\n", "bundle serial", r->bundle_serial,
            r->bundle_serial ? "" : " (no bundle)");
-    tdsx__cli_print_time(22, "bundle expires", r->bundle_expires);
-    tdsx__cli_print_time(22, "auth cert not after", r->auth_not_after);
-    tdsx__cli_print_time(22, "sign cert not after", r->sign_not_after);
+    tdsx__cli_print_time(23, "bundle expires", r->bundle_expires);
+    tdsx__cli_print_time(23, "auth cert not after", r->auth_not_after);
+    tdsx__cli_print_time(23, "sign cert not after", r->sign_not_after);
     printf("%-22s %s\n", "certificate status", tdsx_report_cert_status_name(r->cert_status));
     print_hash("policy", &r->policy);
     printf("%-22s %s\n", "software", r->software);
