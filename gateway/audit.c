@@ -609,6 +609,7 @@ typedef struct {
     uint64_t n_receipt, n_nrd, n_key, n_fail_entries;
     uint64_t f_receipt, f_nrd, f_key;
     uint64_t n_agreement, f_agreement;
+    int oom; /* TDSX_E_NOMEM once an allocation failed */
     /* reports, from REPORT entries and reports/ */
     struct rep_s *reps;
     size_t nreps;
@@ -665,11 +666,23 @@ static int path_of(const audit_t *a, const char *rel, char *out)
     return join(out, a->dir, rel);
 }
 
-static int read_rel(const audit_t *a, const char *rel, uint8_t **d, size_t *n)
+/* An allocation that failed anywhere makes the whole audit "could not run": a check skipped
+ * for want of memory must not read as absent evidence. */
+static void *oom(audit_t *a)
+{
+    a->oom = TDSX_E_NOMEM;
+    return NULL;
+}
+
+static int read_rel(audit_t *a, const char *rel, uint8_t **d, size_t *n)
 {
     char p[PATH_CAP];
     int rc = path_of(a, rel, p);
-    return rc ? rc : read_all(p, d, n);
+    if (rc == 0)
+        rc = read_all(p, d, n);
+    if (rc == TDSX_E_NOMEM)
+        (void)oom(a);
+    return rc;
 }
 
 /* ---- manifest ---- */
@@ -1300,8 +1313,10 @@ static void check_tree(audit_t *a)
         report(a, TDSX_AUDIT_FAIL, "tree-root", TDSX_AUDIT_MANIFEST,
                "MANIFEST says size %llu, the head checkpoint %llu", (unsigned long long)a->size,
                (unsigned long long)size);
-    if (!(a->leaves = tdsx_calloc(size ? (size_t)size : 1, sizeof *a->leaves)))
+    if (!(a->leaves = tdsx_calloc(size ? (size_t)size : 1, sizeof *a->leaves))) {
+        (void)oom(a);
         return;
+    }
     read_level(a, 0, size, a->leaves, &bad);
     /* Each hash above level 0 is the root of a full tile below it (c2sp.org/tlog-tiles). */
     tdsx_hash_t *below = a->leaves, *level = NULL;
@@ -1311,8 +1326,10 @@ static void check_tree(audit_t *a)
         if (count == 0)
             break;
         tdsx_hash_t *mine = tdsx_calloc((size_t)count, sizeof *mine);
-        if (!mine)
+        if (!mine) {
+            (void)oom(a);
             break;
+        }
         read_level(a, l, count, mine, &bad);
         for (uint64_t j = 0; j < count && j * TILE_W + TILE_W <= nbelow; j++) {
             tdsx_hash_t r;
@@ -1618,9 +1635,11 @@ static void check_agreement(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
     a->n_agreement++;
 }
 
-static uint8_t *dup_bytes(tdsx_bytes_t b)
+static uint8_t *dup_bytes(audit_t *a, tdsx_bytes_t b)
 {
     uint8_t *p = tdsx_malloc(b.n ? b.n : 1);
+    if (!p)
+        return oom(a);
     if (p && b.n)
         memcpy(p, b.p, b.n);
     return p;
@@ -1637,12 +1656,14 @@ static void add_report(audit_t *a, tdsx_bytes_t note, tdsx_bytes_t cosigned, con
         rep_t *r = &a->reps[i];
         if (memcmp(r->hash.b, h.b, TDSX_HASH_LEN) != 0)
             continue;
-        if (!r->cosigned && cosigned.n && (r->cosigned = dup_bytes(cosigned)) != NULL)
+        if (!r->cosigned && cosigned.n && (r->cosigned = dup_bytes(a, cosigned)) != NULL)
             r->cosigned_n = cosigned.n;
         return;
     }
-    if (!a->reps && !(a->reps = tdsx_calloc(REPORTS_MAX, sizeof *a->reps)))
+    if (!a->reps && !(a->reps = tdsx_calloc(REPORTS_MAX, sizeof *a->reps))) {
+        (void)oom(a);
         return;
+    }
     if (a->nreps >= REPORTS_MAX) {
         report(a, TDSX_AUDIT_INDETERMINATE, "report-signature", src,
                "more than %u reports: the rest are not checked", REPORTS_MAX);
@@ -1650,10 +1671,10 @@ static void add_report(audit_t *a, tdsx_bytes_t note, tdsx_bytes_t cosigned, con
     }
     rep_t *r = &a->reps[a->nreps];
     memset(r, 0, sizeof *r);
-    if (!(r->note = dup_bytes(note)))
+    if (!(r->note = dup_bytes(a, note)))
         return;
     r->note_n = note.n;
-    if (cosigned.n && (r->cosigned = dup_bytes(cosigned)) != NULL)
+    if (cosigned.n && (r->cosigned = dup_bytes(a, cosigned)) != NULL)
         r->cosigned_n = cosigned.n;
     r->hash = h;
     snprintf(r->src, sizeof r->src, "%s", src);
@@ -2209,12 +2230,12 @@ int tdsx_audit_verify(const char *dir, const tdsx_audit_opts_t *o, tdsx_audit_cb
     check_consistency(&a);
     check_entries(&a);
     check_reports(&a);
-    if (o->state) {
+    if (o->state && !a.oom) {
         check_state(&a, &st);
         if (a.sum.fail == 0 && (rc = write_state(&a, o->state, a.report_seq)) != 0)
             goto done;
     }
-    rc = 0;
+    rc = a.oom;
 done:
     if (sum)
         *sum = a.sum;

@@ -75,7 +75,8 @@ typedef struct tdsx_audit_summary_s {
  * counting in *sum (may be NULL). Returns 0 when it ran (look at sum->fail), or, when it could
  * not run: TDSX_E_NOTFOUND (no directory, no MANIFEST, no anchor file), TDSX_E_CERT_PARSE (the
  * anchor holds no certificate), TDSX_E_FORMAT (the state file is not one), TDSX_E_IO,
- * TDSX_E_NOMEM, TDSX_E_INVAL (NULL dir or o, no anchor). Never prompts, never writes except the
+ * TDSX_E_NOMEM (also when an allocation failed midway: the results are then incomplete),
+ * TDSX_E_INVAL (NULL dir or o, no anchor). Never prompts, never writes except the
  * state file.
  */
 TDSX_MUST_CHECK int tdsx_audit_verify(const char *dir, const tdsx_audit_opts_t *o, tdsx_audit_cb cb,

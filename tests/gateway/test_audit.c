@@ -1174,6 +1174,34 @@ static void report_signed_by_another_key_fails(void **state)
     free(dir);
 }
 
+static void allocation_failures_are_clean(void **state)
+{
+    (void)state;
+    /* Every allocation of a whole audit failed in turn: it reports the failure (as a result
+     * or as FAIL lines), never passes because of it, and leaks nothing (ASan). */
+    tdsx_audit_opts_t o = {W.anchor, NULL, 0};
+    unsigned long total = 0;
+    tdsx_test_alloc_fail_after(0);
+    tdsx_audit_summary_t s;
+    assert_int_equal(tdsx_audit_verify(W.reported, &o, NULL, NULL, &s), 0);
+    total = tdsx_test_alloc_count();
+    tdsx_test_alloc_reset();
+    assert_int_equal(s.fail, 0);
+    assert_true(total > 10);
+    tdsx_audit_summary_t full = s;
+    unsigned long step = total / 150 + 1;
+    for (unsigned long n = 1; n <= total; n += step) {
+        tdsx_test_alloc_fail_after(n);
+        int rc = tdsx_audit_verify(W.reported, &o, NULL, NULL, &s);
+        tdsx_test_alloc_reset();
+        if (rc != 0)
+            assert_int_equal(rc, TDSX_E_NOMEM);
+        else if (s.fail == 0 && (s.pass != full.pass || s.indeterminate != full.indeterminate))
+            fail_msg("allocation %lu failed silently: %llu pass, %llu indeterminate", n,
+                     (unsigned long long)s.pass, (unsigned long long)s.indeterminate);
+    }
+}
+
 /* ---- the real binary --------------------------------------------------------------------- */
 
 static void cli_exit_codes_and_json(void **state)
@@ -1273,6 +1301,7 @@ int main(void)
         cmocka_unit_test(report_cosigned_for_another_tree_fails),
         cmocka_unit_test(report_signed_by_another_key_fails),
         cmocka_unit_test(could_not_run),
+        cmocka_unit_test(allocation_failures_are_clean),
         cmocka_unit_test(cli_exit_codes_and_json),
         cmocka_unit_test(checkpoint_signed_by_revoked_key_fails),
     };
