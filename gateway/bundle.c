@@ -1107,6 +1107,10 @@ int tdsx__bundle_load(tdsx_node_t *n, char *what, size_t what_size)
         log_refused(n, rc, n->cfg.bundle_file, 0);
         goto fail;
     }
+    if (file && cur && file->info.serial <= cur->info.serial)
+        tdsx_log(TDSX_LOG_INFO, "bundle.file_not_newer", TDSX_KV_S("file", n->cfg.bundle_file),
+                 TDSX_KV_I("serial", file->info.serial), TDSX_KV_I("current", cur->info.serial),
+                 TDSX_KV_S("action", "keeping " TDSX_BUNDLE_CURRENT));
     if (file && (!cur || file->info.serial > cur->info.serial)) {
         /* Newer than the last applied: it becomes bundle.current. */
         uint8_t *p = NULL;
@@ -1255,6 +1259,9 @@ static void recheck_peers(tdsx_node_t *n)
         X509 *leaf = tdsx__conn_peer_cert(c, &chain);
         char reason[160];
         int rc;
+        tdsx_conn_state_t state = tdsx__conn_state(c);
+        if (!leaf && state != TDSX_CONN_CONNECTING && state != TDSX_CONN_HANDSHAKE)
+            continue; /* already closing */
         if (!leaf) {
             rc = TDSX_E_BUNDLE;
             snprintf(reason, sizeof reason, "trust bundle %llu applied during the handshake",

@@ -848,7 +848,14 @@ X509 *tdsx__conn_peer_cert(const tdsx_conn_t *c, STACK_OF(X509) **chain)
 {
     if (chain)
         *chain = NULL;
-    return c->tls && c->state == TDSX_CONN_OPEN ? tdsx_tls_conn_peer_cert(c->tls, chain) : NULL;
+    return c->tls && (c->state == TDSX_CONN_OPEN || c->state == TDSX_CONN_DRAINING)
+               ? tdsx_tls_conn_peer_cert(c->tls, chain)
+               : NULL;
+}
+
+tdsx_conn_state_t tdsx__conn_state(const tdsx_conn_t *c)
+{
+    return c->state;
 }
 
 int tdsx__conn_writable(const tdsx_conn_t *c)

@@ -135,8 +135,10 @@ void tdsx__conn_status(const tdsx_conn_t *c, Tdsx__PeerStatus *ps);
 TDSX_MUST_CHECK int tdsx__conn_send(tdsx_conn_t *c, const Tdsx__Frame *f);
 uint32_t tdsx__conn_new_stream(tdsx_conn_t *c);
 const char *tdsx__conn_peer_id(const tdsx_conn_t *c);
-/* The open connection's verified peer certificate (tdsx_tls_conn_peer_cert), or NULL. */
+/* The verified peer certificate (tdsx_tls_conn_peer_cert) of an open or draining connection,
+ * or NULL. */
 X509 *tdsx__conn_peer_cert(const tdsx_conn_t *c, STACK_OF(X509) **chain);
+tdsx_conn_state_t tdsx__conn_state(const tdsx_conn_t *c);
 int tdsx__conn_writable(const tdsx_conn_t *c);
 tdsx_node_t *tdsx__conn_node(tdsx_conn_t *c);
 /* Open streams count toward draining: the connection closes when the last one ends. */
