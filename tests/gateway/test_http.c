@@ -855,6 +855,31 @@ static void non_loopback_listen_needs_http_public(void **state)
     free(conf);
 }
 
+/* A second daemon asked to listen on the same HTTP port refuses to start, and says why. */
+static void http_port_in_use_stops_the_start(void **state)
+{
+    (void)state;
+    tdsx_test_node_t dup;
+    tdsx_test_node_issue(&W.p, &dup, "dup", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
+    char extra[256];
+    snprintf(extra, sizeof extra, "http_listen 127.0.0.1:%d\n", W.http_port);
+    tdsx_test_node_config(&W.p, &dup, extra);
+    char *out = NULL;
+    int rc = tdsx_test_run(&out, "timeout 20 tdsxd -c '%s' 2>&1", dup.conf);
+    assert_int_not_equal(rc, 0);
+    assert_int_not_equal(rc, 124); /* it did not hang until the timeout */
+    assert_non_null(out);
+    assert_non_null(strstr(out, "http.listen_failed"));
+    assert_null(strstr(out, "node.ready"));
+    free(out);
+    tdsx_test_node_free(&dup);
+    /* The first daemon still serves. */
+    answer_t a;
+    http_req("GET", "/healthz", NULL, &a);
+    assert_int_equal(a.status, 200);
+    answer_free(&a);
+}
+
 static void stop_closes_the_endpoint(void **state)
 {
     (void)state;
@@ -891,6 +916,7 @@ int main(void)
         cmocka_unit_test(pub_file_with_etag_and_304),
         cmocka_unit_test(metrics_format_and_counts_after_a_transfer),
         cmocka_unit_test(non_loopback_listen_needs_http_public),
+        cmocka_unit_test(http_port_in_use_stops_the_start),
         cmocka_unit_test(stop_closes_the_endpoint),
     };
     int rc = cmocka_run_group_tests_name("http.parser", pure, NULL, NULL);
