@@ -635,19 +635,25 @@ uint64_t tdsx_report_tally_entries(const tdsx_report_tally_t *t)
     return t ? t->entries : 0;
 }
 
-/* Decodes a statement's payload of the expected kind WITHOUT verifying it (report.h). */
-static const ProtobufCMessage *payload_of(tdsx_report_tally_t *t, tdsx_bytes_t env,
-                                          tdsx_statement_kind_t kind)
+/* Decodes a statement's payload of the expected kind WITHOUT verifying it (report.h): 0 and
+ * *out, TDSX_E_NOMEM (the allocator failed: not the entry's fault), else TDSX_E_REPORT_TALLY. */
+static int payload_of(tdsx_report_tally_t *t, tdsx_bytes_t env, tdsx_statement_kind_t kind,
+                      const void **out)
 {
     Tdsx__Envelope *e = NULL;
     ProtobufCMessage *m = NULL;
-    if (tdsx_proto_unpack(t->arena, &tdsx__envelope__descriptor, env, (ProtobufCMessage **)&e) !=
-            0 ||
-        !e->payload_type || strcmp(e->payload_type, tdsx_statement_type(kind)) != 0 ||
-        tdsx_proto_unpack(t->arena, tdsx_statement_descriptor(kind),
-                          tdsx_bytes(e->payload.data, e->payload.len), &m) != 0)
-        return NULL;
-    return m;
+    int rc = tdsx_proto_unpack(t->arena, &tdsx__envelope__descriptor, env, (ProtobufCMessage **)&e);
+    if (rc == 0 && (!e->payload_type || strcmp(e->payload_type, tdsx_statement_type(kind)) != 0))
+        rc = TDSX_E_REPORT_TALLY;
+    if (rc == 0)
+        rc = tdsx_proto_unpack(t->arena, tdsx_statement_descriptor(kind),
+                               tdsx_bytes(e->payload.data, e->payload.len), &m);
+    if (rc == TDSX_E_NOMEM)
+        return rc;
+    if (rc)
+        return TDSX_E_REPORT_TALLY;
+    *out = m;
+    return 0;
 }
 
 /* The counterpart's role, from the table or once from role_of; records it as a peer. */
@@ -727,22 +733,25 @@ static unsigned grade_of(const Tdsx__Tags *tags)
 
 static int tally_transfer(tdsx_report_tally_t *t, const tdsx_log_entry_t *e)
 {
-    const Tdsx__Nro *nro = (const Tdsx__Nro *)payload_of(t, e->item[0], TDSX_STATEMENT_NRO);
-    if (!nro || !nro->sender || !nro->receiver)
+    const Tdsx__Nro *nro = NULL;
+    int rc = payload_of(t, e->item[0], TDSX_STATEMENT_NRO, (const void **)&nro);
+    if (rc)
+        return rc;
+    if (!nro->sender || !nro->receiver)
         return TDSX_E_REPORT_TALLY;
     int out = strcmp(nro->sender, t->self) == 0;
     if (!out && strcmp(nro->receiver, t->self) != 0)
         return TDSX_E_REPORT_TALLY; /* not ours to count */
     if (e->type == TDSX_LOG_ENTRY_NRD) {
-        const Tdsx__Nrd *nrd = (const Tdsx__Nrd *)payload_of(t, e->item[1], TDSX_STATEMENT_NRD);
-        if (!nrd)
-            return TDSX_E_REPORT_TALLY;
+        const Tdsx__Nrd *nrd = NULL;
+        if ((rc = payload_of(t, e->item[1], TDSX_STATEMENT_NRD, (const void **)&nrd)) != 0)
+            return rc;
         t->c.unacknowledged++;
         return 0;
     }
-    const Tdsx__Nrr *nrr = (const Tdsx__Nrr *)payload_of(t, e->item[1], TDSX_STATEMENT_NRR);
-    if (!nrr)
-        return TDSX_E_REPORT_TALLY;
+    const Tdsx__Nrr *nrr = NULL;
+    if ((rc = payload_of(t, e->item[1], TDSX_STATEMENT_NRR, (const void **)&nrr)) != 0)
+        return rc;
     unsigned dir = !out                             ? TDSX_REPORT_IN
                    : nro->upstream_receipt_hash.len ? TDSX_REPORT_RELAYED
                                                     : TDSX_REPORT_OUT;
@@ -751,7 +760,7 @@ static int tally_transfer(tdsx_report_tally_t *t, const tdsx_log_entry_t *e)
         unsigned g = grade_of(nro->tags), k;
         if (g >= TDSX_REPORT_GRADES)
             return TDSX_E_REPORT_TALLY;
-        int rc = peer_role(t, out ? nro->receiver : nro->sender, &k);
+        rc = peer_role(t, out ? nro->receiver : nro->sender, &k);
         if (rc)
             return rc;
         t->c.transfers[dir][g][k]++;
@@ -777,10 +786,10 @@ static int tally_agreement(tdsx_report_tally_t *t, const tdsx_log_entry_t *e)
         return TDSX_E_REPORT_TALLY;
     int64_t not_after = 0;
     if (state == AG_ACCEPTED) {
-        const Tdsx__AgreementTerms *terms =
-            (const Tdsx__AgreementTerms *)payload_of(t, e->item[3], TDSX_STATEMENT_AGREEMENT_TERMS);
-        if (!terms)
-            return TDSX_E_REPORT_TALLY;
+        const Tdsx__AgreementTerms *terms = NULL;
+        int rc = payload_of(t, e->item[3], TDSX_STATEMENT_AGREEMENT_TERMS, (const void **)&terms);
+        if (rc)
+            return rc;
         not_after = terms->not_after;
     }
     size_t i = 0;

@@ -652,6 +652,69 @@ static void tally_refuses_what_it_cannot_count(void **state)
     assert_int_equal(tdsx_report_tally_new(SELF, 0, NULL, &calls, &t), TDSX_E_INVAL);
 }
 
+/* Every allocation that fails is reported as TDSX_E_NOMEM (never a crash, a wrong answer or
+ * a half-written output), and the same call succeeds once allocation works again. */
+static void allocation_failures_are_reported(void **state)
+{
+    (void)state;
+    tdsx_report_t *r = sample(), *out = calloc(1, sizeof *out);
+    char *text = text_of(r);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, TDSX_REPORT_TEXT_MAX);
+    int done = 0;
+    for (unsigned long n = 1; !done && n < 64; n++) {
+        tdsx_test_alloc_fail_after(n);
+        int rc = parse_str(text, out);
+        tdsx_test_alloc_reset();
+        if (rc == 0)
+            done = 1;
+        else
+            assert_int_equal(rc, TDSX_E_NOMEM);
+    }
+    assert_true(done);
+    done = 0;
+    for (unsigned long n = 1; !done && n < 64; n++) {
+        tdsx_test_alloc_fail_after(n);
+        int rc = tdsx_report_encode(r, &b);
+        tdsx_test_alloc_reset();
+        if (rc == 0)
+            done = 1;
+        else {
+            assert_int_equal(rc, TDSX_E_NOMEM);
+            assert_int_equal(b.len, 0);
+        }
+    }
+    assert_true(done);
+    /* The tally: its creation and each add. */
+    tdsx_buf_t log;
+    tdsx_buf_init(&log, 1u << 20);
+    size_t count = 0;
+    transfer(&log, &count, SELF, BRAIN, TDSX__GRADE__GRADE_GENERAL, 1, 0,
+             TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED, NULL);
+    agreement(&log, &count, "accepted", 1, PERIOD_END + 1);
+    int calls = 0;
+    done = 0;
+    for (unsigned long n = 1; !done && n < 256; n++) {
+        tdsx_report_tally_t *t = NULL;
+        tdsx_test_alloc_fail_after(n);
+        int rc = tdsx_report_tally_new(SELF, PERIOD_END, roles, &calls, &t);
+        if (rc == 0)
+            rc = feed(t, &log);
+        tdsx_test_alloc_reset();
+        if (rc == 0)
+            done = 1;
+        else
+            assert_int_equal(rc, TDSX_E_NOMEM);
+        tdsx_report_tally_free(t);
+    }
+    assert_true(done);
+    tdsx_buf_free(&log);
+    tdsx_buf_free(&b);
+    free(text);
+    free(out);
+    free(r);
+}
+
 /* ---- real daemons: a centre (the witness), a brain and an enterprise ---------------------------
  */
 
@@ -1389,6 +1452,38 @@ static void reports_are_made_each_period(void **state)
     free(bundle);
 }
 
+/* A node whose latest stored report no longer opens with its key refuses to start: it would
+ * chain new reports onto something it cannot vouch for. */
+static void damaged_latest_report_refused_at_start(void **state)
+{
+    (void)state;
+    assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
+    char *path = file_of(&W.ent, NULL, "2.note"), *saved = tdsx_test_path(W.p.dir, "2.saved");
+    size_t len = 0;
+    uint8_t *p = slurp(path, &len);
+    assert_non_null(p);
+    tdsx_test_write_file(saved, p, len);
+    char *at = strstr((char *)p, "\nsequence 2\n");
+    assert_non_null(at);
+    at[10] = '3'; /* the signature no longer verifies */
+    tdsx_test_write_file(path, p, len);
+    char *out = NULL;
+    int rc = tdsx_test_run(&out, "timeout 20 tdsxd -c '%s' 2>&1", W.ent.conf);
+    assert_true(rc != 0 && rc != 124);
+    assert_non_null(strstr(out, "report.latest_invalid"));
+    free(out);
+    /* Put back, it starts and chains on. */
+    tdsx_free(p);
+    p = slurp(saved, &len);
+    tdsx_test_write_file(path, p, len);
+    tdsx_test_node_start(&W.ent);
+    assert_true(
+        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"report.opened\"", "\"latest\":2", NULL));
+    tdsx_free(p);
+    free(saved);
+    free(path);
+}
+
 static void daemons_stop_cleanly(void **state)
 {
     (void)state;
@@ -1407,6 +1502,7 @@ int main(void)
         cmocka_unit_test(chain_accepts_the_next_report_only),
         cmocka_unit_test(tally_counts_every_kind_of_entry),
         cmocka_unit_test(tally_refuses_what_it_cannot_count),
+        cmocka_unit_test(allocation_failures_are_reported),
     };
     const struct CMUnitTest daemons[] = {
         cmocka_unit_test(made_report_counts_the_exchange),
@@ -1415,6 +1511,7 @@ int main(void)
         cmocka_unit_test(refusals_of_the_daemon_and_show),
         cmocka_unit_test(centre_refuses_forged_reports),
         cmocka_unit_test(reports_are_made_each_period),
+        cmocka_unit_test(damaged_latest_report_refused_at_start),
         cmocka_unit_test(daemons_stop_cleanly),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
