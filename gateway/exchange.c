@@ -1094,6 +1094,7 @@ static void sign_nro(xstream_t *s)
     if (rc) {
         /* Refused before anything leaves: the peer never hears of it. */
         log_decision(s, &d);
+        tdsx__http_count_transfer(s->node, 0, "transfer.refused", s->tags);
         remove_sealed_tmp(s);
         reply_result(s, rc, "refused", d.reason, tdsx_bytes(NULL, 0));
         stream_finish(s);

@@ -773,6 +773,11 @@ static char *get_metrics(void)
     return text;
 }
 
+#define CORE_TAGS                                                                                  \
+    "grade=core domain=production category=production.process personal=none library=base "         \
+    "source=enterprise"
+#define OUT_REFUSED_CORE                                                                           \
+    "tdsx_transfers_total{direction=\"out\",outcome=\"refused\",grade=\"core\"}"
 #define IN_RECEIPTED                                                                               \
     "tdsx_transfers_total{direction=\"in\",outcome=\"receipted\",grade=\"general\"}"
 
@@ -825,6 +830,23 @@ static void metrics_format_and_counts_after_a_transfer(void **state)
     assert_true(metric(after, "tdsx_transfers_total{direction=\"out\",outcome=\"receipted\","
                               "grade=\"general\"}") == 0);
     assert_true(metric(after, "tdsx_log_entries") > metric(before, "tdsx_log_entries"));
+
+    /* The centre tries to send core data: its own policy refuses before anything leaves, and
+     * that is counted too, as an outbound refusal of grade core. */
+    double core0 = metric(after, OUT_REFUSED_CORE);
+    assert_true(core0 >= 0);
+    file = tdsx_test_path(W.files, "core.bin");
+    tdsx_test_write_file(file, "core", 4);
+    out = NULL;
+    rc = tdsx_test_run(&out, "tdsx send --to '%s' '%s' --dataset c1 --tags '%s' --socket '%s' 2>&1",
+                       W.ent.id, file, CORE_TAGS, W.centre.sock);
+    assert_int_not_equal(rc, 0);
+    free(out);
+    free(file);
+    char *last = get_metrics();
+    assert_true(metric(last, OUT_REFUSED_CORE) == core0 + 1);
+    assert_true(metric(last, IN_RECEIPTED) == rec0 + 1); /* nothing else moved */
+    free(last);
     free(before);
     free(after);
 }
