@@ -942,13 +942,15 @@ static int sync_dir(const char *dir)
     return rc;
 }
 
-/* Thread pool: a new file (never replaced: TDSX_E_EXISTS) in R->dir, durably. */
-static int save(const tdsx_reporter_t *R, uint64_t seq, const char *ext, tdsx_bytes_t data)
+/* Thread pool: a file in R->dir, durably; with replace == 0 never over an existing one
+ * (TDSX_E_EXISTS): a report and its checkpoint are written once, a cosignature may be renewed. */
+static int save(const tdsx_reporter_t *R, uint64_t seq, const char *ext, tdsx_bytes_t data,
+                int replace)
 {
     if (mkdir(R->dir, 0700) != 0 && errno != EEXIST)
         return TDSX_E_IO;
     char *path = dir_file(R->dir, NULL, seq, ext);
-    int rc = path ? tdsx_file_write(path, data.p, data.n, 0600, 0) : TDSX_E_NOMEM;
+    int rc = path ? tdsx_file_write(path, data.p, data.n, 0600, replace) : TDSX_E_NOMEM;
     tdsx_free(path);
     return rc ? rc : sync_dir(R->dir);
 }
@@ -1077,9 +1079,9 @@ static void make_work(uv_work_t *w)
         o->why = "the report could not be signed";
         goto done;
     }
-    o->rc = save(o->R, o->r->sequence, "checkpoint", tdsx_buf_bytes(&o->cp));
+    o->rc = save(o->R, o->r->sequence, "checkpoint", tdsx_buf_bytes(&o->cp), 0);
     if (o->rc == 0)
-        o->rc = save(o->R, o->r->sequence, "note", tdsx_buf_bytes(&o->note));
+        o->rc = save(o->R, o->r->sequence, "note", tdsx_buf_bytes(&o->note), 0);
     if (o->rc)
         o->why = "the report could not be stored under data_dir/reports";
 done:
@@ -1355,7 +1357,7 @@ static int submit_start(tdsx_reporter_t *R, uint64_t seq, int has_client, uint64
 static void save_work(uv_work_t *w)
 {
     op_t *o = w->data;
-    o->rc = save(o->R, o->seq, "cosigned", tdsx_buf_bytes(&o->cosigned));
+    o->rc = save(o->R, o->seq, "cosigned", tdsx_buf_bytes(&o->cosigned), 1);
 }
 
 static void save_done(uv_work_t *w, int status)

@@ -1107,6 +1107,9 @@ static void second_report_chains_onto_the_first(void **state)
     free(out);
     char *c2 = file_of(&W.ent, NULL, "2.cosigned");
     assert_int_equal(access(c2, F_OK), 0);
+    /* Submitting it again is cosigned again (the centre holds the same bytes). */
+    assert_int_equal(report_cmd(&out, "submit", &W.ent, "2"), 0);
+    free(out);
     /* A period starting before report 2 ended would break the chain. */
     char args[64];
     snprintf(args, sizeof args, "--period %lld %lld", (long long)r2->period_to - 1,
