@@ -1136,6 +1136,17 @@ static void refusals_of_the_daemon_and_show(void **state)
     assert_int_equal(report_cmd(&out, "make", &W.brain, ""), 1);
     assert_non_null(strstr(out, "TDSX_E_REPORT_CHAIN"));
     free(out);
+    /* A node whose log has published nothing yet has nothing to report on. */
+    tdsx_test_node_t quiet;
+    memset(&quiet, 0, sizeof quiet);
+    tdsx_test_node_issue(&W.p, &quiet, "quiet", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
+    tdsx_test_node_config(&W.p, &quiet, "checkpoint_interval 24h\n");
+    tdsx_test_node_start(&quiet);
+    assert_int_equal(report_cmd(&out, "make", &quiet, ""), 2);
+    assert_non_null(strstr(out, "published no checkpoint"));
+    free(out);
+    assert_int_equal(tdsx_test_node_stop(&quiet, 10000), 0);
+    tdsx_test_node_free(&quiet);
     /* No such report; no witness for the centre itself; a period that ends before it starts. */
     assert_int_equal(report_cmd(&out, "submit", &W.ent, "99"), 2);
     free(out);
