@@ -88,6 +88,7 @@ int tdsx_cmd_registry_check(int argc, char **argv);
 int tdsx_cmd_policy_check(int argc, char **argv);
 int tdsx_cmd_policy_explain(int argc, char **argv);
 int tdsx_cmd_bench_send(int argc, char **argv);
+int tdsx_cmd_bench_pull(int argc, char **argv);
 int tdsx_cmd_bench_conns(int argc, char **argv);
 int tdsx_cmd_agree_propose(int argc, char **argv);
 int tdsx_cmd_agree_accept(int argc, char **argv);

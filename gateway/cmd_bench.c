@@ -1,5 +1,5 @@
 /*
- * tdsx bench send — the load generator for the exchange (shared/BENCH.md).
+ * tdsx bench send | pull — the load generator for the exchange (shared/BENCH.md).
  *
  * One control-socket connection keeps C SendRequests in flight, each naming a file made once
  * in a temporary directory; every answer is the final TransferResult of one transfer (hash,
@@ -56,6 +56,7 @@ typedef struct {
     int same_file;
     int json;
     int timeout_ms;
+    const char *from; /* pull: the dataset's owner; NULL for send */
 } bench_opts_t;
 
 typedef struct {
@@ -267,19 +268,28 @@ TDSX_MUST_CHECK static int connect_daemon(bench_t *b, const char *path)
     return 0;
 }
 
-/* Frames SendRequest number id (1-based) into the output buffer. */
+/* Frames request number id (1-based) into the output buffer: a SendRequest, or with --from a
+ * PullRequest of the dataset (kept in the store: each pull is a transfer of its own). */
 TDSX_MUST_CHECK static int queue_send(bench_t *b, unsigned long id)
 {
     Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
     Tdsx__SendRequest s = TDSX__SEND_REQUEST__INIT;
-    file_path(b, id - 1);
-    s.to = (char *)b->o->to;
-    s.path = b->path;
-    s.dataset_id = (char *)b->o->dataset;
-    s.tags = (char *)b->o->tags;
+    Tdsx__PullRequest pl = TDSX__PULL_REQUEST__INIT;
     req.id = id;
-    req.body_case = TDSX__LOCAL_REQUEST__BODY_SEND;
-    req.send = &s;
+    if (b->o->from) {
+        pl.from = (char *)b->o->from;
+        pl.dataset_id = (char *)b->o->dataset;
+        req.body_case = TDSX__LOCAL_REQUEST__BODY_PULL;
+        req.pull = &pl;
+    } else {
+        file_path(b, id - 1);
+        s.to = (char *)b->o->to;
+        s.path = b->path;
+        s.dataset_id = (char *)b->o->dataset;
+        s.tags = (char *)b->o->tags;
+        req.body_case = TDSX__LOCAL_REQUEST__BODY_SEND;
+        req.send = &s;
+    }
     size_t len = tdsx__local_request__get_packed_size(&req);
     int rc = tdsx_buf_u32be(&b->out, (uint32_t)len);
     if (rc == 0)
@@ -469,28 +479,32 @@ static void report(const bench_t *b, double secs)
     double rate = secs > 0 ? (double)b->receipted / secs : 0;
     double mbs = secs > 0 ? (double)b->receipted * (double)o->size / secs / 1e6 : 0;
     unsigned long missing = b->sent - b->answered;
+    const char *peer = o->from ? o->from : o->to, *dir = o->from ? "from" : "to";
     if (o->json) {
         tdsx_buf_t to;
         tdsx_buf_init(&to, 4096);
-        if (tdsx_json_str(&to, o->to) != 0) {
+        if (tdsx_json_str(&to, peer) != 0) {
             tdsx_buf_reset(&to);
             if (tdsx_buf_append_str(&to, "\"\"") != 0)
                 tdsx_buf_reset(&to);
         }
         printf(
-            "{\"to\":%s,\"size\":%llu,\"count\":%lu,\"sent\":%lu,\"concurrency\":%lu,\"rate\":%.0f,"
+            "{\"%s\":%s,\"size\":%llu,\"count\":%lu,\"sent\":%lu,\"concurrency\":%lu,\"rate\":%.0f,"
             "\"files\":%lu,"
             "\"transfers\":%lu,\"failed\":%lu,\"unanswered\":%lu,\"seconds\":%.6f,"
             "\"transfers_per_s\":%.1f,\"mb_per_s\":%.2f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
-            to.p ? (const char *)to.p : "\"\"", (unsigned long long)o->size, o->count, b->sent,
+            dir, to.p ? (const char *)to.p : "\"\"", (unsigned long long)o->size, o->count, b->sent,
             o->concurrency, o->rate, b->n_files, b->receipted, b->failed, missing, secs, rate, mbs,
             p50, p99);
         tdsx_buf_free(&to);
         return;
     }
-    printf("to            %s\n", o->to);
-    printf("size          %llu bytes, %lu distinct file%s\n", (unsigned long long)o->size,
-           b->n_files, b->n_files == 1 ? "" : "s");
+    printf("%-13s %s\n", dir, peer);
+    if (o->from)
+        printf("dataset       %s\n", o->dataset);
+    else
+        printf("size          %llu bytes, %lu distinct file%s\n", (unsigned long long)o->size,
+               b->n_files, b->n_files == 1 ? "" : "s");
     printf("concurrency   %lu\n", o->concurrency);
     if (o->rate > 0)
         printf("rate          %.0f sends/s scheduled\n", o->rate);
@@ -498,15 +512,27 @@ static void report(const bench_t *b, double secs)
     printf("failed        %lu\n", b->failed + missing);
     printf("seconds       %.3f\n", secs);
     printf("transfers/s   %.1f\n", rate);
-    printf("MB/s          %.2f\n", mbs);
+    if (!o->from)
+        printf("MB/s          %.2f\n", mbs);
     printf("latency p50   %.3f ms\n", p50);
     printf("latency p99   %.3f ms\n", p99);
 }
 
 /* ---- the command ----------------------------------------------------------------------------- */
 
-static int bench_usage(void)
+static int bench_usage(int pull)
 {
+    if (pull) {
+        printf("usage: tdsx bench pull --from NODE --dataset ID --count N --concurrency C\n"
+               "                       [--rate PER_SECOND] [--duration SECONDS] [--json]\n"
+               "                       [--timeout SECONDS] [--socket PATH | -c CONFIG]\n"
+               "Load generator for downloads: pulls dataset ID from NODE's catalog N times\n"
+               "through the local daemon, C pulls in flight on one control-socket connection.\n"
+               "Each pull is a full transfer (NODE decides, hashes, signs and streams; this\n"
+               "node stores the object durably; both receipt it). Output, --rate, --duration,\n"
+               "--timeout and exit codes as tdsx bench send.\n");
+        return TDSX_EXIT_OK;
+    }
     printf("usage: tdsx bench send --to NODE --size BYTES --count N --concurrency C\n"
            "                       [--tags TAGS] [--dataset ID] [--rate PER_SECOND]\n"
            "                       [--duration SECONDS] [--same-file] [--files DIR]\n"
@@ -539,21 +565,31 @@ static int bench_usage(void)
 
 TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
 {
-    static const struct option opts[] = {
-        {"to", required_argument, NULL, 't'},     {"size", required_argument, NULL, 'z'},
-        {"count", required_argument, NULL, 'n'},  {"concurrency", required_argument, NULL, 'C'},
-        {"rate", required_argument, NULL, 'r'},   {"same-file", no_argument, NULL, 'f'},
-        {"tags", required_argument, NULL, 'g'},   {"dataset", required_argument, NULL, 'd'},
-        {"files", required_argument, NULL, 'F'},  {"duration", required_argument, NULL, 'D'},
-        {"json", no_argument, NULL, 'j'},         {"timeout", required_argument, NULL, 'T'},
-        {"socket", required_argument, NULL, 'S'}, {"config", required_argument, NULL, 'c'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    int have_size = 0, o_;
+    static const struct option opts[] = {{"to", required_argument, NULL, 't'},
+                                         {"size", required_argument, NULL, 'z'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"concurrency", required_argument, NULL, 'C'},
+                                         {"rate", required_argument, NULL, 'r'},
+                                         {"same-file", no_argument, NULL, 'f'},
+                                         {"tags", required_argument, NULL, 'g'},
+                                         {"dataset", required_argument, NULL, 'd'},
+                                         {"files", required_argument, NULL, 'F'},
+                                         {"duration", required_argument, NULL, 'D'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"timeout", required_argument, NULL, 'T'},
+                                         {"socket", required_argument, NULL, 'S'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"from", required_argument, NULL, 'o'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const int pull = o->from != NULL; /* the pull command passes "" until --from is read */
+    int have_size = 0, have_tags = 0, o_;
     unsigned long secs = BENCH_TIMEOUT_S_DEFAULT;
     optind = 1;
     while ((o_ = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (o_) {
         case 't': o->to = optarg; break;
+        case 'o': o->from = optarg; break;
         case 'z':
             if (parse_size(optarg, &o->size) != 0)
                 return tdsx_cli_usage(o->cmd, "--size takes BYTES up to 64G (k, M, G suffixes)");
@@ -574,7 +610,10 @@ TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
             o->rate = (double)r;
             break;
         }
-        case 'g': o->tags = optarg; break;
+        case 'g':
+            o->tags = optarg;
+            have_tags = 1;
+            break;
         case 'd': o->dataset = optarg; break;
         case 'F': o->files_dir = optarg; break;
         case 'D': {
@@ -598,22 +637,34 @@ TDSX_MUST_CHECK static int parse_opts(int argc, char **argv, bench_opts_t *o)
     }
     if (optind != argc)
         return tdsx_cli_usage(o->cmd, "unexpected argument '%s'", argv[optind]);
-    if (!o->to || !have_size || !o->count || !o->concurrency)
-        return tdsx_cli_usage(o->cmd, "--to, --size, --count and --concurrency are required");
+    if (pull) {
+        if (!*o->from || !*o->dataset || !o->count || !o->concurrency)
+            return tdsx_cli_usage(o->cmd,
+                                  "--from, --dataset, --count and --concurrency are required");
+        if (o->to || have_size || o->files_dir || o->same_file || have_tags)
+            return tdsx_cli_usage(o->cmd, "a pull takes no --to, --size, --files, --same-file "
+                                          "or --tags (the owner's catalog says them)");
+    } else {
+        if (o->from)
+            return tdsx_cli_usage(o->cmd, "--from is for tdsx bench pull");
+        if (!o->to || !have_size || !o->count || !o->concurrency)
+            return tdsx_cli_usage(o->cmd, "--to, --size, --count and --concurrency are required");
+    }
     o->timeout_ms = (int)secs * 1000;
     return 0;
 }
 
-int tdsx_cmd_bench_send(int argc, char **argv)
+static int bench_run(int argc, char **argv, int pull)
 {
     bench_opts_t o;
     memset(&o, 0, sizeof o);
     o.cmd = argv[0];
     o.tags = BENCH_TAGS_DEFAULT;
     o.dataset = "";
+    o.from = pull ? "" : NULL;
     int code = parse_opts(argc, argv, &o);
     if (code < 0)
-        return bench_usage();
+        return bench_usage(pull);
     if (code)
         return code;
     char *sock = NULL;
@@ -637,7 +688,7 @@ int tdsx_cmd_bench_send(int argc, char **argv)
         if (!b->started_ns || !b->lat_ms)
             rc = TDSX_E_NOMEM;
     }
-    if (rc == 0 && (rc = make_files(b)) != 0)
+    if (rc == 0 && !o.from && (rc = make_files(b)) != 0)
         what = b->dir[0] ? b->dir : "temporary directory";
     if (rc == 0 && (rc = connect_daemon(b, sock)) != 0)
         what = sock;
@@ -674,4 +725,14 @@ fail:
     tdsx_free(b);
     tdsx_free(sock);
     return code;
+}
+
+int tdsx_cmd_bench_send(int argc, char **argv)
+{
+    return bench_run(argc, argv, 0);
+}
+
+int tdsx_cmd_bench_pull(int argc, char **argv)
+{
+    return bench_run(argc, argv, 1);
 }

@@ -41,6 +41,7 @@ static const tdsx_cmd_t commands[] = {
     {"audit", "export", tdsx_cmd_audit_export, "write the node's evidence bundle for auditors"},
     {"audit", "verify", tdsx_cmd_audit_verify, "verify an evidence bundle offline (anchor only)"},
     {"bench", "send", tdsx_cmd_bench_send, "load generator: N sends, C in flight; rate, latency"},
+    {"bench", "pull", tdsx_cmd_bench_pull, "load generator: N pulls of a dataset, C in flight"},
     {"bench", "conns", tdsx_cmd_bench_conns,
      "mutual-TLS connections/s and server memory per idle connection"},
     {"bundle", "make", tdsx_cmd_bundle_make, "build the trust bundle (registry, CRLs, keys)"},
