@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -902,20 +903,63 @@ static void http_port_in_use_stops_the_start(void **state)
     answer_free(&a);
 }
 
-static void stop_closes_the_endpoint(void **state)
+/* SIGTERM with a transfer in flight: while the centre drains, /healthz says 503 "draining";
+ * once it stopped nothing listens on the HTTP port. The sender is frozen (SIGSTOP) as soon as
+ * the centre started receiving its 256 MiB, so the stream stays open through the drain. */
+static void draining_is_503_then_the_endpoint_closes(void **state)
 {
     (void)state;
+    char *file = tdsx_test_path(W.files, "big.bin");
+    FILE *f = fopen(file, "wb");
+    assert_non_null(f);
+    uint8_t *chunk = malloc(1u << 20);
+    assert_non_null(chunk);
+    for (int i = 0; i < 256; i++) {
+        randombytes_buf(chunk, 1u << 20);
+        assert_int_equal(fwrite(chunk, 1, 1u << 20, f), 1u << 20);
+    }
+    free(chunk);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(tdsx_test_run(NULL,
+                                   "tdsx send --to '%s' '%s' --dataset big --tags '%s' "
+                                   "--socket '%s' >/dev/null 2>&1 &",
+                                   W.centre.id, file, TAGS, W.ent.sock),
+                     0);
+    assert_true(
+        tdsx_test_log_wait(&W.centre, 30000, "transfer.started", "\"dataset\":\"big\"", NULL));
+    kill(W.ent.pid, SIGSTOP);
+    kill(W.centre.pid, SIGTERM);
+    char v[256];
+    int code = 0;
+    answer_t a;
+    memset(&a, 0, sizeof a);
+    for (int i = 0; i < 100 && code != 503; i++) {
+        answer_free(&a);
+        http_req("GET", "/healthz", NULL, &a);
+        code = a.status;
+        if (code != 503)
+            usleep(10000);
+    }
+    kill(W.ent.pid, SIGCONT);
+    assert_int_equal(code, 503);
+    assert_non_null(a.body);
+    assert_non_null(strstr(a.body, "draining"));
+    header(&a, "Cache-Control", v, sizeof v);
+    assert_string_equal(v, "no-store");
+    answer_free(&a);
+    tdsx_test_node_stop(&W.centre, 15000);
     assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
-    assert_int_equal(tdsx_test_node_stop(&W.centre, 10000), 0);
     /* Stopped: nothing listens on the HTTP port any more. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)W.http_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_not_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)W.http_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_not_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     close(fd);
+    unlink(file);
+    free(file);
 }
 
 int main(void)
@@ -939,7 +983,7 @@ int main(void)
         cmocka_unit_test(metrics_format_and_counts_after_a_transfer),
         cmocka_unit_test(non_loopback_listen_needs_http_public),
         cmocka_unit_test(http_port_in_use_stops_the_start),
-        cmocka_unit_test(stop_closes_the_endpoint),
+        cmocka_unit_test(draining_is_503_then_the_endpoint_closes),
     };
     int rc = cmocka_run_group_tests_name("http.parser", pure, NULL, NULL);
     return rc | cmocka_run_group_tests_name("http.daemon", daemon, setup, teardown);
