@@ -1029,6 +1029,17 @@ static void close_all(tdsx_node_t *n, int err, const char *reason)
     }
 }
 
+/* The bundle asks for floors this build does not have: its registry and CRLs apply, but no
+ * exchange until tdsxd is upgraded (or the centre lowers the floor). */
+static void log_floor(const tdsx_node_t *n)
+{
+    tdsx_log(TDSX_LOG_ERROR, "bundle.floor_outdated", TDSX_KV_I("serial", n->bundle->info.serial),
+             TDSX_KV_I("required", n->bundle->info.policy_floor),
+             TDSX_KV_I("enforced", TDSX_BUNDLE_FLOOR_VERSION),
+             TDSX_KV_E("err", TDSX_E_BUNDLE_FLOOR),
+             TDSX_KV_S("action", "exchange stopped until tdsxd enforces that policy floor"));
+}
+
 static void expire(tdsx_node_t *n)
 {
     struct tdsx_bundle_node_s *st = n->bundle;
@@ -1152,6 +1163,8 @@ int tdsx__bundle_load(tdsx_node_t *n, char *what, size_t what_size)
              TDSX_KV_I("expires_at", st->info.expires_at), TDSX_KV_I("members", st->info.n_members),
              TDSX_KV_I("crls", st->info.n_crls), TDSX_KV_S("signer", st->info.signer),
              TDSX_KV_S("state", tdsx_now() >= st->info.expires_at ? "expired" : "valid"));
+    if (st->info.policy_floor > TDSX_BUNDLE_FLOOR_VERSION)
+        log_floor(n);
     rc = 0;
 fail:
     tdsx__bundle_free(cur);
@@ -1353,7 +1366,12 @@ int tdsx__bundle_apply(tdsx_node_t *n, tdsx_bytes_t envelope, const char *source
     if (n->cfg.witness && !tdsx_registry_find(n->registry, n->cfg.witness))
         tdsx_log(TDSX_LOG_WARN, "bundle.witness_missing", TDSX_KV_S("witness", n->cfg.witness));
     arm(n);
-    recheck_peers(n);
+    if (info.policy_floor > TDSX_BUNDLE_FLOOR_VERSION) {
+        log_floor(n);
+        close_all(n, TDSX_E_BUNDLE_FLOOR, tdsx_strerror(TDSX_E_BUNDLE_FLOOR));
+    } else {
+        recheck_peers(n);
+    }
     collect_retired(n);
     tdsx_free(current);
     return 0;
@@ -1394,14 +1412,18 @@ void tdsx__bundle_state(const tdsx_node_t *n, uint64_t *serial, int64_t *issued_
     if (expires_at)
         *expires_at = have ? st->info.expires_at : 0;
     if (expired)
-        *expired = tdsx__bundle_check(n) != 0;
+        *expired = tdsx__bundle_check(n) == TDSX_E_BUNDLE_EXPIRED;
 }
 
 int tdsx__bundle_check(const tdsx_node_t *n)
 {
     const struct tdsx_bundle_node_s *st = n->bundle;
-    if (st && st->b && (st->expired || tdsx_now() >= st->info.expires_at))
+    if (!st || !st->b)
+        return 0;
+    if (st->expired || tdsx_now() >= st->info.expires_at)
         return TDSX_E_BUNDLE_EXPIRED;
+    if (st->info.policy_floor > TDSX_BUNDLE_FLOOR_VERSION)
+        return TDSX_E_BUNDLE_FLOOR;
     return 0;
 }
 
@@ -1411,8 +1433,14 @@ void tdsx__bundle_status(const tdsx_node_t *n, Tdsx__StatusResponse *st)
     int64_t issued, expires;
     int expired;
     tdsx__bundle_state(n, &serial, &issued, &expires, &expired);
+    int stop = tdsx__bundle_check(n);
     st->bundle_serial = serial;
     st->bundle_issued_at = issued;
     st->bundle_expires_at = expires;
-    st->bundle_state = !serial ? "none" : expired ? "expired" : "valid";
+    st->bundle_state = !serial                         ? "none"
+                       : stop == TDSX_E_BUNDLE_EXPIRED ? "expired"
+                       : stop == TDSX_E_BUNDLE_FLOOR   ? "floor-outdated"
+                                                       : "valid";
+    st->bundle_policy_floor = serial ? n->bundle->info.policy_floor : 0;
+    st->policy_floor = TDSX_BUNDLE_FLOOR_VERSION;
 }

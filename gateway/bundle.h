@@ -33,6 +33,11 @@
 #define TDSX_BUNDLE_VALID_DEFAULT (24 * 3600) /* seconds from issued_at to expires_at */
 #define TDSX_BUNDLE_CURRENT "bundle.current"  /* in data_dir: the bundle in force, 0600 */
 #define TDSX_BUNDLE_PUBLISHED "bundle.tdsx"   /* in publish_dir: what mirrors serve */
+/* The version of the hard floors (policy.h, SPEC §8) this build enforces. A bundle whose
+ * policy_floor_version is higher stops exchange (TDSX_E_BUNDLE_FLOOR) until tdsxd is upgraded
+ * or the centre lowers it; its registry and CRLs still apply. Raise it with every change to
+ * the floors. */
+#define TDSX_BUNDLE_FLOOR_VERSION 1u
 
 /* ------------------------------------------------------------------------------------------
  * Centre side: make and sign (files in, bytes out; no sockets)
@@ -138,7 +143,9 @@ TDSX_MUST_CHECK int tdsx__bundle_format(const tdsx_bundle_t *b, int64_t at, tdsx
  * file (which becomes optional), and its CRLs and intermediates join the TLS trust. When
  * the bundle in force expires, every exchange stops — new connections are refused, open
  * ones closed, transfers refused, all with TDSX_E_BUNDLE_EXPIRED — until a fresh bundle is
- * applied. Logs: "bundle.applied", "bundle.refused", "bundle.expired", "bundle.peer_closed".
+ * applied. The same holds, with TDSX_E_BUNDLE_FLOOR, while the bundle in force requires a
+ * policy floor version above TDSX_BUNDLE_FLOOR_VERSION. Logs: "bundle.applied", "bundle.refused",
+ * "bundle.expired", "bundle.peer_closed".
  * ---------------------------------------------------------------------------------------- */
 
 /* From tdsx_node_new, after the anchors, chain and configured CRLs are in n->trust and
@@ -173,7 +180,7 @@ TDSX_MUST_CHECK int tdsx__bundle_reload(tdsx_node_t *n);
  * NULL. */
 void tdsx__bundle_state(const tdsx_node_t *n, uint64_t *serial, int64_t *issued_at,
                         int64_t *expires_at, int *expired);
-/* 0 when exchange may go on, TDSX_E_BUNDLE_EXPIRED when it must stop. */
+/* 0 when exchange may go on; TDSX_E_BUNDLE_EXPIRED or TDSX_E_BUNDLE_FLOOR when it must stop. */
 int tdsx__bundle_check(const tdsx_node_t *n);
 /* Fills the bundle fields of a StatusResponse (strings are static or live in n). */
 void tdsx__bundle_status(const tdsx_node_t *n, Tdsx__StatusResponse *st);

@@ -175,6 +175,11 @@ int tdsx_cmd_bundle_make(int argc, char **argv)
         return tdsx_cli_usage(cmd, "unexpected argument '%s'", argv[optind]);
     if (!o.ca_dir || !o.registry || !o.serial || !out)
         return tdsx_cli_usage(cmd, "--ca, --registry, --serial and --out are required");
+    if (o.policy_floor > TDSX_BUNDLE_FLOOR_VERSION)
+        fprintf(stderr,
+                "tdsx %s: warning: nodes of this version enforce policy floor %u; policy floor "
+                "%u stops their exchange (TDSX_E_BUNDLE_FLOOR)\n",
+                cmd, TDSX_BUNDLE_FLOOR_VERSION, (unsigned)o.policy_floor);
     tdsx_buf_t b, s;
     char what[CLI_PATH_CAP] = "";
     tdsx_buf_init(&b, TDSX_STATEMENT_MAX);

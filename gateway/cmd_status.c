@@ -91,10 +91,17 @@ int tdsx_cmd_status(int argc, char **argv)
     tdsx__cli_print_time(17, "sign expires", st->sign_not_after);
     /* Trust bundle (SPEC §3): an expired one means every exchange is stopped. */
     if (st->bundle_serial) {
-        printf("%-16s %llu %s\n", "bundle", (unsigned long long)st->bundle_serial,
-               strcmp(st->bundle_state, "expired") == 0
-                   ? "EXPIRED: exchange stopped until a fresh bundle is applied"
-                   : st->bundle_state);
+        if (strcmp(st->bundle_state, "expired") == 0)
+            printf("%-16s %llu %s\n", "bundle", (unsigned long long)st->bundle_serial,
+                   "EXPIRED: exchange stopped until a fresh bundle is applied");
+        else if (strcmp(st->bundle_state, "floor-outdated") == 0)
+            printf("%-16s %llu FLOOR: requires policy floor %u, this node enforces %u: "
+                   "exchange stopped\n",
+                   "bundle", (unsigned long long)st->bundle_serial, st->bundle_policy_floor,
+                   st->policy_floor);
+        else
+            printf("%-16s %llu %s\n", "bundle", (unsigned long long)st->bundle_serial,
+                   st->bundle_state);
         tdsx__cli_print_time(17, "bundle issued", st->bundle_issued_at);
         tdsx__cli_print_time(17, "bundle expires", st->bundle_expires_at);
     } else {

@@ -388,9 +388,10 @@ static int handle_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
 
 static void on_open(tdsx_conn_t *c)
 {
-    /* An expired trust bundle stops all exchange (SPEC §3, bundle.h): refuse the peer. */
-    if (tdsx__bundle_check(c->node) != 0) {
-        tdsx__conn_fail(c, TDSX_E_BUNDLE_EXPIRED, "trust bundle expired: exchange stopped");
+    /* An expired (or too demanding) trust bundle stops all exchange (SPEC §3, bundle.h). */
+    int stop = tdsx__bundle_check(c->node);
+    if (stop != 0) {
+        tdsx__conn_fail(c, stop, tdsx_strerror(stop));
         return;
     }
     set_state(c, TDSX_CONN_OPEN);

@@ -35,6 +35,7 @@ static struct {
     char *payload;
     uint8_t *anchor; /* the province root, PEM */
     size_t anchor_len;
+    uint32_t floor; /* policy floor version of the bundles make() builds */
 } W;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -58,7 +59,7 @@ static void make(uint64_t serial, int64_t issued, int64_t valid, tdsx_buf_t *out
     o.serial = serial;
     o.issued_at = issued;
     o.valid = valid;
-    o.policy_floor = 3;
+    o.policy_floor = W.floor;
     tdsx_buf_init(out, TDSX_STATEMENT_MAX);
     int rc = tdsx__bundle_make(&o, out, what, sizeof what);
     if (rc)
@@ -198,6 +199,7 @@ static int setup(void **state)
     tdsx_test_province_t *p = &W.p;
     char extra[4096];
     tdsx_test_province_init(p);
+    W.floor = TDSX_BUNDLE_FLOOR_VERSION;
     tdsx_test_node_issue(p, &W.centre, "centre", TDSX_ROLE_CENTRE, 0, 0, 1, 0);
     tdsx_test_node_issue(p, &W.ent, "ent", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
     tdsx_test_node_issue(p, &W.brain, "brain", TDSX_ROLE_BRAIN, 0, 0, 1, 0);
@@ -260,7 +262,7 @@ static void round_trip(void **state)
     assert_int_equal(info.serial, 7);
     assert_int_equal(info.issued_at, now);
     assert_int_equal(info.expires_at, now + 600);
-    assert_int_equal(info.policy_floor, 3);
+    assert_int_equal(info.policy_floor, TDSX_BUNDLE_FLOOR_VERSION);
     assert_int_equal(info.n_members, 4); /* centre, ent, brain, other */
     assert_int_equal(info.n_roots, 1);
     assert_int_equal(info.n_intermediates, 1);
@@ -756,10 +758,54 @@ static void expired_bundle_stops_exchange(void **state)
     free(out);
 }
 
+/* A bundle asking for a newer policy floor than this tdsxd enforces: applied (its CRLs and
+ * registry hold) but exchange stops, and says why, until a bundle this node can honour. */
+static void newer_floor_stops_exchange(void **state)
+{
+    (void)state;
+    tdsx_buf_t f;
+    int rc;
+    W.floor = TDSX_BUNDLE_FLOOR_VERSION + 1;
+    make_signed(32, 0, 3600, W.centre.creds, &f);
+    W.floor = TDSX_BUNDLE_FLOOR_VERSION;
+    hup_with(tdsx_buf_bytes(&f));
+    tdsx_buf_free(&f);
+    assert_true(
+        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.applied\"", "\"serial\":32", NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.floor_outdated\"",
+                                   "\"required\":2", "\"enforced\":1", NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"conn.close\"", W.other.id,
+                                   "TDSX_E_BUNDLE_FLOOR", NULL));
+    char *out = status_of(&W.ent);
+    assert_non_null(strstr(out, "bundle           32 FLOOR: requires policy floor 2, this node "
+                                "enforces 1: exchange stopped\n"));
+    free(out);
+    out = run(&rc, "tdsx send --socket '%s' --to '%s' '%s' --dataset d1 --tags '%s'", W.ent.sock,
+              W.other.id, W.payload, TAGS);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "TDSX_E_BUNDLE_FLOOR"));
+    free(out);
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"conn.refused\"", W.other.id,
+                                   "TDSX_E_BUNDLE_FLOOR", "\"dir\":\"out\"", NULL));
+    /* The centre lowers it again: exchange resumes. */
+    make_signed(33, 0, 3600, W.centre.creds, &f);
+    int opens = tdsx_test_log_count(&W.ent, "\"event\":\"conn.open\"", W.other.id, NULL);
+    hup_with(tdsx_buf_bytes(&f));
+    tdsx_buf_free(&f);
+    for (int i = 0; i < 200 && tdsx_test_log_count(&W.ent, "\"event\":\"conn.open\"", W.other.id,
+                                                   NULL) == opens;
+         i++)
+        usleep(50 * 1000);
+    assert_true(tdsx_test_log_count(&W.ent, "\"event\":\"conn.open\"", W.other.id, NULL) > opens);
+    out = status_of(&W.ent);
+    assert_non_null(strstr(out, "bundle           33 valid\n"));
+    free(out);
+}
+
 static void restart_keeps_newest_bundle(void **state)
 {
     (void)state;
-    /* bundle_file still holds 31; bundle.current too. Put an older one in bundle_file: the node
+    /* bundle_file still holds 33; bundle.current too. Put an older one in bundle_file: the node
      * restarts on the newer bundle.current, not on what the file says. */
     tdsx_buf_t f;
     make_signed(25, 0, 3600, W.centre.creds, &f);
@@ -768,9 +814,11 @@ static void restart_keeps_newest_bundle(void **state)
     assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
     tdsx_test_node_start(&W.ent);
     assert_true(
-        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.loaded\"", "\"serial\":31", NULL));
+        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.loaded\"", "\"serial\":33", NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.file_not_newer\"",
+                                   "\"serial\":25", NULL));
     char *out = status_of(&W.ent);
-    assert_non_null(strstr(out, "bundle           31 valid\n"));
+    assert_non_null(strstr(out, "bundle           33 valid\n"));
     free(out);
     /* A bundle_file that does not verify keeps the node from starting, and says which. */
     assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
@@ -795,6 +843,7 @@ int main(void)
         cmocka_unit_test(bad_bundles_refused_by_daemon),
         cmocka_unit_test(revoked_peer_closed_and_refused),
         cmocka_unit_test(expired_bundle_stops_exchange),
+        cmocka_unit_test(newer_floor_stops_exchange),
         cmocka_unit_test(restart_keeps_newest_bundle),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
