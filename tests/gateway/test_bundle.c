@@ -35,7 +35,8 @@ static struct {
     char *payload;
     uint8_t *anchor; /* the province root, PEM */
     size_t anchor_len;
-    uint32_t floor; /* policy floor version of the bundles make() builds */
+    uint32_t floor;       /* policy floor version of the bundles make() builds */
+    const char *registry; /* the registry make() reads (NULL: the province's) */
 } W;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -52,7 +53,7 @@ static void make(uint64_t serial, int64_t issued, int64_t valid, tdsx_buf_t *out
     tdsx_bundle_make_opts_t o = {0};
     char what[512];
     o.ca_dir = W.p.ca;
-    o.registry = W.p.registry;
+    o.registry = W.registry ? W.registry : W.p.registry;
     o.creds = creds;
     o.n_creds = 3;
     o.witness = W.centre.id;
@@ -802,10 +803,54 @@ static void newer_floor_stops_exchange(void **state)
     free(out);
 }
 
+/* A member left out of a new bundle: its live connection is closed, its next handshake
+ * refused as an unknown peer. */
+static void removed_member_closed(void **state)
+{
+    (void)state;
+    tdsx_registry_t *r = NULL;
+    tdsx_buf_t text, f;
+    assert_int_equal(tdsx_registry_load(W.p.registry, &r, NULL), 0);
+    tdsx_buf_init(&text, 1 << 20);
+    for (size_t i = 0; i < tdsx_registry_count(r); i++) {
+        const tdsx_member_t *m = tdsx_registry_at(r, i);
+        char a[65], s[65], e[65];
+        if (strcmp(m->id, W.other.id) == 0)
+            continue;
+        tdsx_hex_encode(a, m->auth_fp, 32);
+        tdsx_hex_encode(s, m->sign_fp, 32);
+        tdsx_hex_encode(e, m->enc_pub, 32);
+        assert_int_equal(tdsx_buf_printf(&text, "%s %s %s:%u auth=%s sign=%s enc=%s\n", m->id,
+                                         tdsx_role_name(m->role), m->host, (unsigned)m->port, a, s,
+                                         e),
+                         0);
+    }
+    char *path = tdsx_test_path(W.p.dir, "without-other.txt");
+    tdsx_test_write_file(path, text.p, text.len);
+    W.registry = path;
+    make_signed(34, 0, 3600, W.centre.creds, &f);
+    W.registry = NULL;
+    hup_with(tdsx_buf_bytes(&f));
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.applied\"", "\"serial\":34",
+                                   "\"members\":3", NULL));
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.peer_closed\"", W.other.id,
+                                   "TDSX_E_PEER_UNKNOWN", "no longer a member", NULL));
+    tdsx_test_client_t c;
+    if (tdsx_test_client_open(&c, &W.p, W.other.creds, W.ent.port) == 0)
+        assert_true(tdsx_test_client_closed(&c, 5000));
+    tdsx_test_client_free(&c);
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"conn.refused\"",
+                                   "TDSX_E_PEER_UNKNOWN", "\"dir\":\"in\"", NULL));
+    free(path);
+    tdsx_buf_free(&f);
+    tdsx_buf_free(&text);
+    tdsx_registry_free(r);
+}
+
 static void restart_keeps_newest_bundle(void **state)
 {
     (void)state;
-    /* bundle_file still holds 33; bundle.current too. Put an older one in bundle_file: the node
+    /* bundle_file still holds 34; bundle.current too. Put an older one in bundle_file: the node
      * restarts on the newer bundle.current, not on what the file says. */
     tdsx_buf_t f;
     make_signed(25, 0, 3600, W.centre.creds, &f);
@@ -814,11 +859,11 @@ static void restart_keeps_newest_bundle(void **state)
     assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
     tdsx_test_node_start(&W.ent);
     assert_true(
-        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.loaded\"", "\"serial\":33", NULL));
+        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.loaded\"", "\"serial\":34", NULL));
     assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.file_not_newer\"",
                                    "\"serial\":25", NULL));
     char *out = status_of(&W.ent);
-    assert_non_null(strstr(out, "bundle           33 valid\n"));
+    assert_non_null(strstr(out, "bundle           34 valid\n"));
     free(out);
     /* A bundle_file that does not verify keeps the node from starting, and says which. */
     assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
@@ -844,6 +889,7 @@ int main(void)
         cmocka_unit_test(revoked_peer_closed_and_refused),
         cmocka_unit_test(expired_bundle_stops_exchange),
         cmocka_unit_test(newer_floor_stops_exchange),
+        cmocka_unit_test(removed_member_closed),
         cmocka_unit_test(restart_keeps_newest_bundle),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
