@@ -543,6 +543,17 @@ static void export_refuses_bad_requests(void **state)
                          0);
     free(out);
     free(dir);
+    /* Numbers that are not indexes, a range backwards. */
+    assert_int_equal(
+        tdsx_test_run(&out, "tdsx audit export -c '%s' --out /tmp/x --from -1 2>&1", W.ent.conf),
+        2);
+    free(out);
+    assert_int_equal(tdsx_test_run(&out,
+                                   "tdsx audit export -c '%s' --out /tmp/x --from 5 --to 2 "
+                                   "2>&1",
+                                   W.ent.conf),
+                     2);
+    free(out);
     /* No config. */
     assert_int_equal(tdsx_test_run(&out, "tdsx audit export --out /tmp/x 2>&1"), 2);
     free(out);
@@ -906,6 +917,35 @@ static void manifest_catches_changes_and_strays(void **state)
     expect_fail("manifest", "log/checkpoint");
     expect_fail("checkpoint-signature", "log/checkpoint");
     tdsx_free(d);
+    free(dir);
+}
+
+static void manifest_lines_are_checked(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "badmanifest");
+    size_t n = 0;
+    uint8_t *m = slurp(dir, TDSX_AUDIT_MANIFEST, &n);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 1u << 24);
+    assert_int_equal(tdsx_buf_append(&b, m, n), 0);
+    static const char zeros[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    /* A path out of the directory, a listed file that is not there, a line that is nothing. */
+    assert_int_equal(tdsx_buf_printf(&b, "%s ../../etc/passwd\n", zeros), 0);
+    assert_int_equal(tdsx_buf_printf(&b, "%s certs/gone.pem\n", zeros), 0);
+    assert_int_equal(tdsx_buf_printf(&b, "what\n"), 0);
+    spill(dir, TDSX_AUDIT_MANIFEST, b.p, b.len);
+    tdsx_audit_summary_t s = verify(dir);
+    assert_true(s.fail >= 3);
+    expect_fail("manifest", "certs/gone.pem");
+    assert_true(count(TDSX_AUDIT_FAIL, "manifest", TDSX_AUDIT_MANIFEST) >= 2);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "manifest", NULL), 0);
+    /* Not a manifest at all. */
+    spill(dir, TDSX_AUDIT_MANIFEST, "hello\n", 6);
+    verify(dir);
+    expect_fail("manifest", TDSX_AUDIT_MANIFEST);
+    tdsx_buf_free(&b);
+    tdsx_free(m);
     free(dir);
 }
 
@@ -1293,6 +1333,7 @@ int main(void)
         cmocka_unit_test(missing_witness_cosignature_fails),
         cmocka_unit_test(wrong_anchor_fails),
         cmocka_unit_test(manifest_catches_changes_and_strays),
+        cmocka_unit_test(manifest_lines_are_checked),
         cmocka_unit_test(foreign_crl_fails),
         cmocka_unit_test(trust_bundle_verified_against_the_anchor),
         cmocka_unit_test(rolled_back_state_fails),
