@@ -737,71 +737,106 @@ static void walk_unlisted(audit_t *a, const char *rel, char **listed, size_t n, 
     closedir(d);
 }
 
+/* The next line of c, without its newline, as a NUL-terminated copy in out. 0; 1 at the end of
+ * the input; TDSX_E_FORMAT for a line with a NUL byte, longer than size - 1, or without its
+ * newline (the line is still consumed, so parsing can go on). */
+static int next_line(tdsx_bytes_t *c, char *out, size_t size)
+{
+    size_t len = 0;
+    int bad = 0, rc;
+    uint8_t ch = 0;
+    if (c->n == 0)
+        return 1;
+    while ((rc = tdsx_bytes_u8(c, &ch)) == 0 && ch != '\n') {
+        if (ch == 0 || len + 1 >= size)
+            bad = 1;
+        else
+            out[len++] = (char)ch;
+    }
+    out[len] = '\0';
+    return rc || bad ? TDSX_E_FORMAT : 0;
+}
+
+/* A MANIFEST header value: decimal, no sign, fits 64 bits. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!*s)
+        return TDSX_E_FORMAT;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+            return TDSX_E_FORMAT;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int manifest_header(audit_t *a, char *line)
+{
+    char *sp = strchr(line, ' ');
+    uint64_t v = 0;
+    if (!sp)
+        return TDSX_E_FORMAT;
+    *sp = '\0';
+    const char *key = line, *arg = sp + 1;
+    if (strcmp(key, "node") == 0)
+        return snprintf(a->node, sizeof a->node, "%s", arg) < (int)sizeof a->node ? 0
+                                                                                  : TDSX_E_FORMAT;
+    if (parse_u64(arg, &v) != 0)
+        return TDSX_E_FORMAT;
+    if (strcmp(key, "size") == 0)
+        a->size = v;
+    else if (strcmp(key, "from") == 0)
+        a->from = v;
+    else if (strcmp(key, "to") == 0)
+        a->to = v;
+    else if (strcmp(key, "exported_at") == 0 && v <= INT64_MAX)
+        a->exported_at = (int64_t)v;
+    else
+        return TDSX_E_FORMAT;
+    return 0;
+}
+
 static int check_manifest(audit_t *a)
 {
     uint8_t *m = NULL;
-    size_t n = 0;
-    char **listed = NULL;
-    size_t nl = 0, bad = 0;
+    size_t n = 0, nl = 0, bad = 0;
+    char **listed = NULL, line[PATH_CAP];
     int rc = read_rel(a, TDSX_AUDIT_MANIFEST, &m, &n);
     if (rc)
         return rc;
+    /* Every listed line holds at least a 64-digit hash, a space and a name. */
     if (!(listed = tdsx_calloc(n / 66 + 1, sizeof *listed))) {
         tdsx_free(m);
         return TDSX_E_NOMEM;
     }
-    char *s = (char *)m, *end = s + n;
-    int first = 1;
-    while (s && s < end) {
-        char *nl_ = memchr(s, '\n', (size_t)(end - s));
-        if (!nl_)
-            break;
-        *nl_ = '\0';
-        char *line = s;
-        s = nl_ + 1;
-        if (first) {
-            first = 0;
-            if (strcmp(line, TDSX_AUDIT_MAGIC) != 0) {
-                report(a, TDSX_AUDIT_FAIL, "manifest", TDSX_AUDIT_MANIFEST,
-                       "not a tdsx evidence manifest");
-                bad++;
-            }
-            continue;
-        }
-        size_t ll = strlen(line);
-        int hashline = ll > 2 * TDSX_HASH_LEN + 1 && line[2 * TDSX_HASH_LEN] == ' ' &&
-                       strspn(line, "0123456789abcdef") == 2 * TDSX_HASH_LEN;
-        if (!hashline) {
-            char *sp = strchr(line, ' ');
-            unsigned long long v = 0;
-            if (!sp) {
-                report(a, TDSX_AUDIT_FAIL, "manifest", TDSX_AUDIT_MANIFEST, "malformed line");
-                bad++;
-                continue;
-            }
-            *sp = '\0';
-            const char *arg = sp + 1;
-            if (strcmp(line, "node") == 0)
-                snprintf(a->node, sizeof a->node, "%s", arg);
-            else if (sscanf(arg, "%llu", &v) == 1 && strcmp(line, "size") == 0)
-                a->size = v;
-            else if (sscanf(arg, "%llu", &v) == 1 && strcmp(line, "from") == 0)
-                a->from = v;
-            else if (sscanf(arg, "%llu", &v) == 1 && strcmp(line, "to") == 0)
-                a->to = v;
-            else if (sscanf(arg, "%llu", &v) == 1 && strcmp(line, "exported_at") == 0)
-                a->exported_at = (int64_t)v;
-            continue;
-        }
+    tdsx_bytes_t c = tdsx_bytes(m, n);
+    int lrc = next_line(&c, line, sizeof line);
+    if (lrc != 0 || strcmp(line, TDSX_AUDIT_MAGIC) != 0) {
+        report(a, TDSX_AUDIT_FAIL, "manifest", TDSX_AUDIT_MANIFEST, "not a tdsx evidence manifest");
+        bad++;
+    }
+    while (lrc != 1 && (lrc = next_line(&c, line, sizeof line)) != 1) {
         uint8_t want[TDSX_HASH_LEN], got[TDSX_HASH_LEN];
-        char *rel = line + 2 * TDSX_HASH_LEN + 1;
-        line[2 * TDSX_HASH_LEN] = '\0';
-        if (tdsx_hex_decode(want, sizeof want, line) != 0 || !safe_rel(rel)) {
+        int hashline = lrc == 0 && strlen(line) > 2 * TDSX_HASH_LEN + 1 &&
+                       line[2 * TDSX_HASH_LEN] == ' ' &&
+                       strspn(line, "0123456789abcdef") == 2 * TDSX_HASH_LEN;
+        if (lrc == 0 && !hashline && manifest_header(a, line) == 0)
+            continue;
+        if (hashline)
+            line[2 * TDSX_HASH_LEN] = '\0';
+        const char *rel = line + 2 * TDSX_HASH_LEN + 1;
+        if (!hashline || tdsx_hex_decode(want, sizeof want, line) != 0 || !safe_rel(rel)) {
             report(a, TDSX_AUDIT_FAIL, "manifest", TDSX_AUDIT_MANIFEST, "malformed line");
             bad++;
             continue;
         }
-        listed[nl++] = rel;
+        if (!(listed[nl] = tdsx_strdup(rel))) {
+            rc = TDSX_E_NOMEM;
+            goto fail;
+        }
+        nl++;
         uint8_t *d = NULL;
         size_t dn = 0;
         int frc = read_rel(a, rel, &d, &dn);
@@ -823,9 +858,13 @@ static int check_manifest(audit_t *a)
     bad += (size_t)(a->sum.fail - before);
     if (!bad)
         report(a, TDSX_AUDIT_PASS, "manifest", "", "%zu files match their SHA-256", nl);
+    rc = 0;
+fail:
+    for (size_t i = 0; i < nl; i++)
+        tdsx_free(listed[i]);
     tdsx_free(listed);
     tdsx_free(m);
-    return 0;
+    return rc;
 }
 
 /* ---- trust: anchor, chain, CRLs, certificates ---- */
@@ -1406,20 +1445,18 @@ static int check_proof_file(audit_t *a, uint64_t m, uint64_t n)
         report(a, TDSX_AUDIT_FAIL, "consistency", rel, "no consistency proof in the evidence");
         return 0;
     }
+    /* "tdsx-consistency v1 <m> <n>", then one hex hash per line (audit.h). */
     tdsx_hash_t proof[TDSX_MERKLE_CONSISTENCY_MAX];
     size_t np = 0;
-    unsigned long long pm = 0, pn = 0;
-    char *s = (char *)d, *nl = d ? strchr(s, '\n') : NULL;
-    int ok = nl && sscanf(s, "tdsx-consistency v1 %llu %llu", &pm, &pn) == 2 && pm == m && pn == n;
-    while (ok && nl && *(s = nl + 1)) {
-        nl = strchr(s, '\n');
-        if (!nl || nl - s != 2 * TDSX_HASH_LEN || np >= TDSX_MERKLE_CONSISTENCY_MAX) {
-            ok = 0;
-            break;
-        }
-        *nl = '\0';
-        ok = tdsx_hex_decode(proof[np++].b, TDSX_HASH_LEN, s) == 0;
-    }
+    char line[128], want[64];
+    tdsx_bytes_t c = tdsx_bytes(d, len);
+    snprintf(want, sizeof want, "tdsx-consistency v1 %llu %llu", (unsigned long long)m,
+             (unsigned long long)n);
+    int ok = next_line(&c, line, sizeof line) == 0 && strcmp(line, want) == 0, lrc;
+    while (ok && (lrc = next_line(&c, line, sizeof line)) != 1)
+        ok = lrc == 0 && np < TDSX_MERKLE_CONSISTENCY_MAX && strlen(line) == 2 * TDSX_HASH_LEN &&
+             tdsx_hex_decode(proof[np++].b, TDSX_HASH_LEN, line) == 0;
+    unsigned long long pm = m, pn = n;
     const cp_t *cm = cp_of_size(a, m), *cn = cp_of_size(a, n);
     tdsx_hash_t empty;
     if (tdsx_merkle_root(NULL, 0, &empty) != 0)
@@ -2110,16 +2147,28 @@ static int read_state(const char *path, state_t *st)
         return 0;
     if (rc)
         return rc;
-    char hex[65] = "";
-    unsigned long long size = 0, seq = 0;
-    rc = d &&
-                 sscanf((char *)d,
-                        TDSX_AUDIT_STATE_MAGIC "\norigin %149s\nsize %llu\nroot %64s\n"
-                                               "report_seq %llu\n",
-                        st->origin, &size, hex, &seq) == 4 &&
-                 tdsx_hex_decode(st->root.b, TDSX_HASH_LEN, hex) == 0
+    /* Exactly the five lines write_state writes. */
+    static const char *const keys[] = {"origin ", "size ", "root ", "report_seq "};
+    char line[256];
+    const char *val[4];
+    char vals[4][256];
+    tdsx_bytes_t c = tdsx_bytes(d, n);
+    uint64_t size = 0, seq = 0;
+    rc = next_line(&c, line, sizeof line) == 0 && strcmp(line, TDSX_AUDIT_STATE_MAGIC) == 0
              ? 0
              : TDSX_E_FORMAT;
+    for (size_t i = 0; rc == 0 && i < 4; i++) {
+        size_t kl = strlen(keys[i]);
+        if (next_line(&c, vals[i], sizeof vals[i]) != 0 || strncmp(vals[i], keys[i], kl) != 0)
+            rc = TDSX_E_FORMAT;
+        val[i] = vals[i] + kl;
+    }
+    if (rc == 0 &&
+        (c.n != 0 ||
+         snprintf(st->origin, sizeof st->origin, "%s", val[0]) >= (int)sizeof st->origin ||
+         parse_u64(val[1], &size) != 0 || strlen(val[2]) != 2 * TDSX_HASH_LEN ||
+         tdsx_hex_decode(st->root.b, TDSX_HASH_LEN, val[2]) != 0 || parse_u64(val[3], &seq) != 0))
+        rc = TDSX_E_FORMAT;
     st->size = size;
     st->report_seq = seq;
     st->present = rc == 0;

@@ -949,6 +949,43 @@ static void manifest_lines_are_checked(void **state)
     free(dir);
 }
 
+static void consistency_proofs_are_checked(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "badproof");
+    char rel[64];
+    uint64_t size = manifest_size(dir);
+    snprintf(rel, sizeof rel, "proofs/%llu-%llu", (unsigned long long)size,
+             (unsigned long long)size);
+    tdsx_audit_summary_t s = verify(dir);
+    assert_int_equal(s.fail, 0);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "consistency", rel), 1);
+    /* A hash where none belongs (equal sizes prove with an empty proof). */
+    char text[256];
+    int w = snprintf(text, sizeof text, "tdsx-consistency v1 %llu %llu\n%064d\n",
+                     (unsigned long long)size, (unsigned long long)size, 0);
+    spill(dir, rel, text, (size_t)w);
+    rehash(dir, rel);
+    verify(dir);
+    expect_fail("consistency", rel);
+    /* Not a proof file. */
+    spill(dir, rel, "tdsx-consistency v1 1 2\nzz\n", 26);
+    rehash(dir, rel);
+    verify(dir);
+    expect_fail("consistency", rel);
+    /* No proof at all between the checkpoints. */
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out,
+                                   "rm '%s/%s' && grep -v ' %s$' '%s/MANIFEST' > '%s/M' && "
+                                   "mv '%s/M' '%s/MANIFEST'",
+                                   dir, rel, rel, dir, dir, dir, dir),
+                     0);
+    free(out);
+    verify(dir);
+    expect_fail("consistency", rel);
+    free(dir);
+}
+
 static void foreign_crl_fails(void **state)
 {
     (void)state;
@@ -1334,6 +1371,7 @@ int main(void)
         cmocka_unit_test(wrong_anchor_fails),
         cmocka_unit_test(manifest_catches_changes_and_strays),
         cmocka_unit_test(manifest_lines_are_checked),
+        cmocka_unit_test(consistency_proofs_are_checked),
         cmocka_unit_test(foreign_crl_fails),
         cmocka_unit_test(trust_bundle_verified_against_the_anchor),
         cmocka_unit_test(rolled_back_state_fails),
