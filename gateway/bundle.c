@@ -959,7 +959,9 @@ struct tdsx_bundle_node_s {
     size_t chain_len;
     tdsx_bundle_t *b; /* in force; NULL: none */
     tdsx_bundle_info_t info;
-    int expired; /* exchange stopped (the expiry was acted on) */
+    int expired;      /* exchange stopped (the expiry was acted on) */
+    uint8_t *pending; /* bundle_file bytes in force but not yet in bundle.current */
+    size_t pending_len;
     int timer_init;
     retired_t *retired;
     size_t n_retired;
@@ -975,15 +977,21 @@ static tdsx_bytes_t anchor_of(const struct tdsx_bundle_node_s *st)
     return tdsx_bytes(st->anchor, st->anchor_len);
 }
 
-/* Reads and verifies one bundle file. */
-static int read_verify(const struct tdsx_bundle_node_s *st, const char *path, tdsx_bundle_t **out)
+/* Reads and verifies one bundle file; with `bytes`, hands over what was verified. */
+static int read_verify(const struct tdsx_bundle_node_s *st, const char *path, tdsx_bundle_t **out,
+                       uint8_t **bytes, size_t *len)
 {
     uint8_t *p = NULL;
-    size_t len = 0;
-    int rc = tdsx_file_read(path, TDSX_BUNDLE_FILE_CAP, &p, &len);
+    size_t n = 0;
+    int rc = tdsx_file_read(path, TDSX_BUNDLE_FILE_CAP, &p, &n);
     if (rc == 0)
-        rc = tdsx__bundle_verify(tdsx_bytes(p, len), anchor_of(st),
+        rc = tdsx__bundle_verify(tdsx_bytes(p, n), anchor_of(st),
                                  tdsx_bytes(st->chain, st->chain_len), 0, out);
+    if (rc == 0 && bytes) {
+        *bytes = p;
+        *len = n;
+        p = NULL;
+    }
     tdsx_free(p);
     return rc;
 }
@@ -1109,11 +1117,12 @@ int tdsx__bundle_load(tdsx_node_t *n, char *what, size_t what_size)
         st->chain_len = 0;
     }
     /* The last applied bundle; a damaged one must not keep the node from starting. */
-    rc = read_verify(st, current, &cur);
+    rc = read_verify(st, current, &cur, NULL, NULL);
     if (rc && rc != TDSX_E_NOTFOUND)
         tdsx_log(TDSX_LOG_WARN, "bundle.current_invalid", TDSX_KV_S("file", current),
                  TDSX_KV_E("err", rc), TDSX_KV_S("action", "ignored"));
-    if (n->cfg.bundle_file && (rc = read_verify(st, n->cfg.bundle_file, &file)) != 0) {
+    if (n->cfg.bundle_file &&
+        (rc = read_verify(st, n->cfg.bundle_file, &file, &st->pending, &st->pending_len)) != 0) {
         set_what(what, what_size, n->cfg.bundle_file);
         log_refused(n, rc, n->cfg.bundle_file, 0);
         goto fail;
@@ -1123,19 +1132,15 @@ int tdsx__bundle_load(tdsx_node_t *n, char *what, size_t what_size)
                  TDSX_KV_I("serial", file->info.serial), TDSX_KV_I("current", cur->info.serial),
                  TDSX_KV_S("action", "keeping " TDSX_BUNDLE_CURRENT));
     if (file && (!cur || file->info.serial > cur->info.serial)) {
-        /* Newer than the last applied: it becomes bundle.current. */
-        uint8_t *p = NULL;
-        size_t len = 0;
-        if ((rc = tdsx_file_read(n->cfg.bundle_file, TDSX_BUNDLE_FILE_CAP, &p, &len)) == 0)
-            rc = tdsx_file_write(current, p, len, 0600, 1);
-        tdsx_free(p);
-        if (rc) {
-            set_what(what, what_size, current);
-            goto fail;
-        }
+        /* Newer than the last applied: it becomes bundle.current once the node starts (not
+         * under --check-config), from the very bytes verified here. */
         tdsx__bundle_free(cur);
         cur = file;
         file = NULL;
+    } else {
+        tdsx_free(st->pending);
+        st->pending = NULL;
+        st->pending_len = 0;
     }
     if (!cur) {
         rc = 0;
@@ -1182,6 +1187,18 @@ int tdsx__bundle_start(tdsx_node_t *n)
     uv_timer_init(n->loop, &n->bundle_timer);
     n->bundle_timer.data = n;
     st->timer_init = 1;
+    if (st->pending) {
+        char *current = data_path(n, TDSX_BUNDLE_CURRENT);
+        int rc = current ? tdsx_file_write(current, st->pending, st->pending_len, 0600, 1)
+                         : TDSX_E_NOMEM;
+        if (rc) /* bundle_file is still newer: the next start uses it again */
+            tdsx_log(TDSX_LOG_WARN, "bundle.persist_failed", TDSX_KV_S("file", current),
+                     TDSX_KV_E("err", rc));
+        tdsx_free(current);
+        tdsx_free(st->pending);
+        st->pending = NULL;
+        st->pending_len = 0;
+    }
     arm(n); /* an expired bundle stops exchange from the first moment */
     return 0;
 }
@@ -1210,6 +1227,7 @@ void tdsx__bundle_node_free(tdsx_node_t *n)
         retired_free(&st->retired[i]);
     tdsx_free(st->retired);
     tdsx__bundle_free(st->b);
+    tdsx_free(st->pending);
     tdsx_free(st->anchor);
     tdsx_free(st->chain);
     tdsx_free(st);

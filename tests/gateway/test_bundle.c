@@ -865,10 +865,33 @@ static void restart_keeps_newest_bundle(void **state)
     char *out = status_of(&W.ent);
     assert_non_null(strstr(out, "bundle           34 valid\n"));
     free(out);
-    /* A bundle_file that does not verify keeps the node from starting, and says which. */
     assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
-    tdsx_test_write_file(W.bundle_file, "not a bundle", 12);
+    /* --check-config verifies a newer bundle_file but changes nothing on disk. */
+    char *cur = tdsx_test_path(W.ent.data, TDSX_BUNDLE_CURRENT);
+    uint8_t *before = NULL, *after = NULL;
+    size_t nb = 0, na = 0;
+    read_all(cur, &before, &nb);
+    make_signed(50, 0, 3600, W.centre.creds, &f);
+    tdsx_test_write_file(W.bundle_file, f.p, f.len);
+    tdsx_buf_free(&f);
     int rc;
+    out = run(&rc, "tdsxd -c '%s' --check-config", W.ent.conf);
+    assert_int_equal(rc, 0);
+    free(out);
+    read_all(cur, &after, &na);
+    assert_int_equal(na, nb);
+    assert_memory_equal(after, before, nb);
+    free(after);
+    free(before);
+    free(cur);
+    /* A bundle_file that does not verify fails the check and keeps the node from starting,
+     * naming the file. */
+    tdsx_test_write_file(W.bundle_file, "not a bundle", 12);
+    out = run(&rc, "tdsxd -c '%s' --check-config", W.ent.conf);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "ent-bundle.tdsx"));
+    assert_non_null(strstr(out, "TDSX_E_BUNDLE"));
+    free(out);
     out = run(&rc, "timeout 10 tdsxd -c '%s'", W.ent.conf);
     assert_int_not_equal(rc, 0);
     assert_non_null(strstr(out, "ent-bundle.tdsx"));
