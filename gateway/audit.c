@@ -42,6 +42,9 @@
 #define CERTS_MAX 4096u
 #define VERIFIER_CACHE 4096u
 #define LEVELS_MAX 8
+#define TILE_FAILS_SHOWN 10
+/* Leaves one audit holds in memory (32 bytes each): a signed size beyond it is refused. */
+#define TREE_MAX (1ull << 30)
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -1324,11 +1327,15 @@ static int read_level(audit_t *a, int level, uint64_t count, tdsx_hash_t *out, u
         if (rc == 0)
             rc = read_rel(a, rel, &d, &n);
         if (rc || n != (size_t)w * TDSX_HASH_LEN) {
-            if (rc)
+            /* A few lines name the first bad tiles; a huge signed size with no tiles behind
+             * it must not print millions. */
+            if (*bad < TILE_FAILS_SHOWN && rc)
                 report(a, TDSX_AUDIT_FAIL, "tiles", rel, "missing (%s)", tdsx_err_name(rc));
-            else
+            else if (*bad < TILE_FAILS_SHOWN)
                 report(a, TDSX_AUDIT_FAIL, "tiles", rel, "holds %zu bytes, not %u", n,
                        w * TDSX_HASH_LEN);
+            else if (*bad == TILE_FAILS_SHOWN)
+                report(a, TDSX_AUDIT_FAIL, "tiles", "log/tile", "more tiles missing or damaged");
             (*bad)++;
             if (out)
                 memset(out + k * TILE_W, 0, (size_t)w * TDSX_HASH_LEN);
@@ -1352,6 +1359,12 @@ static void check_tree(audit_t *a)
         report(a, TDSX_AUDIT_FAIL, "tree-root", TDSX_AUDIT_MANIFEST,
                "MANIFEST says size %llu, the head checkpoint %llu", (unsigned long long)a->size,
                (unsigned long long)size);
+    if (size > TREE_MAX) {
+        report(a, TDSX_AUDIT_FAIL, "tree-root", "log/checkpoint",
+               "size %llu is beyond what this auditor replays (%llu)", (unsigned long long)size,
+               (unsigned long long)TREE_MAX);
+        return;
+    }
     if (!(a->leaves = tdsx_calloc(size ? (size_t)size : 1, sizeof *a->leaves))) {
         (void)oom(a);
         return;

@@ -717,6 +717,35 @@ static void tile_rewritten_to_match_fails_the_root(void **state)
     free(dir);
 }
 
+static void missing_or_short_tile_fails(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "notile"), tile[64];
+    snprintf(tile, sizeof tile, "log/tile/0/000.p/%llu", (unsigned long long)manifest_size(dir));
+    size_t n = 0;
+    uint8_t *t = slurp(dir, tile, &n);
+    /* One hash short. */
+    spill(dir, tile, t, n - 32);
+    rehash(dir, tile);
+    verify(dir);
+    expect_fail("tiles", tile);
+    expect_fail("tree-root", "log/checkpoint");
+    /* Gone. */
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out,
+                                   "rm '%s/%s' && grep -v ' %s$' '%s/MANIFEST' > '%s/M' && "
+                                   "mv '%s/M' '%s/MANIFEST'",
+                                   dir, tile, tile, dir, dir, dir, dir),
+                     0);
+    free(out);
+    verify(dir);
+    expect_fail("tiles", tile);
+    expect_fail("tree-root", "log/checkpoint");
+    assert_int_equal(count(TDSX_AUDIT_PASS, "tree-root", NULL), 0);
+    tdsx_free(t);
+    free(dir);
+}
+
 static void agreement_accepted_by_the_proposer_fails(void **state)
 {
     (void)state;
@@ -1365,6 +1394,7 @@ int main(void)
         cmocka_unit_test(dropped_entry_fails),
         cmocka_unit_test(swapped_entries_fail),
         cmocka_unit_test(tile_rewritten_to_match_fails_the_root),
+        cmocka_unit_test(missing_or_short_tile_fails),
         cmocka_unit_test(agreement_accepted_by_the_proposer_fails),
         cmocka_unit_test(receipt_between_others_fails),
         cmocka_unit_test(missing_witness_cosignature_fails),
