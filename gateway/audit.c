@@ -1265,16 +1265,18 @@ static void check_checkpoint(audit_t *a, cp_t *cp, const char *rel, int with_wit
     } else {
         cp->size = c.size;
         cp->root = c.root;
-        if (a->node_ok < 0) {
+        /* The signature is the certified key's even when that key is no longer trusted: the
+         * failure is reported, and the tree is still replayed so the auditor learns which
+         * statements were signed while the keys were good. */
+        cp->ok = 1;
+        if (a->node_ok < 0)
             report(a, TDSX_AUDIT_FAIL, "checkpoint-signature", rel,
                    "signed by %s whose certificate is %s", a->node_v.name,
                    a->node_cert->revoked_at ? "revoked"
                                             : tdsx_err_name(cert_at(a->node_cert, a->at)));
-        } else {
-            cp->ok = 1;
+        else
             report(a, TDSX_AUDIT_PASS, "checkpoint-signature", rel, "size %llu signed by %s",
                    (unsigned long long)c.size, a->node_v.name);
-        }
     }
     tdsx_note_free(note);
     note = NULL;
