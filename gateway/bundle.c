@@ -1074,8 +1074,8 @@ static void on_expiry(uv_timer_t *t)
 static void arm(tdsx_node_t *n)
 {
     struct tdsx_bundle_node_s *st = n->bundle;
-    if (!st || !st->timer_init)
-        return;
+    if (!st || !st->timer_init || uv_is_closing((uv_handle_t *)&n->bundle_timer))
+        return; /* not started, or shutting down (a late fetch may still apply a bundle) */
     uv_timer_stop(&n->bundle_timer);
     if (!st->b)
         return;
