@@ -144,17 +144,22 @@ TDSX_MUST_CHECK int tdsx__bundle_format(const tdsx_bundle_t *b, int64_t at, tdsx
  * the bundle in force expires, every exchange stops — new connections are refused, open
  * ones closed, transfers refused, all with TDSX_E_BUNDLE_EXPIRED — until a fresh bundle is
  * applied. The same holds, with TDSX_E_BUNDLE_FLOOR, while the bundle in force requires a
- * policy floor version above TDSX_BUNDLE_FLOOR_VERSION. Logs: "bundle.applied", "bundle.refused",
- * "bundle.expired", "bundle.peer_closed".
+ * policy floor version above TDSX_BUNDLE_FLOOR_VERSION. Logs: "bundle.loaded",
+ * "bundle.applied", "bundle.refused", "bundle.expired", "bundle.floor_outdated",
+ * "bundle.peer_closed", "bundle.file_not_newer", "bundle.none".
  * ---------------------------------------------------------------------------------------- */
 
 /* From tdsx_node_new, after the anchors, chain and configured CRLs are in n->trust and
  * before the registry is read: loads bundle.current and bundle_file, verifies both, keeps
  * the higher serial; adds its intermediates and CRLs to n->trust and sets n->registry from
- * it. A node with no bundle is left as it was (0). An expired bundle is loaded all the same
- * (the node starts with exchange stopped, and says so). Errors: those of
- * tdsx__bundle_verify for bundle_file (`what` names it), TDSX_E_NOMEM. A damaged
- * bundle.current is logged and ignored. */
+ * it. A bundle_file newer than bundle.current becomes bundle.current in tdsx__bundle_start
+ * (so `tdsxd --check-config` writes nothing). With no bundle, a node without a registry file
+ * (only bundle_url) gets an empty registry: no member is accepted until one is applied;
+ * otherwise n->registry is left NULL for the registry file. An expired bundle is loaded all
+ * the same (the node starts with exchange stopped, and says so). Errors: those of
+ * tdsx__bundle_verify for bundle_file (`what` names it), file errors of the node's ca.pem,
+ * TDSX_E_NOMEM. A damaged bundle.current is logged and ignored. n->bundle is set (and freed by
+ * tdsx__bundle_node_free) whatever the result. */
 TDSX_MUST_CHECK int tdsx__bundle_load(tdsx_node_t *n, char *what, size_t what_size);
 /* From tdsx_node_start: arms the expiry timer. From close_node_handles: closes it. */
 TDSX_MUST_CHECK int tdsx__bundle_start(tdsx_node_t *n);
@@ -167,17 +172,18 @@ void tdsx__bundle_node_free(tdsx_node_t *n);
  * (TDSX_E_BUNDLE_EXPIRED), a bad signature/signer (TDSX_E_BUNDLE or the specific code of
  * tdsx__bundle_verify); returns 1 when it is the same serial as in force (nothing to do), 0
  * when applied: persisted atomically to <data_dir>/bundle.current (0600), registry swapped,
- * CRLs swapped, live connections of peers now revoked or no longer members closed. `source`
- * is for logs (URL or path). Every refusal is logged ("bundle.refused") and leaves the bundle
- * in force as it was. Loop thread only. */
+ * CRLs swapped, live connections of peers now revoked or no longer members closed. A bundle
+ * requiring a newer policy floor is applied too, and then stops exchange (tdsx__bundle_check).
+ * `source` is for logs (URL or path). Every refusal is logged ("bundle.refused") and leaves the
+ * bundle in force as it was. TDSX_E_STATE before tdsx__bundle_load. Loop thread only. */
 TDSX_MUST_CHECK int tdsx__bundle_apply(tdsx_node_t *n, tdsx_bytes_t envelope, const char *source);
 /* SIGHUP: re-reads bundle_file (when configured) and applies it; 1 same serial, 0 applied,
  * else the error (logged). */
 TDSX_MUST_CHECK int tdsx__bundle_reload(tdsx_node_t *n);
 
 /* Bundle state for status and metrics: all zero when the node has no bundle. `expired` is 1
- * while exchange is stopped because the bundle in force expired. Any out pointer may be
- * NULL. */
+ * while exchange is stopped because the bundle in force expired (tdsx__bundle_check also
+ * covers the policy floor). Any out pointer may be NULL. */
 void tdsx__bundle_state(const tdsx_node_t *n, uint64_t *serial, int64_t *issued_at,
                         int64_t *expires_at, int *expired);
 /* 0 when exchange may go on; TDSX_E_BUNDLE_EXPIRED or TDSX_E_BUNDLE_FLOOR when it must stop. */
