@@ -942,14 +942,11 @@ int tdsx__bundle_format(const tdsx_bundle_t *b, int64_t at, tdsx_buf_t *out)
  * ---------------------------------------------------------------------------------------- */
 
 /* A superseded TLS context with the trust set and registry it borrows: connections made from
- * it still verify and look up through it, so it is freed only once none of the connections
- * that were open when it was replaced is left. */
+ * it still use it, so it is freed only once no connection made from it is left. */
 typedef struct retired_s {
     tdsx_tls_ctx_t *tls;
     tdsx_trust_t *trust;
     tdsx_registry_t *registry;
-    const tdsx_conn_t **conns; /* identities only, never dereferenced */
-    size_t n_conns;
 } retired_t;
 
 struct tdsx_bundle_node_s {
@@ -1215,7 +1212,6 @@ static void retired_free(retired_t *r)
     tdsx_tls_ctx_free(r->tls);
     tdsx_registry_free(r->registry);
     tdsx_trust_free(r->trust);
-    tdsx_free(r->conns);
 }
 
 void tdsx__bundle_node_free(tdsx_node_t *n)
@@ -1234,8 +1230,7 @@ void tdsx__bundle_node_free(tdsx_node_t *n)
     n->bundle = NULL;
 }
 
-/* Frees the superseded contexts none of whose connections is still open. A freed connection's
- * address may be reused by a new one: that only keeps a context a little longer. */
+/* Frees the superseded contexts no connection uses any more. */
 static void collect_retired(tdsx_node_t *n)
 {
     struct tdsx_bundle_node_s *st = n->bundle;
@@ -1244,8 +1239,7 @@ static void collect_retired(tdsx_node_t *n)
         retired_t *r = &st->retired[i];
         int live = 0;
         for (tdsx_conn_t *c = tdsx__conn_next(n, NULL); c && !live; c = tdsx__conn_next(n, c))
-            for (size_t k = 0; k < r->n_conns && !live; k++)
-                live = r->conns[k] == c;
+            live = tdsx__conn_tls_ctx(c) == r->tls;
         if (live)
             st->retired[w++] = *r;
         else
@@ -1257,8 +1251,7 @@ static void collect_retired(tdsx_node_t *n)
 /* Takes back the last retire() when the swap does not happen after all. */
 static void unretire(tdsx_node_t *n)
 {
-    struct tdsx_bundle_node_s *st = n->bundle;
-    tdsx_free(st->retired[--st->n_retired].conns);
+    n->bundle->n_retired--;
 }
 
 static int retire(tdsx_node_t *n)
@@ -1268,13 +1261,7 @@ static int retire(tdsx_node_t *n)
     if (!v)
         return TDSX_E_NOMEM;
     st->retired = v;
-    retired_t r = {n->tls, n->trust, n->registry, NULL, 0};
-    if (n->n_conns && !(r.conns = tdsx_calloc(n->n_conns, sizeof *r.conns)))
-        return TDSX_E_NOMEM;
-    for (tdsx_conn_t *c = tdsx__conn_next(n, NULL); c && r.n_conns < n->n_conns;
-         c = tdsx__conn_next(n, c))
-        r.conns[r.n_conns++] = c;
-    st->retired[st->n_retired++] = r;
+    st->retired[st->n_retired++] = (retired_t){n->tls, n->trust, n->registry};
     return 0;
 }
 

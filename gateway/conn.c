@@ -859,6 +859,11 @@ tdsx_conn_state_t tdsx__conn_state(const tdsx_conn_t *c)
     return c->state;
 }
 
+const tdsx_tls_ctx_t *tdsx__conn_tls_ctx(const tdsx_conn_t *c)
+{
+    return c->tls ? tdsx_tls_conn_ctx(c->tls) : NULL;
+}
+
 int tdsx__conn_writable(const tdsx_conn_t *c)
 {
     tdsx_conn_t *m = (tdsx_conn_t *)c;

@@ -139,6 +139,8 @@ const char *tdsx__conn_peer_id(const tdsx_conn_t *c);
  * or NULL. */
 X509 *tdsx__conn_peer_cert(const tdsx_conn_t *c, STACK_OF(X509) **chain);
 tdsx_conn_state_t tdsx__conn_state(const tdsx_conn_t *c);
+/* The TLS context the connection's engine was made from (NULL before it has one). */
+const tdsx_tls_ctx_t *tdsx__conn_tls_ctx(const tdsx_conn_t *c);
 int tdsx__conn_writable(const tdsx_conn_t *c);
 tdsx_node_t *tdsx__conn_node(tdsx_conn_t *c);
 /* Open streams count toward draining: the connection closes when the last one ends. */

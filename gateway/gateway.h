@@ -286,6 +286,8 @@ const char *tdsx_tls_conn_peer_id(const tdsx_tls_conn_t *c);
  * NULL), both owned by the connection and valid until tdsx_tls_conn_free. NULL when
  * tdsx_tls_conn_peer is. Lets a node re-check a live peer against a new trust bundle. */
 X509 *tdsx_tls_conn_peer_cert(const tdsx_tls_conn_t *c, STACK_OF(X509) **chain);
+/* The context the connection was made from (it must outlive the connection). */
+const tdsx_tls_ctx_t *tdsx_tls_conn_ctx(const tdsx_tls_conn_t *c);
 
 /* ==========================================================================================
  * Receipts (SPEC §10, §13)

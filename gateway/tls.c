@@ -863,6 +863,11 @@ const char *tdsx_tls_conn_peer_id(const tdsx_tls_conn_t *c)
     return tdsx_tls_conn_peer(c) ? c->peer_id : NULL;
 }
 
+const tdsx_tls_ctx_t *tdsx_tls_conn_ctx(const tdsx_tls_conn_t *c)
+{
+    return c->ctx;
+}
+
 X509 *tdsx_tls_conn_peer_cert(const tdsx_tls_conn_t *c, STACK_OF(X509) **chain)
 {
     if (chain)
