@@ -93,6 +93,17 @@ for off in 40 $((size / 2)) $((size - 10)); do
   err_has 'TDSX_E_'
 done
 
+# An expired bundle still shows (with --anchor too), and says so; a floor above what this build
+# enforces is warned about at make time.
+expect 0 tdsx bundle make --ca ca --registry reg.txt --serial 45 --valid 1s --sign centre \
+  --out e.tdsx
+sleep 2
+expect 0 tdsx bundle show e.tdsx --anchor ca/root.pem
+out_has '^expires .*\(EXPIRED\)$'
+out_has '^verified +yes'
+expect 0 tdsx bundle make --ca ca --registry reg.txt --serial 46 --policy-floor 9 --out f.unsigned
+err_has 'warning: .*policy floor 9 stops their exchange'
+
 # One step: make --sign; a revoked centre cannot sign a bundle nodes accept (its own CRL).
 expect 0 tdsx bundle make --ca ca --registry reg.txt --serial 43 --sign centre --out c.tdsx
 expect 0 tdsx bundle show c.tdsx --anchor ca/root.pem --chain ca/intermediate.pem
@@ -101,3 +112,4 @@ expect 0 tdsx ca revoke --dir ca --cert centre/sign.pem
 expect 0 tdsx bundle make --ca ca --registry reg.txt --serial 44 --sign centre --out d.tdsx
 expect 1 tdsx bundle show d.tdsx --anchor ca/root.pem
 err_has 'TDSX_E_CERT_REVOKED'
+
