@@ -1370,6 +1370,8 @@ int tdsx__bundle_apply(tdsx_node_t *n, tdsx_bytes_t envelope, const char *source
              TDSX_KV_S("signer", info.signer));
     if (n->cfg.witness && !tdsx_registry_find(n->registry, n->cfg.witness))
         tdsx_log(TDSX_LOG_WARN, "bundle.witness_missing", TDSX_KV_S("witness", n->cfg.witness));
+    else
+        tdsx__node_witness_dial(n);
     arm(n);
     if (info.policy_floor > TDSX_BUNDLE_FLOOR_VERSION) {
         log_floor(n);

@@ -76,8 +76,8 @@ struct tdsx_node_s {
     size_t n_dialers;
 
     tdsx_counters_t counters;
-    tdsx_exchange_t *x; /* catalog, transfers, receipts (exchange.c) */
-    struct tdsx_policy_s *policy;     /* swapped whole on SIGHUP (policy.h) */
+    tdsx_exchange_t *x;           /* catalog, transfers, receipts (exchange.c) */
+    struct tdsx_policy_s *policy; /* swapped whole on SIGHUP (policy.h) */
     struct tdsx_taxonomy_s *taxonomy;
     uint64_t next_ctl_serial;
     struct tdsx_nodelog_s *log; /* the transparency log (log.c), NULL until started */
@@ -101,6 +101,12 @@ struct tdsx_node_s {
  * nothing is left open and *out is NULL; `what` (may be NULL) receives the file at fault. */
 TDSX_MUST_CHECK int tdsx_node_new(uv_loop_t *loop, tdsx_config_t *cfg, tdsx_node_t **out,
                                   char *what, size_t what_size);
+/* 1 when the node's members come from trust bundles (bundle_url or bundle_file), so a witness
+ * no registry names yet may be waited for instead of refusing to start. */
+int tdsx__node_witness_may_wait(const tdsx_node_t *n);
+/* After a new registry is in force (bundle.c): starts dialling the witness when it needs a
+ * dialer of its own and the registry now names it. Idempotent. */
+void tdsx__node_witness_dial(tdsx_node_t *n);
 /* Opens the listener, the control socket and the signal handlers and starts dialling. */
 TDSX_MUST_CHECK int tdsx_node_start(tdsx_node_t *n);
 /* Stops accepting and dialling, lets in-flight streams finish up to drain_timeout, closes

@@ -489,13 +489,17 @@ fail:
 /* Why the node does not exchange, or NULL when it does. */
 static const char *not_serving(const tdsx_node_t *n)
 {
-    int expired = 0;
     if (n->draining)
         return "draining: the node is shutting down";
-    tdsx__bundle_state(n, NULL, NULL, NULL, &expired);
-    if (expired)
+    switch (tdsx__bundle_check(n)) {
+    case 0: return NULL;
+    case TDSX_E_BUNDLE_EXPIRED:
         return "bundle expired: exchange stopped until a fresh trust bundle is applied";
-    return NULL;
+    case TDSX_E_BUNDLE_FLOOR:
+        return "bundle requires a newer policy floor: exchange stopped until this node is "
+               "upgraded or a bundle it honours is applied";
+    default: return "exchange stopped by the trust bundle";
+    }
 }
 
 static void serve(http_client_t *c, const tdsx_http_req_t *req)

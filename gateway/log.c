@@ -1618,7 +1618,9 @@ int tdsx__log_start(tdsx_node_t *n)
         goto fail;
     }
     if (n->cfg.witness && strcmp(n->cfg.witness, n->self_id) != 0) {
-        if (!tdsx_registry_find(n->registry, n->cfg.witness)) {
+        /* With bundles the witness may still be on its way (node.c dials it once it comes):
+         * submissions wait for a connection to it either way. */
+        if (!tdsx_registry_find(n->registry, n->cfg.witness) && !tdsx__node_witness_may_wait(n)) {
             tdsx_log(TDSX_LOG_ERROR, "log.witness_unknown", TDSX_KV_S("witness", n->cfg.witness),
                      TDSX_KV_S("reason", "the witness is not in the member registry"));
             rc = TDSX_E_NOTFOUND;

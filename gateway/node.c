@@ -155,8 +155,11 @@ int tdsx_node_new(uv_loop_t *loop, tdsx_config_t *cfg, tdsx_node_t **out, char *
                  TDSX_KV_I("line", rerr.line), TDSX_KV_S("problem", rerr.msg));
         goto fail;
     }
-    /* The witness that cosigns our log (log.c) must be a member we can reach. */
-    if (n->cfg.witness && !tdsx_registry_find(n->registry, n->cfg.witness)) {
+    /* The witness that cosigns our log (log.c) must be a member we can reach: in the registry
+     * file, or, for a node whose members come from fetched bundles, in one still to come (its
+     * dialer waits for it: tdsx__node_witness_dial). */
+    if (n->cfg.witness && !tdsx_registry_find(n->registry, n->cfg.witness) &&
+        !tdsx__node_witness_may_wait(n)) {
         set_what(what, what_size, "witness (not in the member registry)");
         rc = TDSX_E_NOTFOUND;
         goto fail;
@@ -277,48 +280,85 @@ void tdsx__dialer_closed(tdsx_dialer_t *d, int err)
     schedule_redial(d, err);
 }
 
-/* The witness (log.c, SPEC §11) when it is not a configured peer: the member to dial at its
- * registry endpoint, or NULL. */
-static const tdsx_member_t *witness_to_dial(const tdsx_node_t *n)
+int tdsx__node_witness_may_wait(const tdsx_node_t *n)
+{
+    return n->cfg.n_bundle_urls > 0 || n->cfg.bundle_file != NULL;
+}
+
+/* Whether the witness (log.c, SPEC §11) needs a dialer of its own: named, not us, not a
+ * configured peer. */
+static int witness_needs_dialer(const tdsx_node_t *n)
 {
     if (!n->cfg.witness || strcmp(n->cfg.witness, n->self_id) == 0)
-        return NULL;
+        return 0;
     for (size_t i = 0; i < n->cfg.n_peers; i++)
         if (strcmp(n->cfg.peers[i].id, n->cfg.witness) == 0)
-            return NULL;
-    return tdsx_registry_find(n->registry, n->cfg.witness);
+            return 0;
+    return 1;
+}
+
+/* Fills dialer d for the witness member w (at its registry endpoint) and starts its timer. */
+static int witness_dialer_init(tdsx_node_t *n, tdsx_dialer_t *d, const tdsx_member_t *w)
+{
+    char addr[TDSX_HOST_MAX + 8];
+    d->node = n;
+    snprintf(d->id, sizeof d->id, "%s", w->id);
+    snprintf(addr, sizeof addr, "%s:%u", w->host, (unsigned)w->port);
+    if (tdsx_config_split_addr(addr, d->host, sizeof d->host, &d->port) != 0)
+        return TDSX_E_CONFIG;
+    uv_timer_init(n->loop, &d->timer);
+    d->timer.data = d;
+    n->n_dialers++;
+    return 0;
+}
+
+void tdsx__node_witness_dial(tdsx_node_t *n)
+{
+    /* The slot after the peers is kept for the witness while no registry named it. */
+    if (!n->dialers || n->draining || !witness_needs_dialer(n) || n->n_dialers != n->cfg.n_peers)
+        return;
+    const tdsx_member_t *w = tdsx_registry_find(n->registry, n->cfg.witness);
+    if (!w)
+        return;
+    tdsx_dialer_t *d = &n->dialers[n->cfg.n_peers];
+    if (witness_dialer_init(n, d, w) != 0) {
+        tdsx_log(TDSX_LOG_WARN, "log.witness_endpoint", TDSX_KV_S("witness", w->id),
+                 TDSX_KV_S("reason", "the registry's endpoint is not host:port"));
+        return;
+    }
+    tdsx_log(TDSX_LOG_INFO, "log.witness_dialled", TDSX_KV_S("witness", w->id));
+    dial(d);
 }
 
 /* A dialled connection exists from the dial on, not only once open: remember it early so a
  * second dial does not race the first. */
 static int start_dialers(tdsx_node_t *n)
 {
-    const tdsx_member_t *w = witness_to_dial(n);
-    size_t count = n->cfg.n_peers + (w ? 1 : 0);
+    int wd = witness_needs_dialer(n);
+    const tdsx_member_t *w = wd ? tdsx_registry_find(n->registry, n->cfg.witness) : NULL;
+    size_t count = n->cfg.n_peers + (wd ? 1 : 0);
     if (count == 0)
         return 0;
     n->dialers = tdsx_calloc(count, sizeof *n->dialers);
     if (!n->dialers)
         return TDSX_E_NOMEM;
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < n->cfg.n_peers; i++) {
         tdsx_dialer_t *d = &n->dialers[i];
         d->node = n;
-        if (i < n->cfg.n_peers) {
-            snprintf(d->id, sizeof d->id, "%s", n->cfg.peers[i].id);
-            if (tdsx_config_split_addr(n->cfg.peers[i].address, d->host, sizeof d->host,
-                                       &d->port) != 0)
-                return TDSX_E_CONFIG;
-        } else {
-            char addr[TDSX_HOST_MAX + 8];
-            snprintf(d->id, sizeof d->id, "%s", w->id);
-            snprintf(addr, sizeof addr, "%s:%u", w->host, (unsigned)w->port);
-            if (tdsx_config_split_addr(addr, d->host, sizeof d->host, &d->port) != 0)
-                return TDSX_E_CONFIG;
-        }
+        snprintf(d->id, sizeof d->id, "%s", n->cfg.peers[i].id);
+        if (tdsx_config_split_addr(n->cfg.peers[i].address, d->host, sizeof d->host, &d->port) != 0)
+            return TDSX_E_CONFIG;
         uv_timer_init(n->loop, &d->timer);
         d->timer.data = d;
         n->n_dialers++;
     }
+    /* A witness no registry names yet keeps its slot until a bundle brings it. */
+    if (w && witness_dialer_init(n, &n->dialers[n->cfg.n_peers], w) != 0)
+        return TDSX_E_CONFIG;
+    if (wd && !w)
+        tdsx_log(TDSX_LOG_WARN, "log.witness_pending", TDSX_KV_S("witness", n->cfg.witness),
+                 TDSX_KV_S("reason", "not in the member registry yet: dialled once a trust bundle "
+                                     "names it"));
     for (size_t i = 0; i < n->n_dialers; i++)
         dial(&n->dialers[i]);
     return 0;
@@ -500,7 +540,7 @@ void tdsx_node_free(tdsx_node_t *n)
         return;
     tdsx__exchange_free(n);
     tdsx__report_free(n); /* its entries' callbacks ran while the loop closed */
-    tdsx__log_free(n); /* after the exchange: nothing waits on its entries any more */
+    tdsx__log_free(n);    /* after the exchange: nothing waits on its entries any more */
     tdsx_policy_free(n->policy);
     tdsx_taxonomy_free(n->taxonomy);
     /* Superseded TLS contexts, trust sets and registries (bundle.c). */

@@ -31,7 +31,7 @@
 
 typedef struct {
     tdsx_test_province_t p;
-    tdsx_test_node_t centre, ent, fresh;
+    tdsx_test_node_t centre, ent, fresh, late;
     int http_port, ent_http_port;
     char *pub;
 } world_t;
@@ -175,6 +175,8 @@ static int setup(void **state)
     assert_true(sodium_init() >= 0);
     tdsx_test_province_init(&W.p);
     tdsx_test_node_issue(&W.p, &W.centre, "centre", TDSX_ROLE_CENTRE, 0, 0, 1, 0);
+    /* Registered before the centre loads its registry file: the centre must know it. */
+    tdsx_test_node_issue(&W.p, &W.late, "late", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
     W.pub = tdsx_test_path(W.p.dir, "pub");
     assert_int_equal(mkdir(W.pub, 0700), 0);
     W.http_port = free_port();
@@ -189,6 +191,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    tdsx_test_node_free(&W.late);
     tdsx_test_node_free(&W.fresh);
     tdsx_test_node_free(&W.ent);
     tdsx_test_node_free(&W.centre);
@@ -773,6 +776,60 @@ static void first_start_from_http_alone(void **state)
     assert_int_equal(tdsx_test_node_stop(&W.fresh, 10000), 0);
 }
 
+/* Drops the `registry` line of n's config: nothing but the mirror tells it who is a member. */
+static void drop_registry_line(const tdsx_test_node_t *n)
+{
+    size_t len = 0;
+    uint8_t *text = NULL;
+    assert_int_equal(tdsx_file_read(n->conf, 1 << 16, &text, &len), 0);
+    char *reg = strstr((char *)text, "registry ");
+    assert_non_null(reg);
+    char *eol = strchr(reg, '\n');
+    memmove(reg, eol + 1, strlen(eol + 1) + 1);
+    tdsx_test_write_file(n->conf, text, strlen((char *)text));
+    tdsx_free(text);
+}
+
+/* The natural config of a node whose members come from the centre's bundle: no registry file,
+ * the centre as its log's witness but not as a peer. On its first start no registry names the
+ * witness yet: the node starts all the same, dials the witness once the fetched bundle names
+ * it, and has its checkpoint cosigned. A node on a registry file that does not name its
+ * witness still refuses to start. */
+static void first_start_with_a_witness_the_bundle_brings(void **state)
+{
+    (void)state;
+    publish_bundle(7); /* its registry lists `late` (and so does the centre's) */
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "witness %s\ncheckpoint_interval 300ms\n"
+             "bundle_url http://127.0.0.1:%d/pub/bundle.tdsx\nbundle_refresh 1h\n",
+             W.centre.id, W.http_port);
+    tdsx_test_node_config(&W.p, &W.late, extra);
+    drop_registry_line(&W.late);
+    char *out = NULL;
+    int rc = tdsx_test_run(&out, "tdsxd --check-config -c '%s' 2>&1", W.late.conf);
+    if (rc)
+        fail_msg("%s", out ? out : "");
+    free(out);
+
+    tdsx_test_node_start(&W.late);
+    assert_true(tdsx_test_log_wait(&W.late, 5000, "\"log.witness_pending\"", W.centre.id, NULL));
+    assert_true(
+        tdsx_test_log_wait(&W.late, 10000, "\"bundle.fetch\"", "\"result\":\"applied\"", NULL));
+    assert_true(tdsx_test_log_wait(&W.late, 10000, "\"log.witness_dialled\"", W.centre.id, NULL));
+    assert_true(tdsx_test_log_wait(&W.late, 10000, "conn.open", W.centre.id, NULL));
+    assert_true(tdsx_test_log_wait(&W.late, 15000, "\"log.cosigned\"", W.centre.id, NULL));
+    assert_int_equal(tdsx_test_node_stop(&W.late, 10000), 0);
+
+    /* On a registry file (no bundle) that does not name the witness: refused, and said why. */
+    snprintf(extra, sizeof extra, "witness 91370100MA3C4K2B2K/nobody\n");
+    tdsx_test_node_config(&W.p, &W.late, extra);
+    rc = tdsx_test_run(&out, "tdsxd --check-config -c '%s' 2>&1", W.late.conf);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(out, "witness"));
+    free(out);
+}
+
 static void centre_stops(void **state)
 {
     (void)state;
@@ -793,6 +850,7 @@ int main(void)
         cmocka_unit_test(healthz_follows_bundle_expiry_and_refresh),
         cmocka_unit_test(sighup_fetches_now),
         cmocka_unit_test(first_start_from_http_alone),
+        cmocka_unit_test(first_start_with_a_witness_the_bundle_brings),
         cmocka_unit_test(centre_stops),
     };
     return cmocka_run_group_tests_name("fetch", tests, setup, teardown);
