@@ -206,6 +206,11 @@ TDSX_MUST_CHECK int tdsx_file_read(const char *path, size_t cap, uint8_t **out, 
 TDSX_MUST_CHECK int tdsx_file_write(const char *path, const void *p, size_t n, unsigned mode,
                                     int force);
 
+/* fsyncs a directory, so that a rename, link or unlink in it survives a power loss. 0, or
+ * TDSX_E_IO with errno left as the failing open/fsync set it. A file system that cannot fsync
+ * a directory (EINVAL) has nothing to sync: 0. */
+TDSX_MUST_CHECK int tdsx_dir_sync(const char *path);
+
 /* Wall clock in seconds since the epoch, overridable for tests (0 restores the real clock). */
 int64_t tdsx_now(void);
 void tdsx_now_set(int64_t fixed);

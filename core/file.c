@@ -94,6 +94,22 @@ fail:
     return rc;
 }
 
+int tdsx_dir_sync(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return TDSX_E_IO;
+    int rc = 0, saved = 0;
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        saved = errno;
+        rc = TDSX_E_IO;
+    }
+    close(fd);
+    if (rc)
+        errno = saved;
+    return rc;
+}
+
 static int64_t fixed_now;
 
 int64_t tdsx_now(void)

@@ -81,6 +81,22 @@ int tdsx__cli_socket(const char *cmd, const char *sock, const char *conf, char *
 int tdsx__registry_append(const char *cmd, const char *registry, const char *cred_dir,
                           const char *endpoint);
 
+/* Parses a decimal in [min, max] (digits only: no sign, no space, no suffix). 0 or
+ * TDSX_E_USAGE. */
+TDSX_MUST_CHECK int tdsx__cli_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+struct Tdsx__LocalRequest;
+struct Tdsx__LocalResponse;
+struct tdsx_arena_s;
+/* Asks the daemon t names (tdsx__cli_socket) and waits up to timeout_ms. Returns 0 with *resp
+ * decoded in *arena (the caller frees *arena), or the exit code after a message, with *arena
+ * NULL: not reachable, timed out or gone is TDSX_EXIT_ERROR; an Error answer prints its message
+ * and code and exits with error_exit(code); an answer other than `want_body` (a
+ * LocalResponse body case; 0: any) is a protocol error. req->id is set. */
+int tdsx__cli_ask(const tdsx_cli_target_t *t, struct Tdsx__LocalRequest *req, int timeout_ms,
+                  int want_body, int (*error_exit)(int err), struct tdsx_arena_s **arena,
+                  struct Tdsx__LocalResponse **resp);
+
 /* Arena budget for answers from the daemon (a receipt bundle holds two envelopes). */
 #define TDSX_ENVELOPE_ARENA_BUDGET_CLI (64u << 20)
 int tdsx_cmd_registry_add(int argc, char **argv);

@@ -13,37 +13,19 @@
 #define AGREE_ACTIONS_MAX 6
 #define DAY_SECONDS 86400
 
-/* Sends req and waits for the answer. Returns the exit code: 0 with *resp (in *arena, which
- * the caller frees) when the daemon answered with an agreement; otherwise the message is
- * printed. */
+/* An Error answer: could not run (bad arguments, peer not there) versus refused. */
+static int agree_error_exit(int rc)
+{
+    return rc == TDSX_E_INVAL || rc == TDSX_E_NOTFOUND || rc == TDSX_E_AGAIN || rc == TDSX_E_TIMEOUT
+               ? TDSX_EXIT_ERROR
+               : TDSX_EXIT_INVALID;
+}
+
 static int call(const tdsx_cli_target_t *t, Tdsx__LocalRequest *req, tdsx_arena_t **arena,
                 Tdsx__LocalResponse **resp)
 {
-    char *path = NULL;
-    int code = tdsx__cli_socket(t->cmd, t->sock, t->conf, &path);
-    if (code)
-        return code;
-    req->id = 1;
-    int rc = tdsx_arena_new(TDSX_ENVELOPE_ARENA_BUDGET_CLI, arena);
-    if (rc == 0)
-        rc = tdsx_control_call(path, req, *arena, AGREE_TIMEOUT_MS, NULL, NULL, resp);
-    if (rc) {
-        code = tdsx_cli_fail(t->cmd, rc, path);
-        if (rc == TDSX_E_NOTFOUND || rc == TDSX_E_TIMEOUT || rc == TDSX_E_CLOSED)
-            code = TDSX_EXIT_ERROR;
-    } else if ((*resp)->body_case == TDSX__LOCAL_RESPONSE__BODY_ERROR) {
-        rc = tdsx_err_from_wire((*resp)->error->code);
-        fprintf(stderr, "tdsx %s: %s (%s)\n", t->cmd, (*resp)->error->message, tdsx_err_name(rc));
-        /* Could not run (bad arguments, peer not there) versus refused. */
-        code = rc == TDSX_E_INVAL || rc == TDSX_E_NOTFOUND || rc == TDSX_E_AGAIN ||
-                       rc == TDSX_E_TIMEOUT
-                   ? TDSX_EXIT_ERROR
-                   : TDSX_EXIT_INVALID;
-    } else if ((*resp)->body_case != TDSX__LOCAL_RESPONSE__BODY_AGREE) {
-        code = tdsx_cli_fail(t->cmd, TDSX_E_PROTOCOL, "daemon answer");
-    }
-    tdsx_free(path);
-    return code;
+    return tdsx__cli_ask(t, req, AGREE_TIMEOUT_MS, TDSX__LOCAL_RESPONSE__BODY_AGREE,
+                         agree_error_exit, arena, resp);
 }
 
 static void hex_print(const uint8_t *p, size_t n)
@@ -100,19 +82,6 @@ static int print_answer(const Tdsx__AgreeResponse *r)
     return TDSX_EXIT_OK;
 }
 
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (!*s || *s == '-' || *s == '+')
-        return TDSX_E_INVAL;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v > max)
-        return TDSX_E_INVAL;
-    *out = v;
-    return 0;
-}
-
 int tdsx_cmd_agree_propose(int argc, char **argv)
 {
     static const struct option opts[] = {{"with", required_argument, NULL, 'w'},
@@ -150,21 +119,21 @@ int tdsx_cmd_agree_propose(int argc, char **argv)
             actions[p.n_actions++] = optarg;
             break;
         case 'D':
-            if (parse_u64(optarg, 36500, &days) != 0 || days == 0)
+            if (tdsx__cli_u64(optarg, 0, 36500, &days) != 0 || days == 0)
                 return tdsx_cli_usage(t.cmd, "--days takes 1..36500");
             have_days = 1;
             break;
         case 'b':
-            if (parse_u64(optarg, INT64_MAX, &not_before) != 0)
+            if (tdsx__cli_u64(optarg, 0, INT64_MAX, &not_before) != 0)
                 return tdsx_cli_usage(t.cmd, "--not-before takes seconds since the epoch");
             break;
         case 'A':
-            if (parse_u64(optarg, INT64_MAX, &not_after) != 0)
+            if (tdsx__cli_u64(optarg, 0, INT64_MAX, &not_after) != 0)
                 return tdsx_cli_usage(t.cmd, "--not-after takes seconds since the epoch");
             have_after = 1;
             break;
         case 'l':
-            if (parse_u64(optarg, INT64_MAX, &limit) != 0)
+            if (tdsx__cli_u64(optarg, 0, INT64_MAX, &limit) != 0)
                 return tdsx_cli_usage(t.cmd, "--limit takes a number of transfers");
             break;
         case 'r':
@@ -310,7 +279,7 @@ int tdsx_cmd_agree_list(int argc, char **argv)
         switch (o) {
         case 'p': l.page_token = optarg; break;
         case 'l':
-            if (parse_u64(optarg, 200, &limit) != 0 || limit == 0)
+            if (tdsx__cli_u64(optarg, 0, 200, &limit) != 0 || limit == 0)
                 return tdsx_cli_usage(t.cmd, "--limit takes 1..200");
             break;
         case 'h':

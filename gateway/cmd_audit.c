@@ -10,19 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end = NULL;
-    if (!s || *s < '0' || *s > '9')
-        return TDSX_E_USAGE;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return TDSX_E_USAGE;
-    *out = v;
-    return 0;
-}
-
 int tdsx_cmd_audit_export(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -38,11 +25,11 @@ int tdsx_cmd_audit_export(int argc, char **argv)
         case 'c': conf = optarg; break;
         case 'o': out = optarg; break;
         case 'f':
-            if (parse_u64(optarg, &from))
+            if (tdsx__cli_u64(optarg, 0, UINT64_MAX, &from))
                 return tdsx_cli_usage(cmd, "--from takes an entry index");
             break;
         case 't':
-            if (parse_u64(optarg, &to))
+            if (tdsx__cli_u64(optarg, 0, UINT64_MAX, &to))
                 return tdsx_cli_usage(cmd, "--to takes an entry index");
             break;
         case 'h':

@@ -24,19 +24,6 @@ static void start_options(void)
     opterr = 0;
 }
 
-static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    if (*s == '-' || *s == '+')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return -1;
-    *out = (uint64_t)v;
-    return 0;
-}
-
 /* "90", "90s", "30m", "24h", "7d": seconds, 1..CLI_VALID_MAX. */
 static int parse_valid(const char *s, int64_t *out)
 {
@@ -146,11 +133,11 @@ int tdsx_cmd_bundle_make(int argc, char **argv)
         case 'w': o.witness = optarg; break;
         case 'S': sign = optarg; break;
         case 's':
-            if (parse_u64(optarg, 1, UINT64_MAX, &o.serial))
+            if (tdsx__cli_u64(optarg, 1, UINT64_MAX, &o.serial))
                 return tdsx_cli_usage(cmd, "--serial must be a positive integer");
             break;
         case 'p':
-            if (parse_u64(optarg, 0, UINT32_MAX, &v))
+            if (tdsx__cli_u64(optarg, 0, UINT32_MAX, &v))
                 return tdsx_cli_usage(cmd, "--policy-floor must be 0..%u", UINT32_MAX);
             o.policy_floor = (uint32_t)v;
             break;

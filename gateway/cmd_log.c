@@ -31,48 +31,18 @@ typedef struct {
     const char *cmd, *sock, *conf, *out;
 } target_t;
 
-static int parse_u64(const char *s, uint64_t *out)
+/* An Error answer: an index or size the log does not hold is refused; the rest could not run. */
+static int log_error_exit(int rc)
 {
-    char *end = NULL;
-    if (!s || *s < '0' || *s > '9')
-        return TDSX_E_USAGE;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return TDSX_E_USAGE;
-    *out = v;
-    return 0;
+    return rc == TDSX_E_NOTFOUND ? TDSX_EXIT_INVALID : TDSX_EXIT_ERROR;
 }
 
-/* Asks the daemon; on success *resp lives in *arena (the caller frees it). Returns 0 or the
- * exit code after a message. */
+/* Asks the daemon (tdsx__cli_ask); on success *resp lives in *arena (the caller frees it). */
 static int call(const target_t *t, Tdsx__LocalRequest *req, tdsx_arena_t **arena,
                 Tdsx__LocalResponse **resp)
 {
-    char *path = NULL;
-    int rc = tdsx__cli_socket(t->cmd, t->sock, t->conf, &path);
-    if (rc)
-        return rc;
-    req->id = 1;
-    rc = tdsx_arena_new(TDSX_ENVELOPE_ARENA_BUDGET_CLI, arena);
-    if (rc == 0)
-        rc = tdsx_control_call(path, req, *arena, LOG_TIMEOUT_MS, NULL, NULL, resp);
-    int code = 0;
-    if (rc == 0 && (*resp)->body_case == TDSX__LOCAL_RESPONSE__BODY_ERROR) {
-        rc = tdsx_err_from_wire((*resp)->error->code);
-        fprintf(stderr, "tdsx %s: %s (%s)\n", t->cmd, (*resp)->error->message, tdsx_err_name(rc));
-        code = rc == TDSX_E_NOTFOUND ? TDSX_EXIT_INVALID : TDSX_EXIT_ERROR;
-    } else if (rc) {
-        code = tdsx_cli_fail(t->cmd, rc, path);
-        if (rc == TDSX_E_TIMEOUT || rc == TDSX_E_CLOSED)
-            code = TDSX_EXIT_ERROR;
-    }
-    tdsx_free(path);
-    if (code) {
-        tdsx_arena_free(*arena);
-        *arena = NULL;
-    }
-    return code;
+    tdsx_cli_target_t ct = {t->cmd, t->sock, t->conf};
+    return tdsx__cli_ask(&ct, req, LOG_TIMEOUT_MS, 0, log_error_exit, arena, resp);
 }
 
 static void print_hex_line(FILE *f, const char *label, const uint8_t *p, size_t n)
@@ -117,7 +87,7 @@ static int parse_opts(int argc, char **argv, target_t *t, const char *usage, uin
             if (!num_name || strcmp(num_name, o == 'i' ? "index" : "from") != 0)
                 return tdsx_cli_usage(t->cmd, "--%s does not apply here",
                                       o == 'i' ? "index" : "from");
-            if (parse_u64(optarg, num) != 0)
+            if (tdsx__cli_u64(optarg, 0, UINT64_MAX, num) != 0)
                 return tdsx_cli_usage(t->cmd, "--%s: '%s' is not a whole number", num_name, optarg);
             have = 1;
             break;
@@ -375,7 +345,7 @@ static int num_value(tdsx_bytes_t v, uint64_t *out)
         return TDSX_E_FORMAT;
     memcpy(buf, v.p, v.n);
     buf[v.n] = '\0';
-    return parse_u64(buf, out) == 0 ? 0 : TDSX_E_FORMAT;
+    return tdsx__cli_u64(buf, 0, UINT64_MAX, out) == 0 ? 0 : TDSX_E_FORMAT;
 }
 
 static int parse_proof(tdsx_bytes_t in, proof_t *p)

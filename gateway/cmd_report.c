@@ -23,52 +23,21 @@
 
 #define REPORT_TIMEOUT_MS 60000 /* the tally reads the whole range; the witness has 10 s */
 
-static int parse_u64(const char *s, uint64_t *out)
+/* An Error answer: could not ask (busy, gone, nothing published yet) versus refused. */
+static int report_error_exit(int rc)
 {
-    char *end = NULL;
-    if (!s || *s < '0' || *s > '9')
-        return TDSX_E_USAGE;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return TDSX_E_USAGE;
-    *out = v;
-    return 0;
+    return rc == TDSX_E_TIMEOUT || rc == TDSX_E_CLOSED || rc == TDSX_E_BUSY ||
+                   rc == TDSX_E_NOTFOUND || rc == TDSX_E_IO || rc == TDSX_E_STATE
+               ? TDSX_EXIT_ERROR
+               : TDSX_EXIT_INVALID;
 }
 
-/* Sends req and waits for the ReportResponse. Returns 0 with *resp in *arena, or the exit
- * code after a message (1: the daemon refused, 2: could not ask). */
+/* Sends req and waits for the ReportResponse (tdsx__cli_ask). */
 static int call(const tdsx_cli_target_t *t, Tdsx__LocalRequest *req, tdsx_arena_t **arena,
                 Tdsx__LocalResponse **resp)
 {
-    char *path = NULL;
-    int code = tdsx__cli_socket(t->cmd, t->sock, t->conf, &path);
-    if (code)
-        return code;
-    req->id = 1;
-    int rc = tdsx_arena_new(TDSX_ENVELOPE_ARENA_BUDGET_CLI, arena);
-    if (rc == 0)
-        rc = tdsx_control_call(path, req, *arena, REPORT_TIMEOUT_MS, NULL, NULL, resp);
-    if (rc) {
-        code = tdsx_cli_fail(t->cmd, rc, path);
-        if (rc == TDSX_E_NOTFOUND || rc == TDSX_E_TIMEOUT || rc == TDSX_E_CLOSED)
-            code = TDSX_EXIT_ERROR;
-    } else if ((*resp)->body_case == TDSX__LOCAL_RESPONSE__BODY_ERROR) {
-        rc = tdsx_err_from_wire((*resp)->error->code);
-        fprintf(stderr, "tdsx %s: %s (%s)\n", t->cmd, (*resp)->error->message, tdsx_err_name(rc));
-        code = rc == TDSX_E_TIMEOUT || rc == TDSX_E_CLOSED || rc == TDSX_E_BUSY ||
-                       rc == TDSX_E_NOTFOUND || rc == TDSX_E_IO || rc == TDSX_E_STATE
-                   ? TDSX_EXIT_ERROR
-                   : TDSX_EXIT_INVALID;
-    } else if ((*resp)->body_case != TDSX__LOCAL_RESPONSE__BODY_REPORT) {
-        code = tdsx_cli_fail(t->cmd, TDSX_E_PROTOCOL, "daemon answer");
-    }
-    tdsx_free(path);
-    if (code) {
-        tdsx_arena_free(*arena);
-        *arena = NULL;
-    }
-    return code;
+    return tdsx__cli_ask(t, req, REPORT_TIMEOUT_MS, TDSX__LOCAL_RESPONSE__BODY_REPORT,
+                         report_error_exit, arena, resp);
 }
 
 static uint64_t total(const tdsx_report_counts_t *c, unsigned dir)
@@ -127,8 +96,9 @@ int tdsx_cmd_report_make(int argc, char **argv)
         switch (o) {
         case 'h': fputs(usage, stdout); return TDSX_EXIT_OK;
         case 'p':
-            if (optind >= argc || parse_u64(optarg, &from) != 0 ||
-                parse_u64(argv[optind], &to) != 0 || from > INT64_MAX || to > INT64_MAX)
+            if (optind >= argc || tdsx__cli_u64(optarg, 0, UINT64_MAX, &from) != 0 ||
+                tdsx__cli_u64(argv[optind], 0, UINT64_MAX, &to) != 0 || from > INT64_MAX ||
+                to > INT64_MAX)
                 return tdsx_cli_usage(t.cmd, "--period takes two unix times, FROM TO");
             optind++;
             mk.period_from = (int64_t)from;
@@ -177,7 +147,8 @@ int tdsx_cmd_report_submit(int argc, char **argv)
         }
         return tdsx_cli_usage(t.cmd, "unknown option");
     }
-    if (optind < argc && (parse_u64(argv[optind++], &sb.sequence) != 0 || sb.sequence == 0))
+    if (optind < argc &&
+        (tdsx__cli_u64(argv[optind++], 0, UINT64_MAX, &sb.sequence) != 0 || sb.sequence == 0))
         return tdsx_cli_usage(t.cmd, "SEQ is a report sequence number (1, 2, ...)");
     if (optind != argc)
         return tdsx_cli_usage(t.cmd, "unexpected argument '%s'", argv[optind]);

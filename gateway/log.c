@@ -336,21 +336,11 @@ static char *path_of(const char *dir, const char *name)
     return tdsx_buf_take(&b, NULL);
 }
 
-/* A renamed file's name is durable only once its directory is. */
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return TDSX_E_IO;
-    int rc = fsync(fd) == 0 ? 0 : TDSX_E_IO;
-    close(fd);
-    return rc;
-}
-
 static int write_durable(const char *dir, const char *path, tdsx_bytes_t data)
 {
+    /* A renamed file's name is durable only once its directory is. */
     int rc = tdsx_file_write(path, data.p, data.n, 0600, 1);
-    return rc ? rc : sync_dir(dir);
+    return rc ? rc : tdsx_dir_sync(dir);
 }
 
 /* Reads a note file (TDSX_E_NOTFOUND when absent) into b. */

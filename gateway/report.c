@@ -932,16 +932,6 @@ static char *dir_file(const char *dir, const char *sub, uint64_t seq, const char
     return tdsx_buf_take(&b, NULL);
 }
 
-static int sync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return TDSX_E_IO;
-    int rc = fsync(fd) == 0 ? 0 : TDSX_E_IO;
-    close(fd);
-    return rc;
-}
-
 /* Thread pool: a file in R->dir, durably; with replace == 0 never over an existing one
  * (TDSX_E_EXISTS): a report and its checkpoint are written once, a cosignature may be renewed. */
 static int save(const tdsx_reporter_t *R, uint64_t seq, const char *ext, tdsx_bytes_t data,
@@ -952,7 +942,7 @@ static int save(const tdsx_reporter_t *R, uint64_t seq, const char *ext, tdsx_by
     char *path = dir_file(R->dir, NULL, seq, ext);
     int rc = path ? tdsx_file_write(path, data.p, data.n, 0600, replace) : TDSX_E_NOMEM;
     tdsx_free(path);
-    return rc ? rc : sync_dir(R->dir);
+    return rc ? rc : tdsx_dir_sync(R->dir);
 }
 
 static int load(const tdsx_reporter_t *R, uint64_t seq, const char *ext, tdsx_buf_t *out)

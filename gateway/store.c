@@ -543,18 +543,10 @@ static int path_join(char *out, const char *root, const char *rest)
  * Files and directories
  * ---------------------------------------------------------------------------------------- */
 
-/* Opens a directory and fsyncs it, so a rename or link in it survives a power loss. */
+/* So a rename or link in the directory survives a power loss. */
 static int fsync_dir(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return io_fail("open dir", path, errno);
-    int rc = 0;
-    /* Some file systems cannot fsync a directory and say so with EINVAL: nothing to do. */
-    if (fsync(fd) != 0 && errno != EINVAL)
-        rc = io_fail("fsync dir", path, errno);
-    close(fd);
-    return rc;
+    return tdsx_dir_sync(path) == 0 ? 0 : io_fail("sync dir", path, errno);
 }
 
 /* A directory only we can enter: created 0700 when absent (*created = 1), refused when it

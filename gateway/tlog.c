@@ -647,16 +647,8 @@ static int write_all(int fd, const uint8_t *p, size_t n, const char *path)
 
 static int fsync_dir(const char *path, uint64_t *count)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return io_fail("open dir", path, errno);
-    int rc = 0;
-    /* Some file systems cannot fsync a directory and say so with EINVAL: nothing to do. */
-    if (fsync(fd) != 0 && errno != EINVAL)
-        rc = io_fail("fsync dir", path, errno);
-    close(fd);
     (*count)++;
-    return rc;
+    return tdsx_dir_sync(path) == 0 ? 0 : io_fail("sync dir", path, errno);
 }
 
 static int sync_fds(int *fds, const char **paths, size_t *n, uint64_t *count)
