@@ -61,21 +61,6 @@ static int engine_apply(void *ud, tdsx_bytes_t body, const char *url)
     return 0;
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void publish(const char *name, const char *text)
 {
     char *path = tdsx_test_path(W.pub, name);
@@ -179,7 +164,7 @@ static int setup(void **state)
     tdsx_test_node_issue(&W.p, &W.late, "late", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
     W.pub = tdsx_test_path(W.p.dir, "pub");
     assert_int_equal(mkdir(W.pub, 0700), 0);
-    W.http_port = free_port();
+    W.http_port = tdsx_test_free_port();
     char extra[2048];
     snprintf(extra, sizeof extra, "http_listen 127.0.0.1:%d\npublish_dir %s\n", W.http_port, W.pub);
     tdsx_test_node_config(&W.p, &W.centre, extra);
@@ -219,7 +204,7 @@ static void first_mirror_down_second_used_then_304(void **state)
     (void)state;
     publish("bundle.tdsx", "BUNDLE serial 1");
     char down[256], up[256];
-    snprintf(down, sizeof down, "http://127.0.0.1:%d/pub/bundle.tdsx", free_port());
+    snprintf(down, sizeof down, "http://127.0.0.1:%d/pub/bundle.tdsx", tdsx_test_free_port());
     url_of(up, sizeof up, "bundle.tdsx");
     const char *urls[] = {down, up};
     tdsx_fetch_opts_t o;
@@ -460,7 +445,7 @@ static void https_mirror_verified_with_the_ca_file(void **state)
     make_tls_files(dir);
     char *file = tdsx_test_path(dir, "bundle.tdsx");
     tdsx_test_write_file(file, "BUNDLE over https", 17);
-    int port = free_port();
+    int port = tdsx_test_free_port();
     pid_t pid = start_https(dir, port);
     char u[256];
     snprintf(u, sizeof u, "https://127.0.0.1:%d/bundle.tdsx", port);
@@ -617,13 +602,13 @@ static void node_fetches_from_second_mirror_then_304_then_refuses_garbage(void *
     (void)state;
     publish_bundle(1);
     tdsx_test_node_issue(&W.p, &W.ent, "ent", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
-    W.ent_http_port = free_port();
+    W.ent_http_port = tdsx_test_free_port();
     char extra[2048];
     snprintf(extra, sizeof extra,
              "bundle_url http://127.0.0.1:%d/pub/bundle.tdsx\n"
              "bundle_url http://127.0.0.1:%d/pub/bundle.tdsx\n"
              "bundle_refresh 1s\nhttp_listen 127.0.0.1:%d\n",
-             free_port(), W.http_port, W.ent_http_port);
+             tdsx_test_free_port(), W.http_port, W.ent_http_port);
     tdsx_test_node_config(&W.p, &W.ent, extra);
     tdsx_test_node_start(&W.ent);
 

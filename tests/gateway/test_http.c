@@ -236,21 +236,6 @@ typedef struct {
     size_t body_len;
 } answer_t;
 
-static int http_port_free(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static int http_connect(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -382,7 +367,7 @@ static int setup(void **state)
     W.files = tdsx_test_path(W.p.dir, "files");
     assert_int_equal(mkdir(W.pub, 0700), 0);
     assert_int_equal(mkdir(W.files, 0700), 0);
-    W.http_port = http_port_free();
+    W.http_port = tdsx_test_free_port();
     char extra[4096];
     snprintf(extra, sizeof extra,
              "http_listen 127.0.0.1:%d\npublish_dir %s\nhttp_timeout %dms\n"

@@ -76,7 +76,7 @@ void tdsx_test_province_crl(tdsx_test_province_t *p)
     tdsx_ca_free(ca);
 }
 
-static int free_port(void)
+int tdsx_test_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
@@ -110,7 +110,7 @@ void tdsx_test_node_issue(tdsx_test_province_t *p, tdsx_test_node_t *n, const ch
     n->data = fmt_path("%s/%s-data", p->dir, name);
     n->log = fmt_path("%s/%s.log", p->dir, name);
     n->sock = fmt_path("%s/%s-data/tdsxd.sock", p->dir, name);
-    n->port = free_port();
+    n->port = tdsx_test_free_port();
     assert_int_equal(mkdir(n->data, 0700), 0);
     tdsx_ca_t *ca = NULL;
     assert_int_equal(tdsx_ca_open(foreign ? p->foreign : p->ca, &ca), 0);

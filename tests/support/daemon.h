@@ -54,6 +54,8 @@ void tdsx_test_province_crl(tdsx_test_province_t *p);
 void tdsx_test_node_issue(tdsx_test_province_t *p, tdsx_test_node_t *n, const char *name,
                           tdsx_role_t role, int64_t not_before, int days, int register_it,
                           int foreign);
+/* A loopback TCP port free right now (bound, read back, closed). */
+int tdsx_test_free_port(void);
 /* Writes n->conf: role, listen on n->port, credentials, data_dir, registry, small timeouts
  * fit for tests, then `extra` (more config lines, may be NULL). */
 void tdsx_test_node_config(tdsx_test_province_t *p, tdsx_test_node_t *n, const char *extra);
