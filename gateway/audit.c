@@ -397,10 +397,11 @@ static int cmp_mfile(const void *a, const void *b)
     return strcmp(((const mfile_t *)a)->rel, ((const mfile_t *)b)->rel);
 }
 
-static int export_reports(exporter_t *x)
+/* Copies the regular files of <data_dir>/<sub> (not its subdirectories) to <sub>/. */
+static int export_dir(exporter_t *x, const char *sub)
 {
     char dir[PATH_CAP], src[PATH_CAP], rel[PATH_CAP];
-    int rc = join(dir, x->cfg->data_dir, "reports");
+    int rc = join(dir, x->cfg->data_dir, sub);
     if (rc)
         return rc;
     DIR *d = opendir(dir);
@@ -412,7 +413,7 @@ static int export_reports(exporter_t *x)
         if (de->d_name[0] == '.' || join(src, dir, de->d_name) != 0 || stat(src, &sb) != 0 ||
             !S_ISREG(sb.st_mode))
             continue;
-        snprintf(rel, sizeof rel, "reports/%s", de->d_name);
+        snprintf(rel, sizeof rel, "%s/%s", sub, de->d_name);
         rc = copy_file(x, src, rel);
     }
     closedir(d);
@@ -532,7 +533,8 @@ int tdsx_audit_export(const tdsx_config_t *cfg, const char *out, uint64_t from, 
             goto done;
     }
     if ((rc = join(path, cfg->data_dir, "bundle.current")) != 0 ||
-        (rc = copy_file(&x, path, "bundles/bundle.current")) != 0 || (rc = export_reports(&x)) != 0)
+        (rc = copy_file(&x, path, "bundles/bundle.current")) != 0 ||
+        (rc = export_dir(&x, TDSX_BUNDLE_HISTORY)) != 0 || (rc = export_dir(&x, "reports")) != 0)
         goto done;
     qsort(x.files, x.nfiles, sizeof *x.files, cmp_mfile);
     char id[TDSX_ID_SIZE] = "";
@@ -623,6 +625,11 @@ typedef struct {
     int have_bundle;
     uint64_t bundle_serial;
     int64_t bundle_expires;
+    struct {
+        uint64_t serial;
+        int64_t expires;
+    } history[256]; /* earlier bundles that verified (bundles/<serial>.tdsx) */
+    size_t n_history;
     uint8_t witness_keys[8][TDSX_ED25519_PK_LEN]; /* the bundle's witness keys */
     size_t n_witness_keys;
     /* the entry bundle last read (reports re-read their range) */
@@ -1004,6 +1011,84 @@ static void check_bundle(audit_t *a)
     tdsx__bundle_free(b);
     tdsx_free(file);
     tdsx_free(chain);
+}
+
+/* Every earlier bundle the node applied (bundles/<serial>.tdsx, bundle.c's history): each must
+ * verify against the anchor at the time it was issued and carry the serial its name says;
+ * its CRLs join the revocation check (revocations are judged by their dates). A report that
+ * states one of these serials is checked against it (report_fields). */
+static void check_bundle_history(audit_t *a)
+{
+    char dir[PATH_CAP];
+    if (path_of(a, TDSX_BUNDLE_HISTORY, dir) != 0)
+        return;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    uint8_t *chain = NULL;
+    size_t nchain = 0;
+    if (read_rel(a, "certs/chain.pem", &chain, &nchain) != 0)
+        nchain = 0;
+    unsigned ok = 0, bad = 0;
+    uint64_t lo = 0, hi = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        char rel[PATH_CAP], *end = NULL;
+        if (len < 6 || strcmp(de->d_name + len - 5, ".tdsx") != 0 || de->d_name[0] < '1' ||
+            de->d_name[0] > '9')
+            continue;
+        unsigned long long named = strtoull(de->d_name, &end, 10);
+        snprintf(rel, sizeof rel, TDSX_BUNDLE_HISTORY "/%s", de->d_name);
+        uint8_t *file = NULL;
+        size_t n = 0;
+        tdsx_bundle_t *b = NULL;
+        tdsx_bundle_info_t info;
+        memset(&info, 0, sizeof info);
+        int rc = read_rel(a, rel, &file, &n);
+        /* Judged at its own issue time: an old bundle's signer may have expired since. */
+        if (rc == 0 && (rc = tdsx__bundle_decode(tdsx_bytes(file, n), &b)) == 0) {
+            tdsx__bundle_info(b, &info);
+            tdsx__bundle_free(b);
+            b = NULL;
+            rc = tdsx__bundle_verify(tdsx_bytes(file, n), tdsx_bytes(a->anchor_pem, a->anchor_n),
+                                     tdsx_bytes(chain, nchain), info.issued_at, &b);
+        }
+        if (rc) {
+            report(a, TDSX_AUDIT_FAIL, "bundle", rel, "%s: %s", tdsx_err_name(rc),
+                   tdsx_strerror(rc));
+            bad++;
+        } else if (!end || strcmp(end, ".tdsx") != 0 || named != info.serial) {
+            report(a, TDSX_AUDIT_FAIL, "bundle", rel, "holds serial %llu",
+                   (unsigned long long)info.serial);
+            bad++;
+        } else {
+            const Tdsx__TrustBundle *m = tdsx__bundle_msg(b);
+            for (size_t i = 0; i < m->n_crls; i++) {
+                const uint8_t *p = m->crls[i].data;
+                X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)m->crls[i].len);
+                if (!(crl && crl_signed_by_ca(a, crl) && sk_X509_CRL_push(a->crls, crl)))
+                    X509_CRL_free(crl);
+            }
+            ERR_clear_error();
+            if (a->n_history < sizeof a->history / sizeof a->history[0]) {
+                a->history[a->n_history].serial = info.serial;
+                a->history[a->n_history++].expires = info.expires_at;
+            }
+            lo = ok == 0 || info.serial < lo ? info.serial : lo;
+            hi = info.serial > hi ? info.serial : hi;
+            ok++;
+        }
+        tdsx__bundle_free(b);
+        tdsx_free(file);
+    }
+    closedir(d);
+    tdsx_free(chain);
+    if (ok && !bad)
+        report(a, TDSX_AUDIT_PASS, "bundle", TDSX_BUNDLE_HISTORY,
+               "%u bundle(s) the node applied, serials %llu..%llu, each signed by a centre of the "
+               "anchor at its issue time",
+               ok, (unsigned long long)lo, (unsigned long long)hi);
 }
 
 static void load_crls(audit_t *a)
@@ -2031,14 +2116,21 @@ static void report_fields(audit_t *a, const rep_t *p, const char *seq)
         }
     }
     snprintf(where, sizeof where, "%s bundle", seq);
-    if (r->bundle_serial && a->have_bundle && r->bundle_serial == a->bundle_serial &&
-        r->bundle_expires != a->bundle_expires) {
+    /* The bundle the report names: the current one, or one of the history. */
+    int known = a->have_bundle && r->bundle_serial == a->bundle_serial;
+    int64_t expires = known ? a->bundle_expires : 0;
+    for (size_t i = 0; !known && i < a->n_history; i++)
+        if (a->history[i].serial == r->bundle_serial) {
+            known = 1;
+            expires = a->history[i].expires;
+        }
+    if (r->bundle_serial && known && r->bundle_expires != expires) {
         report(a, TDSX_AUDIT_FAIL, "report-field", where,
                "states serial %llu expiring %lld, the bundle expires %lld",
                (unsigned long long)r->bundle_serial, (long long)r->bundle_expires,
-               (long long)a->bundle_expires);
+               (long long)expires);
         bad++;
-    } else if (r->bundle_serial && (!a->have_bundle || r->bundle_serial != a->bundle_serial)) {
+    } else if (r->bundle_serial && !known) {
         report(a, TDSX_AUDIT_INDETERMINATE, "report-field", where,
                "trust bundle serial %llu is not the one in the evidence",
                (unsigned long long)r->bundle_serial);
@@ -2279,6 +2371,7 @@ int tdsx_audit_verify(const char *dir, const tdsx_audit_opts_t *o, tdsx_audit_cb
     a.at = o->at ? o->at : a.exported_at ? a.exported_at : tdsx_now();
     load_crls(&a);
     check_bundle(&a);
+    check_bundle_history(&a);
     report_revocation(&a);
     check_node_cert(&a);
     load_peer_certs(&a);

@@ -969,6 +969,27 @@ static char *data_path(const tdsx_node_t *n, const char *name)
     return join(n->cfg.data_dir, name);
 }
 
+/* Keeps every bundle the node applied as <data_dir>/bundles/<serial>.tdsx (0600, never
+ * replaced), so an auditor sees the trust bundles that applied over time, not only the last
+ * (tdsx audit export). A failure is logged: the bundle is in force all the same. */
+static void keep_history(const tdsx_node_t *n, uint64_t serial, tdsx_bytes_t file)
+{
+    char name[64];
+    snprintf(name, sizeof name, TDSX_BUNDLE_HISTORY "/%llu.tdsx", (unsigned long long)serial);
+    char *dir = data_path(n, TDSX_BUNDLE_HISTORY), *path = data_path(n, name);
+    int rc = !dir || !path ? TDSX_E_NOMEM
+             : mkdir(dir, 0700) != 0 && errno != EEXIST
+                 ? TDSX_E_IO
+                 : tdsx_file_write(path, file.p, file.n, 0600, 0);
+    if (rc == 0)
+        rc = tdsx_dir_sync(dir);
+    if (rc && rc != TDSX_E_EXISTS)
+        tdsx_log(TDSX_LOG_WARN, "bundle.history_failed", TDSX_KV_S("file", path ? path : name),
+                 TDSX_KV_E("err", rc));
+    tdsx_free(dir);
+    tdsx_free(path);
+}
+
 static tdsx_bytes_t anchor_of(const struct tdsx_bundle_node_s *st)
 {
     return tdsx_bytes(st->anchor, st->anchor_len);
@@ -1191,6 +1212,8 @@ int tdsx__bundle_start(tdsx_node_t *n)
         if (rc) /* bundle_file is still newer: the next start uses it again */
             tdsx_log(TDSX_LOG_WARN, "bundle.persist_failed", TDSX_KV_S("file", current),
                      TDSX_KV_E("err", rc));
+        else
+            keep_history(n, st->info.serial, tdsx_bytes(st->pending, st->pending_len));
         tdsx_free(current);
         tdsx_free(st->pending);
         st->pending = NULL;
@@ -1357,6 +1380,7 @@ int tdsx__bundle_apply(tdsx_node_t *n, tdsx_bytes_t envelope, const char *source
     tls = NULL;
     trust = NULL;
     reg = NULL;
+    keep_history(n, info.serial, envelope);
     uint64_t old = st->info.serial;
     tdsx__bundle_free(st->b);
     st->b = b;

@@ -32,7 +32,8 @@
 #define TDSX_BUNDLE_SIGNER_CERTS_MAX 4u       /* sign certificate + intermediates */
 #define TDSX_BUNDLE_VALID_DEFAULT (24 * 3600) /* seconds from issued_at to expires_at */
 #define TDSX_BUNDLE_CURRENT "bundle.current"  /* in data_dir: the bundle in force, 0600 */
-#define TDSX_BUNDLE_PUBLISHED "bundle.tdsx"   /* in publish_dir: what mirrors serve */
+#define TDSX_BUNDLE_HISTORY "bundles" /* in data_dir: every bundle applied, <serial>.tdsx, 0600 */
+#define TDSX_BUNDLE_PUBLISHED "bundle.tdsx" /* in publish_dir: what mirrors serve */
 /* The version of the hard floors (policy.h, SPEC §8) this build enforces. A bundle whose
  * policy_floor_version is higher stops exchange (TDSX_E_BUNDLE_FLOOR) until tdsxd is upgraded
  * or the centre lowers it; its registry and CRLs still apply. Raise it with every change to

@@ -1090,6 +1090,41 @@ static void trust_bundle_verified_against_the_anchor(void **state)
     free(dir);
 }
 
+/* The bundles the node applied over time (bundles/<serial>.tdsx) are verified one by one, at
+ * their own issue time, and must hold the serial their name says. */
+static void bundle_history_verified(void **state)
+{
+    (void)state;
+    char *dir = copy_of(W.good, "bundle-history");
+    make_bundle(dir, &W.centre, &W.centre); /* serial 1, in force */
+    size_t n = 0;
+    uint8_t *d = slurp(dir, "bundles/bundle.current", &n);
+    spill(dir, "bundles/1.tdsx", d, n);
+    rehash(dir, "bundles/1.tdsx");
+    tdsx_audit_summary_t s = verify(dir);
+    if (s.fail)
+        dump();
+    assert_int_equal(s.fail, 0);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "bundle", "bundles"), 1);
+    /* A file named for another serial than the one it holds. */
+    spill(dir, "bundles/2.tdsx", d, n);
+    rehash(dir, "bundles/2.tdsx");
+    verify(dir);
+    expect_fail("bundle", "bundles/2.tdsx");
+    assert_int_equal(count(TDSX_AUDIT_PASS, "bundle", "bundles"), 0);
+    /* One changed byte in a kept bundle. */
+    char *again = copy_of(W.good, "bundle-history-2");
+    make_bundle(again, &W.centre, &W.centre);
+    d[n / 3] ^= 0x01;
+    spill(again, "bundles/1.tdsx", d, n);
+    rehash(again, "bundles/1.tdsx");
+    verify(again);
+    expect_fail("bundle", "bundles/1.tdsx");
+    tdsx_free(d);
+    free(again);
+    free(dir);
+}
+
 static void rolled_back_state_fails(void **state)
 {
     (void)state;
@@ -1437,6 +1472,7 @@ int main(void)
         cmocka_unit_test(consistency_proofs_are_checked),
         cmocka_unit_test(foreign_crl_fails),
         cmocka_unit_test(trust_bundle_verified_against_the_anchor),
+        cmocka_unit_test(bundle_history_verified),
         cmocka_unit_test(rolled_back_state_fails),
         cmocka_unit_test(honest_reports_pass),
         cmocka_unit_test(daemon_made_report_passes),

@@ -865,6 +865,26 @@ static void restart_keeps_newest_bundle(void **state)
     char *out = status_of(&W.ent);
     assert_non_null(strstr(out, "bundle           34 valid\n"));
     free(out);
+    /* Every bundle it applied is kept for auditors (bundles/<serial>.tdsx, 0600): 34 is, the
+     * older bundle_file it refused is not. */
+    char *kept = tdsx_test_path(W.ent.data, TDSX_BUNDLE_HISTORY "/34.tdsx");
+    char *refused = tdsx_test_path(W.ent.data, TDSX_BUNDLE_HISTORY "/25.tdsx");
+    char *now = tdsx_test_path(W.ent.data, TDSX_BUNDLE_CURRENT);
+    struct stat sb;
+    assert_int_equal(stat(kept, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_not_equal(stat(refused, &sb), 0);
+    uint8_t *k = NULL, *c = NULL;
+    size_t nk = 0, nc = 0;
+    read_all(kept, &k, &nk);
+    read_all(now, &c, &nc);
+    assert_int_equal(nk, nc);
+    assert_memory_equal(k, c, nk);
+    free(k);
+    free(c);
+    free(kept);
+    free(refused);
+    free(now);
     assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
     /* --check-config verifies a newer bundle_file but changes nothing on disk. */
     char *cur = tdsx_test_path(W.ent.data, TDSX_BUNDLE_CURRENT);
