@@ -1725,6 +1725,18 @@ static void check_agreement(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
     tdsx_verified_t pi, ai, ti;
     tdsx_hash_t h;
     tdsx_arena_reset(a->arena);
+    /* The tally counts by the event word (report.c): an "accepted" or "terminated" that
+     * carries no envelope of the other party's acceptance or of a termination would count an
+     * agreement nobody signed into that state. */
+    static const char *const events[] = {"proposed", "accepted", "refused", "terminated"};
+    size_t ev = 0;
+    while (ev < 4 && !tdsx_bytes_equal(e->item[0], tdsx_bytes(events[ev], strlen(events[ev]))))
+        ev++;
+    if (ev == 4 || (ev == 1 && e->item[4].n == 0) || (ev == 3 && e->item[5].n == 0)) {
+        fail_entry(a, "agreement", idx, "event %s without the signed statement it needs",
+                   ev == 4 ? "unknown" : events[ev]);
+        return;
+    }
     if (e->item[2].n != TDSX_HASH_LEN || tdsx_envelope_hash(e->item[3], &h) != 0 ||
         memcmp(h.b, e->item[2].p, TDSX_HASH_LEN) != 0) {
         fail_entry(a, "agreement", idx, "agreement hash is not the proposal envelope's");

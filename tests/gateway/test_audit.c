@@ -781,6 +781,68 @@ static void agreement_accepted_by_the_proposer_fails(void **state)
     free(dir);
 }
 
+/* The accepted agreement entry of dir's log rewritten by edit(); returns its index. */
+static size_t rewrite_agreement(const char *dir, void (*edit)(tdsx_log_entry_t *))
+{
+    char rel[64];
+    size_t n = 0;
+    bundle_rel(dir, rel, sizeof rel);
+    uint8_t *d = slurp(dir, rel, &n);
+    entries_t es;
+    split(d, n, &es);
+    size_t i = es.n;
+    tdsx_log_entry_t e;
+    for (size_t j = 0; j < es.n && i == es.n; j++)
+        if (tdsx__log_entry_parse(es.e[j], &e) == 0 && e.type == TDSX_LOG_ENTRY_AGREEMENT &&
+            e.item[4].n)
+            i = j;
+    assert_true(i < es.n);
+    edit(&e);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 1u << 20);
+    assert_int_equal(tdsx__log_entry_encode(&e, &b), 0);
+    es.e[i] = tdsx_buf_bytes(&b);
+    join_write(dir, rel, &es);
+    rehash(dir, rel);
+    tdsx_buf_free(&b);
+    tdsx_free(d);
+    return i;
+}
+
+static void drop_acceptance(tdsx_log_entry_t *e)
+{
+    e->item[4] = tdsx_bytes(NULL, 0);
+}
+
+static void terminated_unsigned(tdsx_log_entry_t *e)
+{
+    e->item[0] = tdsx_bytes("terminated", 10);
+    e->item[5] = tdsx_bytes(NULL, 0);
+}
+
+static void unknown_event(tdsx_log_entry_t *e)
+{
+    e->item[0] = tdsx_bytes("active", 6);
+}
+
+static void agreement_event_without_its_statement_fails(void **state)
+{
+    (void)state;
+    /* The tally counts by the event word: "accepted" with no acceptance by the other party
+     * would count an agreement as active that only its proposer signed; "terminated" with no
+     * termination would hide one that is. Both are lies the auditor must name. */
+    void (*edits[])(tdsx_log_entry_t *) = {drop_acceptance, terminated_unsigned, unknown_event};
+    for (size_t k = 0; k < 3; k++) {
+        char *dir = copy_of(W.good, "agreeword"), where[16];
+        size_t i = rewrite_agreement(dir, edits[k]);
+        verify(dir);
+        snprintf(where, sizeof where, "%zu", i);
+        expect_fail("agreement", where);
+        assert_int_equal(count(TDSX_AUDIT_PASS, "agreement", NULL), 0);
+        free(dir);
+    }
+}
+
 static void on_signed(void *ud, int status, tdsx_bytes_t env)
 {
     tdsx_buf_t *b = ud;
@@ -1464,6 +1526,7 @@ int main(void)
         cmocka_unit_test(tile_rewritten_to_match_fails_the_root),
         cmocka_unit_test(missing_or_short_tile_fails),
         cmocka_unit_test(agreement_accepted_by_the_proposer_fails),
+        cmocka_unit_test(agreement_event_without_its_statement_fails),
         cmocka_unit_test(receipt_between_others_fails),
         cmocka_unit_test(missing_witness_cosignature_fails),
         cmocka_unit_test(wrong_anchor_fails),
