@@ -253,7 +253,9 @@ struct http_client_s {
     http_client_t *prev, *next;
     int handles; /* open libuv handles; freed at 0 */
     int answered;
+    int written; /* the answer left in full: only the linger remains */
     int closing;
+    size_t unsent; /* bytes of the answer libuv still held at the last timer check */
     tdsx_buf_t out;
     size_t len;
     uint8_t head[TDSX_HTTP_HEAD_CAP];
@@ -325,6 +327,16 @@ static void on_timer(uv_timer_t *t)
     if (!c->answered) {
         c->srv->timeouts++;
         tdsx_log(TDSX_LOG_DEBUG, "http.timeout", TDSX_KV_I("received", c->len));
+    } else if (!c->written) {
+        /* A client that reads slowly still gets the whole answer: the timeout is for a write
+         * that made no progress at all in http_timeout, not for the whole answer. */
+        size_t unsent = c->tcp.write_queue_size;
+        if (unsent < c->unsent) {
+            c->unsent = unsent;
+            uv_timer_start(&c->timer, on_timer, c->srv->node->cfg.http_timeout_ms, 0);
+            return;
+        }
+        tdsx_log(TDSX_LOG_DEBUG, "http.write_stalled", TDSX_KV_I("unsent", unsent));
     }
     client_close(c);
 }
@@ -341,6 +353,9 @@ static void on_written(uv_write_t *req, int status)
     tdsx_buf_free(&c->out);
     if (c->closing)
         return;
+    c->written = 1;
+    uint64_t linger = c->srv->node->cfg.http_timeout_ms;
+    uv_timer_start(&c->timer, on_timer, linger < LINGER_MAX_MS ? linger : LINGER_MAX_MS, 0);
     /* Half-close, then drain what the client still sends until it closes or the linger timer
      * fires: closing with unread input would reset the connection and could destroy the
      * answer before the client read it (RFC 9112 §9.6). */
@@ -396,14 +411,17 @@ static void send_response(http_client_t *c, const response_t *r, int head_only)
         client_close(c);
         return;
     }
-    uint64_t linger = s->node->cfg.http_timeout_ms;
-    uv_timer_start(&c->timer, on_timer, linger < LINGER_MAX_MS ? linger : LINGER_MAX_MS, 0);
     uv_buf_t b = uv_buf_init((char *)c->out.p, (unsigned)c->out.len);
     c->wreq.data = c;
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
         tdsx_buf_free(&c->out);
         client_close(c);
+        return;
     }
+    /* Until the answer has left: closed only when the client stops reading (on_timer). */
+    c->unsent = c->tcp.write_queue_size;
+    if (!c->written)
+        uv_timer_start(&c->timer, on_timer, s->node->cfg.http_timeout_ms, 0);
 }
 
 static void send_text(http_client_t *c, int code, const char *text, int head_only)

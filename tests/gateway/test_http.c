@@ -667,6 +667,98 @@ static void pub_file_with_etag_and_304(void **state)
     free(path);
 }
 
+/* A large /pub file for the slow-client tests: bigger than what loopback socket buffers hold. */
+#define BIG_FILE_LEN (15u * 1024u * 1024u)
+
+static uint8_t *big_file(void)
+{
+    uint8_t *data = malloc(BIG_FILE_LEN);
+    assert_non_null(data);
+    randombytes_buf(data, BIG_FILE_LEN);
+    char *path = tdsx_test_path(W.pub, "big.bin");
+    tdsx_test_write_file(path, data, BIG_FILE_LEN);
+    free(path);
+    return data;
+}
+
+/* A client with a small receive window that sent GET /pub/big.bin. */
+static int big_request(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int rcv = 64 * 1024;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv), 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)W.http_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char *req = "GET /pub/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    return fd;
+}
+
+static void slow_reader_gets_the_whole_file(void **state)
+{
+    (void)state;
+    uint8_t *data = big_file();
+    /* Reads 512 KiB every 100 ms: the answer takes about 3 s, three times http_timeout and the
+     * linger, yet the client keeps reading, so it must get every byte. */
+    int fd = big_request();
+    size_t cap = BIG_FILE_LEN + 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    int closed = 0;
+    while (!closed && n < cap) {
+        size_t chunk = 0;
+        while (chunk < 512u * 1024u && n < cap) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, 5000) <= 0)
+                break;
+            ssize_t r = recv(fd, buf + n, cap - n < 65536 ? cap - n : 65536, 0);
+            if (r <= 0) {
+                closed = 1;
+                break;
+            }
+            n += (size_t)r;
+            chunk += (size_t)r;
+        }
+        if (chunk == 0 && !closed)
+            break;
+        usleep(100000);
+    }
+    buf[n] = '\0';
+    close(fd);
+    answer_t a = {buf, n, 0, NULL, 0};
+    answer_parse(&a);
+    assert_int_equal(a.status, 200);
+    if (a.body_len != BIG_FILE_LEN)
+        fail_msg("a slow reader got %zu of %u body bytes", a.body_len, BIG_FILE_LEN);
+    assert_memory_equal(a.body, data, BIG_FILE_LEN);
+    answer_free(&a);
+    free(data);
+}
+
+static void client_that_stops_reading_is_closed(void **state)
+{
+    (void)state;
+    uint8_t *data = big_file();
+    free(data);
+    /* Never reads: the write makes no progress, so the server gives up after http_timeout
+     * (not never: the connection and its 15 MiB answer would be held for ever). */
+    int fd = big_request();
+    usleep(HTTP_TIMEOUT_MS * 3 * 1000);
+    size_t len;
+    int closed;
+    char *got = read_to_close(fd, HTTP_TIMEOUT_MS * 5, &len, &closed);
+    close(fd);
+    assert_true(closed);
+    assert_true(len < BIG_FILE_LEN);
+    free(got);
+    assert_true(tdsx_test_log_wait(&W.centre, 2000, "http.write_stalled", NULL));
+}
+
 /* ---- metrics ------------------------------------------------------------------------------- */
 
 /* Checks the exposition format line by line; fails on the first bad line. */
@@ -965,6 +1057,8 @@ int main(void)
         cmocka_unit_test(slow_client_is_closed_at_timeout),
         cmocka_unit_test(clients_over_the_limit_are_closed),
         cmocka_unit_test(pub_file_with_etag_and_304),
+        cmocka_unit_test(slow_reader_gets_the_whole_file),
+        cmocka_unit_test(client_that_stops_reading_is_closed),
         cmocka_unit_test(metrics_format_and_counts_after_a_transfer),
         cmocka_unit_test(non_loopback_listen_needs_http_public),
         cmocka_unit_test(http_port_in_use_stops_the_start),
