@@ -130,6 +130,49 @@ static int read_all(const char *path, uint8_t **data, size_t *len)
     return tdsx_file_read(path, TDSX_AUDIT_FILE_MAX, data, len);
 }
 
+/*
+ * Reads a file that must be a regular file reached without a symlink as its last component:
+ * evidence files (the audited party made them) and the node's reports/ and bundles/ (export
+ * copies nothing from outside the data directory through them). O_NONBLOCK: a FIFO put in
+ * their place must not hang the reader on open(). A symlink is TDSX_E_UNSUPPORTED (ELOOP),
+ * as is any other non-regular file.
+ */
+static int read_plain(const char *path, uint8_t **data, size_t *len)
+{
+    struct stat sb;
+    uint8_t chunk[8192];
+    tdsx_buf_t b;
+    *data = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? TDSX_E_NOTFOUND : errno == ELOOP ? TDSX_E_UNSUPPORTED : -errno;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return TDSX_E_UNSUPPORTED;
+    }
+    tdsx_buf_init(&b, TDSX_AUDIT_FILE_MAX);
+    int rc = tdsx_buf_reserve(&b, 0);
+    while (rc == 0) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            rc = r < 0 ? -errno : 0;
+            break;
+        }
+        rc = tdsx_buf_append(&b, chunk, (size_t)r);
+    }
+    close(fd);
+    if (rc) {
+        tdsx_buf_free(&b);
+        return rc;
+    }
+    b.p[b.len] = '\0'; /* as tdsx_file_read */
+    *data = (uint8_t *)tdsx_buf_take(&b, len);
+    return 0;
+}
+
 /* Takes the first `count` be16-length entries of a bundle; *n is their byte length. */
 static int bundle_prefix(tdsx_bytes_t b, unsigned count, size_t *n)
 {
@@ -404,17 +447,30 @@ static int export_dir(exporter_t *x, const char *sub)
     int rc = join(dir, x->cfg->data_dir, sub);
     if (rc)
         return rc;
-    DIR *d = opendir(dir);
-    if (!d)
+    /* O_NOFOLLOW, lstat and read_plain: a symlink as the directory or as one of its files
+     * would copy files from outside the data directory into the evidence. */
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
         return 0;
+    }
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL) {
         struct stat sb;
-        if (de->d_name[0] == '.' || join(src, dir, de->d_name) != 0 || stat(src, &sb) != 0 ||
+        uint8_t *data = NULL;
+        size_t n = 0;
+        if (de->d_name[0] == '.' || join(src, dir, de->d_name) != 0 || lstat(src, &sb) != 0 ||
             !S_ISREG(sb.st_mode))
             continue;
         snprintf(rel, sizeof rel, "%s/%s", sub, de->d_name);
-        rc = copy_file(x, src, rel);
+        rc = read_plain(src, &data, &n);
+        if (rc == 0)
+            rc = put_file(x, rel, data, n);
+        else if (rc == TDSX_E_NOTFOUND || rc == TDSX_E_UNSUPPORTED)
+            rc = 0; /* gone or replaced since readdir */
+        tdsx_free(data);
     }
     closedir(d);
     return rc;
@@ -689,7 +745,7 @@ static int read_rel(audit_t *a, const char *rel, uint8_t **d, size_t *n)
     char p[PATH_CAP];
     int rc = path_of(a, rel, p);
     if (rc == 0)
-        rc = read_all(p, d, n);
+        rc = read_plain(p, d, n);
     if (rc == TDSX_E_NOMEM)
         (void)oom(a);
     return rc;

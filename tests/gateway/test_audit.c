@@ -1013,6 +1013,81 @@ static void manifest_catches_changes_and_strays(void **state)
     free(dir);
 }
 
+static void fifo_and_symlinks_in_the_evidence_fail(void **state)
+{
+    (void)state;
+    /* The audited party made the directory: a FIFO listed in the MANIFEST must not hang the
+     * auditor on open(), and a symlink listed with the SHA-256 of what it points to must not
+     * make the auditor read (and vouch for) a file from outside the evidence. */
+    char *dir = copy_of(W.good, "special"), *fifo = tdsx_test_path(dir, "reports/9.note");
+    char *link = tdsx_test_path(dir, "certs/peers/outside.der");
+    char *out = NULL;
+    assert_int_equal(tdsx_test_run(&out, "mkdir -p '%s/reports'", dir), 0);
+    free(out);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(symlink(W.file, link), 0);
+    /* Listed as a careful forger would: the link with its target's hash, the FIFO with any. */
+    size_t n = 0, fn = 0;
+    uint8_t *m = slurp(dir, TDSX_AUDIT_MANIFEST, &n), *f = slurp(W.p.dir, "payload.bin", &fn);
+    uint8_t h[32];
+    char hex[65];
+    assert_int_equal(tdsx_sha256(f, fn, h), 0);
+    tdsx_hex_encode(hex, h, 32);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 1u << 24);
+    assert_int_equal(tdsx_buf_append(&b, m, n), 0);
+    assert_int_equal(tdsx_buf_printf(&b, "%s certs/peers/outside.der\n", hex), 0);
+    assert_int_equal(tdsx_buf_printf(&b, "%s reports/9.note\n", hex), 0);
+    spill(dir, TDSX_AUDIT_MANIFEST, b.p, b.len);
+    tdsx_audit_summary_t s = verify(dir);
+    assert_true(s.fail >= 2);
+    expect_fail("manifest", "reports/9.note");
+    expect_fail("manifest", "certs/peers/outside.der");
+    assert_int_equal(count(TDSX_AUDIT_PASS, "manifest", NULL), 0);
+    tdsx_buf_free(&b);
+    tdsx_free(m);
+    tdsx_free(f);
+    free(fifo);
+    free(link);
+    free(dir);
+}
+
+static void export_follows_no_symlink_out_of_the_data_dir(void **state)
+{
+    (void)state;
+    /* A symlink among the node's reports, and a bundles directory that is a symlink: neither
+     * copies a file from outside the data directory into the evidence. */
+    char *outside = tdsx_test_path(W.work, "outside");
+    char *target = tdsx_test_path(outside, "7.tdsx");
+    char *rlink = tdsx_test_path(W.ent.data, "reports/outside.txt");
+    char *blink = tdsx_test_path(W.ent.data, TDSX_BUNDLE_HISTORY);
+    struct stat sb;
+    assert_int_equal(mkdir(outside, 0700), 0);
+    tdsx_test_write_file(target, "secret", 6);
+    assert_int_equal(lstat(blink, &sb) != 0, 1); /* this node applies no bundles */
+    assert_int_equal(symlink(target, rlink), 0);
+    assert_int_equal(symlink(outside, blink), 0);
+    char *dir = export_now("nolinks");
+    unlink(rlink);
+    unlink(blink);
+    char *r = tdsx_test_path(dir, "reports/outside.txt");
+    char *bnd = tdsx_test_path(dir, TDSX_BUNDLE_HISTORY "/7.tdsx");
+    assert_int_not_equal(lstat(r, &sb), 0);
+    assert_int_not_equal(lstat(bnd, &sb), 0);
+    size_t n = 0;
+    uint8_t *m = slurp(dir, TDSX_AUDIT_MANIFEST, &n);
+    assert_null(strstr((char *)m, "outside"));
+    assert_null(strstr((char *)m, "7.tdsx"));
+    tdsx_free(m);
+    free(r);
+    free(bnd);
+    free(dir);
+    free(rlink);
+    free(blink);
+    free(target);
+    free(outside);
+}
+
 static void manifest_lines_are_checked(void **state)
 {
     (void)state;
@@ -1532,6 +1607,8 @@ int main(void)
         cmocka_unit_test(wrong_anchor_fails),
         cmocka_unit_test(manifest_catches_changes_and_strays),
         cmocka_unit_test(manifest_lines_are_checked),
+        cmocka_unit_test(fifo_and_symlinks_in_the_evidence_fail),
+        cmocka_unit_test(export_follows_no_symlink_out_of_the_data_dir),
         cmocka_unit_test(consistency_proofs_are_checked),
         cmocka_unit_test(foreign_crl_fails),
         cmocka_unit_test(trust_bundle_verified_against_the_anchor),
