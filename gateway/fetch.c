@@ -203,6 +203,11 @@ static void end_attempt(tdsx_fetch_t *f)
     tdsx_buf_free(&f->body);
 }
 
+static int in_force_ok(tdsx_fetch_t *f)
+{
+    return !f->o.in_force_ok || f->o.in_force_ok(f->ud);
+}
+
 /* One mirror answered (or not): decide, log, and move on. */
 static void attempt_finished(tdsx_fetch_t *f, CURLcode cc)
 {
@@ -226,15 +231,25 @@ static void attempt_finished(tdsx_fetch_t *f, CURLcode cc)
     } else if (status == 304 && m->etag[0]) {
         result = "not_modified";
         f->st.not_modified++;
+        if (!in_force_ok(f)) {
+            result = "stale";
+            rc = TDSX_E_BUNDLE_EXPIRED;
+        }
     } else if (status == 200) {
         rc = f->apply(f->ud, tdsx_buf_bytes(&f->body), m->url);
         if (rc >= 0) {
             result = rc == 0 ? "applied" : "unchanged";
             if (rc == 0)
                 f->st.applied++;
-            rc = 0;
             /* Only a body the engine took may be named in the next If-None-Match. */
             snprintf(m->etag, sizeof m->etag, "%s", etag);
+            /* The same expired bundle again: another mirror may have a fresh one. */
+            if (rc == 1 && !in_force_ok(f)) {
+                result = "stale";
+                rc = TDSX_E_BUNDLE_EXPIRED;
+            } else {
+                rc = 0;
+            }
         } else {
             result = "refused";
             f->st.refused++;
@@ -477,6 +492,11 @@ static int node_apply(void *ud, tdsx_bytes_t body, const char *url)
     return tdsx__bundle_apply(ud, body, url);
 }
 
+static int node_in_force_ok(void *ud)
+{
+    return tdsx__bundle_check(ud) != TDSX_E_BUNDLE_EXPIRED;
+}
+
 int tdsx__fetch_node_start(tdsx_node_t *n)
 {
     if (n->cfg.n_bundle_urls == 0)
@@ -495,7 +515,8 @@ int tdsx__fetch_node_start(tdsx_node_t *n)
                                                                           : TDSX_FETCH_BODY_CAP,
                                retry_max < 1000 ? retry_max : 1000,
                                retry_max,
-                               (const char *)ca.p};
+                               (const char *)ca.p,
+                               node_in_force_ok};
         rc = tdsx__fetch_new(n->loop, &o, node_apply, n, &n->fetch);
     }
     tdsx_buf_free(&ca);

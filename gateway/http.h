@@ -100,6 +100,12 @@ typedef struct tdsx_fetch_opts_s {
     uint64_t retry_max_ms; /* ... up to this (jitter: the wait is 75-125 % of it) */
     const char *ca_file;   /* https: a CA file trusted besides libcurl's default CA directory;
                             * NULL: libcurl's defaults only */
+    /* Optional (NULL: always 1), called on the loop with the apply callback's ud: 0 when the
+     * bundle in force has expired. Then a 304, or a 200 the engine finds unchanged, is a
+     * stale mirror: the attempt fails with TDSX_E_BUNDLE_EXPIRED (result "stale") and the
+     * next mirror is asked, and a round where all are stale backs off instead of waiting
+     * refresh_ms. */
+    int (*in_force_ok)(void *ud);
 } tdsx_fetch_opts_t;
 
 /* What /metrics and logs show. Times are tdsx_now() seconds, 0 when it never happened. */

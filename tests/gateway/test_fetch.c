@@ -41,6 +41,7 @@ static world_t W;
 /* The engine stand-in: what it was given, and what it answers. */
 typedef struct {
     int calls, taken, refused;
+    int expired; /* what engine_in_force_ok says: the bundle in force expired */
     char last_url[512];
     uint8_t last[8192];
     size_t last_len;
@@ -59,6 +60,12 @@ static int engine_apply(void *ud, tdsx_bytes_t body, const char *url)
     }
     e->taken++;
     return 0;
+}
+
+static int engine_in_force_ok(void *ud)
+{
+    const engine_t *e = ud;
+    return !e->expired;
 }
 
 static void publish(const char *name, const char *text)
@@ -270,6 +277,54 @@ static void garbage_mirror_refused_next_used(void **state)
     assert_int_equal(st.applied, 1);
     run_end(&r, NULL);
     unpublish("garbage.tdsx");
+}
+
+static int called_twice(const tdsx_fetch_state_t *st, const engine_t *e)
+{
+    (void)st;
+    return e->calls >= 2;
+}
+
+static void stale_mirror_skipped_while_the_bundle_in_force_expired(void **state)
+{
+    (void)state;
+    publish("stale.tdsx", "BUNDLE serial 4");
+    publish("fresh.tdsx", "BUNDLE serial 5");
+    char stale[256], fresh[256];
+    url_of(stale, sizeof stale, "stale.tdsx");
+    url_of(fresh, sizeof fresh, "fresh.tdsx");
+    const char *urls[] = {stale, fresh};
+    tdsx_fetch_opts_t o;
+    opts_default(&o, urls, 2);
+    o.in_force_ok = engine_in_force_ok;
+    run_t r;
+    run_start(&r, &o);
+    assert_true(run_until(&r, applied_once, 10000));
+    assert_string_equal(r.e.last_url, stale);
+    /* While the bundle in force is good, the first mirror's 304 ends the round. */
+    tdsx__fetch_now(r.f);
+    assert_true(run_until(&r, not_modified_once, 10000));
+    assert_int_equal(r.e.calls, 1);
+    tdsx_fetch_state_t st;
+    tdsx__fetch_state(r.f, &st);
+    assert_int_equal(st.last_rc, 0);
+    assert_int_equal(st.failures, 0);
+    /* Once it expired, the same 304 is a stale mirror: the next one is asked and its bundle
+     * reaches the engine (the node would otherwise wait refresh_ms with exchange stopped). */
+    r.e.expired = 1;
+    tdsx__fetch_now(r.f);
+    assert_true(run_until(&r, called_twice, 10000));
+    assert_string_equal(r.e.last_url, fresh);
+    assert_int_equal(r.e.last_len, 15);
+    assert_memory_equal(r.e.last, "BUNDLE serial 5", 15);
+    tdsx__fetch_state(r.f, &st);
+    assert_int_equal(st.failures, 1);
+    assert_int_equal(st.not_modified, 2);
+    assert_int_equal(st.last_rc, 0);
+    assert_int_equal(st.last_status, 200);
+    run_end(&r, NULL);
+    unpublish("stale.tdsx");
+    unpublish("fresh.tdsx");
 }
 
 static int three_rounds(const tdsx_fetch_state_t *st, const engine_t *e)
@@ -827,6 +882,7 @@ int main(void)
         cmocka_unit_test(options_are_checked),
         cmocka_unit_test(first_mirror_down_second_used_then_304),
         cmocka_unit_test(garbage_mirror_refused_next_used),
+        cmocka_unit_test(stale_mirror_skipped_while_the_bundle_in_force_expired),
         cmocka_unit_test(all_mirrors_failing_back_off_and_retry),
         cmocka_unit_test(body_over_cap_fails),
         cmocka_unit_test(close_during_a_silent_attempt),
