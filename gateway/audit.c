@@ -1508,6 +1508,23 @@ static void check_tree(audit_t *a)
                (unsigned long long)TREE_MAX);
         return;
     }
+    /* The leaves are allocated only once the evidence holds every level-0 tile at its size: a
+     * signed size with no tiles behind it (the node signs what it likes) must not make the
+     * auditor allocate 32 bytes a leaf and hash a tree of zeros. */
+    for (uint64_t k = 0; k * TILE_W < size; k++) {
+        unsigned w = (unsigned)(size - k * TILE_W >= TILE_W ? TILE_W : size - k * TILE_W);
+        char rel[PATH_CAP], p[PATH_CAP];
+        struct stat sb;
+        if (tile_rel(rel, sizeof rel, "log", 0, k, w == TILE_W ? 0 : w) != 0 ||
+            path_of(a, rel, p) != 0 || lstat(p, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+            (uint64_t)sb.st_size != (uint64_t)w * TDSX_HASH_LEN) {
+            report(a, TDSX_AUDIT_FAIL, "tiles", rel, "missing or not %u bytes", w * TDSX_HASH_LEN);
+            report(a, TDSX_AUDIT_FAIL, "tree-root", "log/checkpoint",
+                   "the level-0 tiles of size %llu are not all in the evidence",
+                   (unsigned long long)size);
+            return;
+        }
+    }
     if (!(a->leaves = tdsx_calloc(size ? (size_t)size : 1, sizeof *a->leaves))) {
         (void)oom(a);
         return;

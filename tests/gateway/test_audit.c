@@ -748,6 +748,72 @@ static void missing_or_short_tile_fails(void **state)
     free(dir);
 }
 
+/* An allocator that refuses anything over 64 MiB and remembers the largest request. */
+static size_t biggest;
+
+static void *big_malloc(size_t size, void *ctx)
+{
+    (void)ctx;
+    biggest = size > biggest ? size : biggest;
+    return size > (64u << 20) ? NULL : malloc(size);
+}
+
+static void *big_realloc(void *ptr, size_t size, void *ctx)
+{
+    (void)ctx;
+    biggest = size > biggest ? size : biggest;
+    return size > (64u << 20) ? NULL : realloc(ptr, size);
+}
+
+static void big_free(void *ptr, void *ctx)
+{
+    (void)ctx;
+    free(ptr);
+}
+
+static void huge_signed_size_without_tiles_allocates_nothing(void **state)
+{
+    (void)state;
+    /* The node signs a head checkpoint of 2^30 entries (the most this auditor replays) with
+     * no tiles behind it: the auditor must fail it from what the directory holds, not ask for
+     * the 32 GiB of leaves the signed size would take. */
+    char *dir = copy_of(W.good, "hugesize");
+    char *keypath = tdsx_test_path(W.ent.creds, "sign.key");
+    uint8_t seed[32];
+    tdsx_note_signer_t *key = NULL;
+    assert_int_equal(tdsx_key_load_ed25519(keypath, seed), 0);
+    assert_int_equal(tdsx_note_signer_new(W.ent.id, TDSX_NOTE_ED25519, seed, &key), 0);
+    sodium_memzero(seed, sizeof seed);
+    tdsx_checkpoint_t cp;
+    memset(&cp, 0, sizeof cp);
+    cp.origin = tdsx_bytes(W.ent.id, strlen(W.ent.id));
+    cp.size = 1ull << 30;
+    memset(cp.root.b, 0x5a, sizeof cp.root.b);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 1u << 16);
+    assert_int_equal(tdsx_checkpoint_sign(&cp, key, &b), 0);
+    spill(dir, "log/checkpoint", b.p, b.len);
+    rehash(dir, "log/checkpoint");
+    tdsx_allocator_t big = {big_malloc, big_realloc, big_free, NULL};
+    biggest = 0;
+    tdsx_allocator_set(&big);
+    tdsx_audit_opts_t o = {W.anchor, NULL, 0};
+    tdsx_audit_summary_t s;
+    L.n = 0;
+    int rc = tdsx_audit_verify(dir, &o, collect, &L, &s);
+    tdsx_allocator_set(NULL);
+    assert_int_equal(rc, 0);
+    assert_true(biggest <= (64u << 20) + 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "checkpoint-signature", "log/checkpoint"), 1);
+    expect_fail("tiles", "log/tile/0/000");
+    expect_fail("tree-root", "log/checkpoint");
+    assert_int_equal(count(TDSX_AUDIT_PASS, "tree-root", NULL), 0);
+    tdsx_buf_free(&b);
+    tdsx_note_signer_free(key);
+    free(keypath);
+    free(dir);
+}
+
 static void agreement_accepted_by_the_proposer_fails(void **state)
 {
     (void)state;
@@ -1600,6 +1666,7 @@ int main(void)
         cmocka_unit_test(swapped_entries_fail),
         cmocka_unit_test(tile_rewritten_to_match_fails_the_root),
         cmocka_unit_test(missing_or_short_tile_fails),
+        cmocka_unit_test(huge_signed_size_without_tiles_allocates_nothing),
         cmocka_unit_test(agreement_accepted_by_the_proposer_fails),
         cmocka_unit_test(agreement_event_without_its_statement_fails),
         cmocka_unit_test(receipt_between_others_fails),
