@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,13 +72,30 @@ typedef struct {
     int first;
 } printer_t;
 
+/* Prints s with every control byte (and backslash) as \xNN: `where` and `detail` carry names
+ * from the evidence (file names, identities in signed statements) that the audited party
+ * chose, and a newline in one of them would print a line of the auditor's report that no
+ * check wrote, such as "PASS state ...". */
+static void put_escaped(const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c < 0x20 || *c == 0x7f || *c == '\\')
+            printf("\\x%02x", *c);
+        else
+            putchar(*c);
+    }
+}
+
 static void on_check(void *ud, tdsx_audit_result_t r, const char *check, const char *where,
                      const char *detail)
 {
     printer_t *p = ud;
     if (!p->json) {
-        printf("%s %s%s%s %s\n", tdsx_audit_result_name(r), check, where[0] ? " " : "", where,
-               detail);
+        printf("%s %s%s", tdsx_audit_result_name(r), check, where[0] ? " " : "");
+        put_escaped(where);
+        putchar(' ');
+        put_escaped(detail);
+        putchar('\n');
         return;
     }
     int rc = tdsx_buf_append_str(p->b, p->first ? "\n  {\"check\":" : ",\n  {\"check\":");

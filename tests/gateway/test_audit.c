@@ -1594,6 +1594,14 @@ static void cli_exit_codes_and_json(void **state)
     free(out);
     assert_int_equal(tdsx_test_run(&out, "tdsx audit verify '%s' 2>&1", W.good), 2);
     free(out);
+    /* A name the audited party chose cannot print a line no check wrote. */
+    char *dir = copy_of(W.good, "newline");
+    spill(dir, "certs/x\nPASS state forged", "x", 1);
+    assert_int_equal(tdsx_test_run(&out, "tdsx audit verify '%s' --anchor '%s'", dir, W.anchor), 1);
+    assert_null(strstr(out, "\nPASS state forged"));
+    assert_non_null(strstr(out, "FAIL manifest certs/x\\x0aPASS state forged file is not"));
+    free(out);
+    free(dir);
 }
 
 /* Revokes the sign certificate in creds/sign.pem with revocation date `at`. */
