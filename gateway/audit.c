@@ -39,6 +39,7 @@
 #define TILE_W 256u
 #define ENTRIES_LEVEL (-1)
 #define EXPORT_RETRIES 10
+#define EXPORT_SKEW 600 /* seconds the node's and the witness's clocks may differ */
 #define CERTS_MAX 4096u
 #define VERIFIER_CACHE 4096u
 #define LEVELS_MAX 8
@@ -651,6 +652,7 @@ typedef struct {
     char node[TDSX_ID_SIZE];
     uint64_t size, from, to;
     int64_t exported_at, at;
+    int64_t witness_at; /* the verified cosignature's time: the export came after it */
     /* trust */
     tdsx_trust_t *nocrl; /* anchor + chain; revocation is judged here, with its dates */
     STACK_OF(X509) *cas;
@@ -1448,10 +1450,13 @@ static void check_checkpoint(audit_t *a, cp_t *cp, const char *rel, int with_wit
                 report(a, TDSX_AUDIT_FAIL, "witness", rel,
                        "cosigned at %llu by %s whose certificate was then %s",
                        (unsigned long long)s->timestamp, a->witness_cert->ids, tdsx_err_name(crc));
-            else
+            else {
                 report(a, TDSX_AUDIT_PASS, "witness", rel, "size %llu cosigned by %s at %llu",
                        (unsigned long long)c.size, a->witness_cert->ids,
                        (unsigned long long)s->timestamp);
+                if (s->timestamp <= INT64_MAX)
+                    a->witness_at = (int64_t)s->timestamp;
+            }
         }
         tdsx_note_free(note);
     }
@@ -2468,6 +2473,14 @@ int tdsx_audit_verify(const char *dir, const tdsx_audit_opts_t *o, tdsx_audit_cb
     check_checkpoint(&a, &a.head, "log/checkpoint", 0);
     check_checkpoint(&a, &a.published, "checkpoints/published", 0);
     check_checkpoint(&a, &a.cosigned, "checkpoints/cosigned", 1);
+    /* The MANIFEST is unsigned, yet its exported_at is the time the node's certificate and
+     * bundle were judged at: a node whose certificate expired could state a time before
+     * that. The witness's cosignature is a signed lower bound on the export time (the export
+     * holds it); EXPORT_SKEW allows for the two clocks. */
+    if (!o->at && a.witness_at > a.at && a.witness_at - a.at > EXPORT_SKEW)
+        report(&a, TDSX_AUDIT_FAIL, "manifest", "exported_at",
+               "states %lld, before the witness's cosignature at %lld in the evidence",
+               (long long)a.at, (long long)a.witness_at);
     check_tree(&a);
     check_consistency(&a);
     check_entries(&a);

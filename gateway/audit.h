@@ -61,7 +61,9 @@ typedef struct tdsx_audit_opts_s {
     const char *anchor; /* PEM file of the root(s) trusted; required */
     const char *state;  /* NULL: no rollback state; else read (absent: first audit) and, when
                            no check failed, rewritten atomically (0600) */
-    int64_t at;         /* time the node's own certificates are judged at; 0: the export time */
+    int64_t at;         /* time the node's own certificates are judged at; 0: the export time
+                           the MANIFEST states, which fails 'manifest exported_at' when it is
+                           more than 600 s before the witness's cosignature in the evidence */
 } tdsx_audit_opts_t;
 
 typedef struct tdsx_audit_summary_s {

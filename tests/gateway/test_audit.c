@@ -1154,6 +1154,42 @@ static void export_follows_no_symlink_out_of_the_data_dir(void **state)
     free(outside);
 }
 
+static void backdated_export_time_fails(void **state)
+{
+    (void)state;
+    /* exported_at is unsigned and is the time the node's certificate is judged at: a node
+     * whose certificate expired would state an earlier one. The witness's cosignature in the
+     * evidence is signed and came before the export. */
+    char *dir = copy_of(W.good, "backdated");
+    size_t n = 0;
+    uint8_t *m = slurp(dir, TDSX_AUDIT_MANIFEST, &n);
+    char *at = strstr((char *)m, "\nexported_at ");
+    assert_non_null(at);
+    long long t = strtoll(at + 13, NULL, 10);
+    char *eol = strchr(at + 1, '\n');
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 1u << 24);
+    assert_int_equal(tdsx_buf_append(&b, m, (size_t)(at - (char *)m)), 0);
+    assert_int_equal(tdsx_buf_printf(&b, "\nexported_at %lld", t - 3600), 0);
+    assert_int_equal(tdsx_buf_append(&b, eol, n - (size_t)(eol - (char *)m)), 0);
+    spill(dir, TDSX_AUDIT_MANIFEST, b.p, b.len);
+    verify(dir);
+    expect_fail("manifest", "exported_at");
+    /* The auditor's own --at is taken as given. */
+    tdsx_audit_opts_t o = {W.anchor, NULL, (int64_t)t};
+    tdsx_audit_summary_t s;
+    L.n = 0;
+    assert_int_equal(tdsx_audit_verify(dir, &o, collect, &L, &s), 0);
+    assert_int_equal(count(TDSX_AUDIT_FAIL, "manifest", "exported_at"), 0);
+    assert_int_equal(s.fail, 0);
+    /* The untouched export is not flagged. */
+    verify(W.good);
+    assert_int_equal(count(TDSX_AUDIT_FAIL, "manifest", NULL), 0);
+    tdsx_buf_free(&b);
+    tdsx_free(m);
+    free(dir);
+}
+
 static void manifest_lines_are_checked(void **state)
 {
     (void)state;
@@ -1682,6 +1718,7 @@ int main(void)
         cmocka_unit_test(wrong_anchor_fails),
         cmocka_unit_test(manifest_catches_changes_and_strays),
         cmocka_unit_test(manifest_lines_are_checked),
+        cmocka_unit_test(backdated_export_time_fails),
         cmocka_unit_test(fifo_and_symlinks_in_the_evidence_fail),
         cmocka_unit_test(export_follows_no_symlink_out_of_the_data_dir),
         cmocka_unit_test(consistency_proofs_are_checked),
