@@ -485,7 +485,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     size_t room = c->tls ? tdsx_tls_conn_room(c->tls) : 0;
     if (room > TDSX_CONN_READ_SIZE)
         room = TDSX_CONN_READ_SIZE;
-    buf->base = room ? tdsx_malloc(room) : NULL;
+    /* One buffer for every connection of the node: on_read feeds all of it to the engine
+     * before libuv asks for the next (one thread), and a malloc/free of 64 KiB per read left
+     * touched chunks that long-lived buffers then reused (resident memory per idle
+     * connection, tdsx bench conns). */
+    tdsx_node_t *n = c->node;
+    if (room && !n->read_buf)
+        n->read_buf = tdsx_malloc(TDSX_CONN_READ_SIZE);
+    buf->base = room && n->read_buf ? (char *)n->read_buf : NULL;
     buf->len = buf->base ? room : 0;
 }
 
@@ -495,7 +502,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0 && !c->shutting_down) {
         c->t_rx = uv_now(c->node->loop);
         int rc = tdsx_tls_conn_feed(c->tls, tdsx_bytes(buf->base, (size_t)nread));
-        tdsx_free(buf->base);
         if (rc == TDSX_E_CLOSED) {
             after_input(c);
             return;
@@ -510,7 +516,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         update_reading(c);
         return;
     }
-    tdsx_free(buf->base);
     if (nread == UV_ENOBUFS) {
         /* No room in the engine: stop until the application drains it. */
         update_reading(c);

@@ -81,6 +81,7 @@ struct tdsx_node_s {
     struct tdsx_taxonomy_s *taxonomy;
     uint64_t next_ctl_serial;
     struct tdsx_nodelog_s *log; /* the transparency log (log.c), NULL until started */
+    uint8_t *read_buf; /* TDSX_CONN_READ_SIZE, shared by every connection's reads (conn.c) */
 
     /* HTTP endpoint and bundle fetcher (http.h): NULL when not configured or stopped. */
     struct tdsx_http_s *http;

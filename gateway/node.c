@@ -549,6 +549,7 @@ void tdsx_node_free(tdsx_node_t *n)
     tdsx_registry_free(n->registry);
     tdsx_trust_free(n->trust);
     tdsx_free(n->dialers);
+    tdsx_free(n->read_buf);
     tdsx_config_free(&n->cfg);
     tdsx_free(n);
 }

@@ -642,8 +642,12 @@ static int pull_plaintext_into(tdsx_tls_conn_t *c)
             }
             return fail(c, TDSX_E_TLS, TRUNCATED);
         }
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            /* Nothing more to decrypt for now: hand back the record buffers (about 33 KiB)
+             * unless a record is half read; an idle connection then holds none. */
+            (void)SSL_free_buffers(c->ssl);
             return 0;
+        }
         return fail(c, map_error(c), NULL);
     }
     return 0;
