@@ -409,6 +409,8 @@ static void usage(FILE *f)
             "  --concurrency C       attempts in flight (default 32)\n"
             "  --pid PID             hold all N open and report the server's memory per\n"
             "                        connection (VmRSS of PID before and after)\n"
+            "  --hold S              with --pid: keep them open S seconds before measuring\n"
+            "                        (default 1)\n"
             "  --json                one JSON object instead of text\n");
 }
 
@@ -439,6 +441,7 @@ int tdsx_cmd_bench_conns(int argc, char **argv)
                                          {"count", required_argument, NULL, 'n'},
                                          {"concurrency", required_argument, NULL, 'c'},
                                          {"pid", required_argument, NULL, 'p'},
+                                         {"hold", required_argument, NULL, 'o'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -446,7 +449,7 @@ int tdsx_cmd_bench_conns(int argc, char **argv)
     char *request = NULL;
     int hello = 0, json = 0;
     long pid = 0;
-    unsigned long count = 1000, conc = 32;
+    unsigned long count = 1000, conc = 32, hold_s = 1;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -472,6 +475,11 @@ int tdsx_cmd_bench_conns(int argc, char **argv)
             pid = strtol(optarg, &end, 10);
             if (!end || *end || pid <= 0)
                 return tdsx_cli_usage(cmd, "--pid takes a process id");
+            break;
+        case 'o':
+            hold_s = strtoul(optarg, &end, 10);
+            if (!end || *end || hold_s == 0 || hold_s > 3600)
+                return tdsx_cli_usage(cmd, "--hold takes 1..3600 seconds");
             break;
         case 'h': usage(stdout); return TDSX_EXIT_OK;
         default: return tdsx_cli_usage(cmd, "unknown option");
@@ -542,7 +550,7 @@ int tdsx_cmd_bench_conns(int argc, char **argv)
     double secs = (double)(now_ns() - t0) / 1e9;
     long rss1 = 0;
     if (b.hold) {
-        hold_for(&b, cs, pfd, slots, 1000);
+        hold_for(&b, cs, pfd, slots, (int)hold_s * 1000);
         rss1 = rss_kib(pid);
     }
     if (b.made == 0) {

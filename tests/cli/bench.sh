@@ -42,6 +42,8 @@ expect 2 tdsx bench conns --connect 127.0.0.1:1 --creds "$work" --count 0
 expect 2 tdsx bench conns --connect localhost:1 --creds "$work"
 err_has 'IPv4'
 expect 2 tdsx bench conns --connect 127.0.0.1:1 --creds "$work" --hello --request x
+expect 2 tdsx bench conns --connect 127.0.0.1:1 --creds "$work" --hold 0
+err_has 'hold'
 # No credentials in the directory: could not run.
 expect 2 tdsx bench conns --connect 127.0.0.1:1 --creds "$work"
 err_has 'TLS client setup'
