@@ -28,8 +28,9 @@
 #define RETIRED_MAX 16u /* superseded TLS contexts kept while connections may use them */
 
 struct tdsx_bundle_s {
-    tdsx_arena_t *arena; /* holds msg */
+    tdsx_arena_t *arena; /* holds msg and signed */
     const Tdsx__TrustBundle *msg;
+    const Tdsx__SignedBundle *signed_msg; /* for the signer certificates */
     tdsx_bundle_info_t info;
 };
 
@@ -789,6 +790,7 @@ static int open_bundle(tdsx_bytes_t file, const tdsx_bytes_t *anchor, tdsx_bytes
             goto fail;
     }
     b->msg = tb;
+    b->signed_msg = sb;
     b->info.serial = tb->serial;
     b->info.issued_at = tb->issued_at;
     b->info.expires_at = tb->expires_at;
@@ -821,6 +823,46 @@ int tdsx__bundle_verify(tdsx_bytes_t file, tdsx_bytes_t anchor_pem, tdsx_bytes_t
     if (!out || (!anchor_pem.p && anchor_pem.n) || (!chain_pem.p && chain_pem.n))
         return TDSX_E_INVAL;
     return open_bundle(file, &anchor_pem, chain_pem, at, out);
+}
+
+/* 1 when one of the CRLs of `by` lists x (same issuer, same serial). */
+static int listed(const Tdsx__TrustBundle *by, X509 *x)
+{
+    int found = 0;
+    for (size_t i = 0; !found && i < by->n_crls; i++) {
+        X509_CRL *crl = der_crl(by->crls[i]);
+        X509_REVOKED *r = NULL;
+        found = crl && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(x)) == 0 &&
+                X509_CRL_get0_by_cert(crl, &r, x) == 1;
+        X509_CRL_free(crl);
+    }
+    return found;
+}
+
+int tdsx__bundle_check_signer(const tdsx_bundle_t *b, const tdsx_bundle_t *in_force)
+{
+    if (!in_force)
+        return 0;
+    /* The CRLs were accepted with the bundle in force (signed by the centre): what they list
+     * stays revoked whatever CRLs a newer bundle carries, and whether or not they are past
+     * their nextUpdate (a node whose bundle expired must still be able to take a fresh one). */
+    const Tdsx__SignedBundle *sb = b->signed_msg;
+    for (size_t i = 0; i < sb->n_signer_certs; i++) {
+        X509 *x = der_cert(sb->signer_certs[i]);
+        int revoked = x && listed(in_force->msg, x);
+        X509_free(x);
+        if (!x)
+            return TDSX_E_BUNDLE;
+        if (revoked) {
+            tdsx_log(TDSX_LOG_WARN, "bundle.invalid",
+                     TDSX_KV_S("problem", i == 0 ? "its signer certificate is revoked by the "
+                                                   "bundle in force"
+                                                 : "a CA certificate of its signer is revoked by "
+                                                   "the bundle in force"));
+            return TDSX_E_CERT_REVOKED;
+        }
+    }
+    return 0;
 }
 
 int tdsx__bundle_decode(tdsx_bytes_t file, tdsx_bundle_t **out)
@@ -1149,6 +1191,12 @@ int tdsx__bundle_load(tdsx_node_t *n, char *what, size_t what_size)
         tdsx_log(TDSX_LOG_INFO, "bundle.file_not_newer", TDSX_KV_S("file", n->cfg.bundle_file),
                  TDSX_KV_I("serial", file->info.serial), TDSX_KV_I("current", cur->info.serial),
                  TDSX_KV_S("action", "keeping " TDSX_BUNDLE_CURRENT));
+    if (file && cur && file->info.serial > cur->info.serial &&
+        (rc = tdsx__bundle_check_signer(file, cur)) != 0) {
+        set_what(what, what_size, n->cfg.bundle_file);
+        log_refused(n, rc, n->cfg.bundle_file, file->info.serial);
+        goto fail;
+    }
     if (file && (!cur || file->info.serial > cur->info.serial)) {
         /* Newer than the last applied: it becomes bundle.current once the node starts (not
          * under --check-config), from the very bytes verified here. */
@@ -1353,6 +1401,9 @@ int tdsx__bundle_apply(tdsx_node_t *n, tdsx_bytes_t envelope, const char *source
         tdsx__bundle_free(b);
         return 1;
     }
+    /* A signing key the centre revoked must not bring in its own CRLs (without itself). */
+    if ((rc = tdsx__bundle_check_signer(b, st->b)) != 0)
+        goto fail;
     if (tdsx_now() >= info.expires_at) {
         rc = TDSX_E_BUNDLE_EXPIRED;
         goto fail;

@@ -118,6 +118,12 @@ TDSX_MUST_CHECK int tdsx__bundle_verify(tdsx_bytes_t file, tdsx_bytes_t anchor_p
  * by the key of the certificate the file carries, but nothing chains it; info.verified = 0.
  * Never use a decoded bundle for trust decisions. */
 TDSX_MUST_CHECK int tdsx__bundle_decode(tdsx_bytes_t file, tdsx_bundle_t **out);
+/* Whether the bundle in force `in_force` (NULL: none, then 0) revokes the signer of `b`:
+ * TDSX_E_CERT_REVOKED when one of its CRLs lists b's signer certificate or a CA certificate b
+ * carries (a revoked centre key cannot publish a newer bundle with CRLs that leave it out;
+ * the CRLs count even past their nextUpdate), 0 otherwise; logged as "bundle.invalid". */
+TDSX_MUST_CHECK int tdsx__bundle_check_signer(const tdsx_bundle_t *b,
+                                              const tdsx_bundle_t *in_force);
 /* NULL is allowed. */
 void tdsx__bundle_free(tdsx_bundle_t *b);
 
@@ -158,7 +164,8 @@ TDSX_MUST_CHECK int tdsx__bundle_format(const tdsx_bundle_t *b, int64_t at, tdsx
  * (only bundle_url) gets an empty registry: no member is accepted until one is applied;
  * otherwise n->registry is left NULL for the registry file. An expired bundle is loaded all
  * the same (the node starts with exchange stopped, and says so). Errors: those of
- * tdsx__bundle_verify for bundle_file (`what` names it), file errors of the node's ca.pem,
+ * tdsx__bundle_verify for bundle_file (`what` names it), TDSX_E_CERT_REVOKED for a bundle_file
+ * newer than bundle.current whose signer bundle.current revokes, file errors of the node's ca.pem,
  * TDSX_E_NOMEM. A damaged bundle.current is logged and ignored. n->bundle is set (and freed by
  * tdsx__bundle_node_free) whatever the result. */
 TDSX_MUST_CHECK int tdsx__bundle_load(tdsx_node_t *n, char *what, size_t what_size);
@@ -169,7 +176,8 @@ void tdsx__bundle_stop(tdsx_node_t *n);
 void tdsx__bundle_node_free(tdsx_node_t *n);
 
 /* Verifies envelope bytes (a SignedBundle file, as above) against the node's anchor,
- * refuses a serial older than the one in force (TDSX_E_BUNDLE_ROLLBACK), an expired bundle
+ * refuses a serial older than the one in force (TDSX_E_BUNDLE_ROLLBACK), a newer one whose
+ * signer the CRLs of the bundle in force revoke (TDSX_E_CERT_REVOKED), an expired bundle
  * (TDSX_E_BUNDLE_EXPIRED), a bad signature/signer (TDSX_E_BUNDLE or the specific code of
  * tdsx__bundle_verify); returns 1 when it is the same serial as in force (nothing to do), 0
  * when applied: persisted atomically to <data_dir>/bundle.current (0600), registry swapped,

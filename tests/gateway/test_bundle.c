@@ -37,6 +37,7 @@ static struct {
     size_t anchor_len;
     uint32_t floor;       /* policy floor version of the bundles make() builds */
     const char *registry; /* the registry make() reads (NULL: the province's) */
+    tdsx_buf_t leaked;    /* serial 1000 signed by centre2 before its key was revoked */
 } W;
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -241,6 +242,7 @@ static int teardown(void **state)
     tdsx_test_node_free(&W.centre);
     tdsx_test_node_free(&W.centre2);
     tdsx_test_node_free(&W.foreign);
+    tdsx_buf_free(&W.leaked);
     free(W.bundle_file);
     free(W.payload);
     free(W.anchor);
@@ -388,6 +390,48 @@ static void wrong_signers_refused(void **state)
     tdsx_buf_free(&f);
     tdsx_buf_free(&g);
     tdsx_buf_free(&u);
+}
+
+static void revoked_signer_cannot_outrun_the_bundle_in_force(void **state)
+{
+    (void)state;
+    tdsx_buf_t u, good, next;
+    tdsx_bundle_t *in_force = NULL, *b = NULL;
+    /* centre2's sign key leaks; whoever holds it keeps a bundle made before the revocation,
+     * whose CRLs therefore leave centre2 out, with a serial far ahead. */
+    make(1000, 0, 3600, &u);
+    tdsx_buf_init(&W.leaked, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), W.centre2.creds, &W.leaked), 0);
+    tdsx_buf_free(&u);
+    revoke_cert(&W.centre2, TDSX_CRED_SIGN_CERT);
+    /* The centre's next bundle carries the CRL that lists centre2's sign certificate. */
+    make_signed(40, 0, 600, W.centre.creds, &good);
+    assert_int_equal(verify(tdsx_buf_bytes(&good), &in_force), 0);
+    /* Alone, the leaked bundle verifies (its own CRLs do not revoke its signer)... */
+    assert_int_equal(verify(tdsx_buf_bytes(&W.leaked), &b), 0);
+    assert_int_equal(tdsx__bundle_check_signer(b, NULL), 0);
+    /* ...but not over the bundle in force. */
+    assert_int_equal(tdsx__bundle_check_signer(b, in_force), TDSX_E_CERT_REVOKED);
+    tdsx__bundle_free(b);
+    b = NULL;
+    /* The centre's own next bundle does pass over it. */
+    make_signed(41, 0, 600, W.centre.creds, &next);
+    assert_int_equal(verify(tdsx_buf_bytes(&next), &b), 0);
+    assert_int_equal(tdsx__bundle_check_signer(b, in_force), 0);
+    tdsx__bundle_free(b);
+    b = NULL;
+    /* A bundle centre2 signs now carries the new CRL: refused on its own already. */
+    make(42, 0, 600, &u);
+    tdsx_buf_t late;
+    tdsx_buf_init(&late, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), W.centre2.creds, &late), 0);
+    assert_int_equal(verify(tdsx_buf_bytes(&late), &b), TDSX_E_CERT_REVOKED);
+    assert_null(b);
+    tdsx_buf_free(&late);
+    tdsx_buf_free(&u);
+    tdsx__bundle_free(in_force);
+    tdsx_buf_free(&good);
+    tdsx_buf_free(&next);
 }
 
 static void every_tampered_byte_refused(void **state)
@@ -701,6 +745,27 @@ static void revoked_peer_closed_and_refused(void **state)
     tdsx_buf_free(&f);
 }
 
+static void revoked_centre_key_refused_by_daemon(void **state)
+{
+    (void)state;
+    /* Serial 20 in force lists centre2's sign key as revoked: the bundle signed with it
+     * before the revocation is refused, whatever its serial, and 20 stays in force. */
+    assert_true(W.leaked.len > 0);
+    int before =
+        tdsx_test_log_count(&W.ent, "\"event\":\"bundle.refused\"", "TDSX_E_CERT_REVOKED", NULL);
+    hup_with(tdsx_buf_bytes(&W.leaked));
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.refused\"",
+                                   "TDSX_E_CERT_REVOKED", "\"serial\":1000", NULL));
+    assert_int_equal(
+        tdsx_test_log_count(&W.ent, "\"event\":\"bundle.refused\"", "TDSX_E_CERT_REVOKED", NULL),
+        before + 1);
+    assert_int_equal(
+        tdsx_test_log_count(&W.ent, "\"event\":\"bundle.applied\"", "\"serial\":1000", NULL), 0);
+    char *out = status_of(&W.ent);
+    assert_non_null(strstr(out, "bundle           20 valid\n"));
+    free(out);
+}
+
 static void expired_bundle_stops_exchange(void **state)
 {
     (void)state;
@@ -923,6 +988,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip),
         cmocka_unit_test(wrong_signers_refused),
+        cmocka_unit_test(revoked_signer_cannot_outrun_the_bundle_in_force),
         cmocka_unit_test(every_tampered_byte_refused),
         cmocka_unit_test(bad_inputs_refused),
         cmocka_unit_test(bad_contents_refused),
@@ -930,6 +996,7 @@ int main(void)
         cmocka_unit_test(status_shows_bundle),
         cmocka_unit_test(bad_bundles_refused_by_daemon),
         cmocka_unit_test(revoked_peer_closed_and_refused),
+        cmocka_unit_test(revoked_centre_key_refused_by_daemon),
         cmocka_unit_test(expired_bundle_stops_exchange),
         cmocka_unit_test(newer_floor_stops_exchange),
         cmocka_unit_test(removed_member_closed),
