@@ -677,6 +677,7 @@ typedef struct {
     struct rep_s *reps;
     size_t nreps;
     uint64_t report_seq; /* highest verified sequence */
+    uint64_t recounted;  /* entries the report recounts have tallied so far */
     /* the trust bundle in the evidence, when it verified */
     uint8_t *anchor_pem;
     size_t anchor_n;
@@ -2241,6 +2242,16 @@ static void report_counts(audit_t *a, const rep_t *p, const char *seq)
                (unsigned long long)a->from, (unsigned long long)a->to);
         return;
     }
+    /* Chained reports cover disjoint ranges, so an honest evidence recounts each entry at most
+     * once; a node that signs many reports over the whole log would otherwise make the auditor
+     * tally it once per report. */
+    if (r->size - r->first > (a->to - a->from) - a->recounted) {
+        report(a, TDSX_AUDIT_INDETERMINATE, "report-count", seq,
+               "range %llu..%llu overlaps ranges already recounted: not recounted again",
+               (unsigned long long)r->first, (unsigned long long)r->size);
+        return;
+    }
+    a->recounted += r->size - r->first;
     tdsx_report_tally_t *t = NULL;
     tdsx_report_counts_t *got = tdsx_malloc(sizeof *got);
     int rc = got ? tdsx_report_tally_new(r->node, r->period_to, tdsx_report_role_from_peers,

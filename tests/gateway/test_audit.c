@@ -250,7 +250,7 @@ static int64_t not_after(const char *creds, const char *file)
     return (int64_t)timegm(&tm);
 }
 
-typedef enum { HONEST, FORGED_COUNT, BROKEN_CHAIN } lie_t;
+typedef enum { HONEST, FORGED_COUNT, BROKEN_CHAIN, OVERLAP } lie_t;
 
 /* Writes reports/1.note over entries [0, 3) and reports/2.note over [3, size) into dir, both
  * signed by the enterprise's key, the second chained to the first (unless told to lie), with
@@ -287,6 +287,8 @@ static void make_reports(const char *dir, lie_t lie)
         x->period_from = k ? r[0].period_to : 0;
         x->period_to = tdsx_now();
         x->first = x->prev_size = cut[k];
+        if (k == 1 && lie == OVERLAP) /* counts the whole log again, correctly */
+            x->first = x->prev_size = 0;
         x->size = cut[k + 1];
         assert_int_equal(tdsx_merkle_root(leaves, (size_t)x->prev_size, &x->prev_root), 0);
         assert_int_equal(tdsx_merkle_root(leaves, (size_t)x->size, &x->root), 0);
@@ -1521,6 +1523,22 @@ static void broken_report_chain_fails(void **state)
     free(dir);
 }
 
+static void overlapping_report_ranges_are_recounted_once(void **state)
+{
+    (void)state;
+    /* Report 2 recounts the whole log, report 1's range included: its chain fails, and the
+     * auditor does not tally entries a second time (a node signing a thousand reports over
+     * the whole log would make it tally the log a thousand times). */
+    char *dir = copy_of(W.good, "reports-overlap");
+    make_reports(dir, OVERLAP);
+    verify(dir);
+    expect_fail("report-chain", "2");
+    assert_int_equal(count(TDSX_AUDIT_PASS, "report-count", "1"), 1);
+    assert_int_equal(count(TDSX_AUDIT_INDETERMINATE, "report-count", "2"), 1);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "report-count", "2"), 0);
+    free(dir);
+}
+
 static void report_cosigned_for_another_tree_fails(void **state)
 {
     (void)state;
@@ -1730,6 +1748,7 @@ int main(void)
         cmocka_unit_test(daemon_made_report_passes),
         cmocka_unit_test(forged_report_count_fails),
         cmocka_unit_test(broken_report_chain_fails),
+        cmocka_unit_test(overlapping_report_ranges_are_recounted_once),
         cmocka_unit_test(report_cosigned_for_another_tree_fails),
         cmocka_unit_test(report_signed_by_another_key_fails),
         cmocka_unit_test(could_not_run),
