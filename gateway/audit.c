@@ -672,6 +672,8 @@ typedef struct {
     uint64_t n_receipt, n_nrd, n_key, n_fail_entries;
     uint64_t f_receipt, f_nrd, f_key;
     uint64_t n_agreement, f_agreement;
+    struct ag_s *ags; /* open-addressing table: each agreement's state so far in the replay */
+    size_t ags_cap, ags_n;
     int oom; /* TDSX_E_NOMEM once an allocation failed */
     /* reports, from REPORT entries and reports/ */
     struct rep_s *reps;
@@ -1795,6 +1797,63 @@ static void check_nrd(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
         a->n_nrd++;
 }
 
+/* What the replay has seen of one agreement (by hash). */
+typedef struct ag_s {
+    uint8_t hash[TDSX_HASH_LEN];
+    uint8_t used, state; /* state: AG_OPEN, AG_ACCEPTED, AG_TERMINATED */
+} ag_t;
+
+enum { AG_OPEN = 0, AG_ACCEPTED, AG_TERMINATED };
+
+static ag_t *ag_slot(ag_t *t, size_t cap, const uint8_t *h)
+{
+    size_t i =
+        ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24) & (cap - 1);
+    while (t[i].used && memcmp(t[i].hash, h, TDSX_HASH_LEN) != 0)
+        i = (i + 1) & (cap - 1);
+    return &t[i];
+}
+
+/*
+ * The tally lets the last event of an agreement decide its count (report.h), and refusals
+ * carry no signature: a "refused" or "proposed" logged after the acceptance would drop an
+ * active agreement from the counts, an "accepted" after the termination would revive one.
+ * agree.c never logs either (only open proposals are refused). 0, or 1 after reporting.
+ */
+static int ag_step(audit_t *a, uint64_t idx, const uint8_t *h, size_t ev)
+{
+    if (2 * (a->ags_n + 1) > a->ags_cap) {
+        size_t cap = a->ags_cap ? 2 * a->ags_cap : 64;
+        ag_t *t = tdsx_calloc(cap, sizeof *t);
+        if (!t) {
+            (void)oom(a);
+            return 1;
+        }
+        for (size_t i = 0; i < a->ags_cap; i++)
+            if (a->ags[i].used)
+                *ag_slot(t, cap, a->ags[i].hash) = a->ags[i];
+        tdsx_free(a->ags);
+        a->ags = t;
+        a->ags_cap = cap;
+    }
+    ag_t *g = ag_slot(a->ags, a->ags_cap, h);
+    int next = ev == 1 ? AG_ACCEPTED : ev == 3 ? AG_TERMINATED : AG_OPEN;
+    if (g->used && ((next == AG_OPEN && g->state != AG_OPEN) ||
+                    (next == AG_ACCEPTED && g->state == AG_TERMINATED))) {
+        fail_entry(a, "agreement", idx, "event %s after the agreement was %s",
+                   next == AG_OPEN ? (ev == 0 ? "proposed" : "refused") : "accepted",
+                   g->state == AG_ACCEPTED ? "accepted" : "terminated");
+        return 1;
+    }
+    if (!g->used) {
+        memcpy(g->hash, h, TDSX_HASH_LEN);
+        g->used = 1;
+        a->ags_n++;
+    }
+    g->state = (uint8_t)next;
+    return 0;
+}
+
 /* An agreement event (SPEC §7): the proposal is the hash the entry names and is signed by one
  * of the two parties, an acceptance is the same terms signed by the other, a termination is
  * signed by a party and names the agreement. */
@@ -1860,7 +1919,8 @@ static void check_agreement(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
             return;
         }
     }
-    a->n_agreement++;
+    if (ag_step(a, idx, h.b, ev) == 0)
+        a->n_agreement++;
 }
 
 static uint8_t *dup_bytes(audit_t *a, tdsx_bytes_t b)
@@ -2515,6 +2575,7 @@ done:
     }
     tdsx_free(a.reps);
     tdsx_free(a.cached);
+    tdsx_free(a.ags);
     tdsx_free(a.anchor_pem);
     sk_X509_pop_free(a.cas, X509_free);
     sk_X509_CRL_pop_free(a.crls, X509_CRL_free);

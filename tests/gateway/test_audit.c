@@ -911,6 +911,43 @@ static void agreement_event_without_its_statement_fails(void **state)
     }
 }
 
+static void refusal_after_acceptance_fails(void **state)
+{
+    (void)state;
+    /* Refusals carry no signature and the last event of an agreement decides its count: a
+     * "refused" logged after the acceptance would drop an active agreement from a report. */
+    char *dir = copy_of(W.good, "refusedlater"), rel[64], where[16];
+    size_t n = 0;
+    bundle_rel(dir, rel, sizeof rel);
+    uint8_t *d = slurp(dir, rel, &n);
+    entries_t es;
+    split(d, n, &es);
+    size_t i = es.n;
+    tdsx_log_entry_t e;
+    for (size_t j = 0; j < es.n && i == es.n; j++)
+        if (tdsx__log_entry_parse(es.e[j], &e) == 0 && e.type == TDSX_LOG_ENTRY_AGREEMENT &&
+            e.item[4].n)
+            i = j;
+    assert_true(i + 1 < es.n);
+    e.item[0] = tdsx_bytes("refused", 7);
+    e.item[4] = tdsx_bytes(NULL, 0);
+    e.item[5] = tdsx_bytes(NULL, 0);
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 1u << 20);
+    assert_int_equal(tdsx__log_entry_encode(&e, &b), 0);
+    es.e[i + 1] = tdsx_buf_bytes(&b);
+    join_write(dir, rel, &es);
+    rehash(dir, rel);
+    verify(dir);
+    snprintf(where, sizeof where, "%zu", i + 1);
+    expect_fail("agreement", where);
+    snprintf(where, sizeof where, "%zu", i);
+    assert_int_equal(count(TDSX_AUDIT_FAIL, "agreement", where), 0);
+    tdsx_buf_free(&b);
+    tdsx_free(d);
+    free(dir);
+}
+
 static void on_signed(void *ud, int status, tdsx_bytes_t env)
 {
     tdsx_buf_t *b = ud;
@@ -1731,6 +1768,7 @@ int main(void)
         cmocka_unit_test(huge_signed_size_without_tiles_allocates_nothing),
         cmocka_unit_test(agreement_accepted_by_the_proposer_fails),
         cmocka_unit_test(agreement_event_without_its_statement_fails),
+        cmocka_unit_test(refusal_after_acceptance_fails),
         cmocka_unit_test(receipt_between_others_fails),
         cmocka_unit_test(missing_witness_cosignature_fails),
         cmocka_unit_test(wrong_anchor_fails),
