@@ -168,16 +168,26 @@ int tdsx_cmd_report_submit(int argc, char **argv)
 /* ---- show --------------------------------------------------------------------------------------
  */
 
-/* The raw Ed25519 key of the first certificate in a PEM file. */
-static int pem_key(const char *path, uint8_t pk[TDSX_ED25519_PK_LEN])
+/* The raw Ed25519 key of the first certificate in a PEM file and the node id its subject
+ * names ("<serialNumber>/<CN>"): a report is shown as verified only under the name of the
+ * certificate that verified it. */
+static int pem_key(const char *path, uint8_t pk[TDSX_ED25519_PK_LEN], char *id, size_t id_size)
 {
     STACK_OF(X509) *sk = NULL;
     int rc = tdsx_cert_load_file(path, &sk);
     if (rc)
         return rc;
     unsigned char *der = NULL;
-    int n = sk_X509_num(sk) > 0 ? i2d_X509(sk_X509_value(sk, 0), &der) : -1;
+    X509 *x = sk_X509_num(sk) > 0 ? sk_X509_value(sk, 0) : NULL;
+    int n = x ? i2d_X509(x, &der) : -1;
     rc = n > 0 ? tdsx__log_cert_key(tdsx_bytes(der, (size_t)n), pk) : TDSX_E_CERT_PARSE;
+    char uscc[64], cn[TDSX_ID_SIZE];
+    const X509_NAME *name = x ? X509_get_subject_name(x) : NULL;
+    if (rc == 0 &&
+        (!name || X509_NAME_get_text_by_NID(name, NID_serialNumber, uscc, sizeof uscc) <= 0 ||
+         X509_NAME_get_text_by_NID(name, NID_commonName, cn, sizeof cn) <= 0 ||
+         snprintf(id, id_size, "%s/%s", uscc, cn) >= (int)id_size))
+        rc = TDSX_E_CERT_PARSE;
     OPENSSL_free(der);
     sk_X509_pop_free(sk, X509_free);
     return rc;
@@ -299,6 +309,7 @@ int tdsx_cmd_report_show(int argc, char **argv)
         }
     }
     tdsx_note_verifier_t v;
+    char id[TDSX_ID_SIZE] = "";
     if (vkey && tdsx_note_verifier_parse(tdsx_bytes(vkey, strlen(vkey)), &v) != 0) {
         code = tdsx_cli_usage(cmd, "--key is not a note verifier key");
         goto done;
@@ -307,7 +318,7 @@ int tdsx_cmd_report_show(int argc, char **argv)
         /* The key name is the node the report names: parse first, then verify under it. */
         uint8_t pk[TDSX_ED25519_PK_LEN];
         rc = tdsx_report_open(tdsx_bytes(data, len), NULL, r);
-        if (rc == 0 && (rc = pem_key(cert, pk)) != 0) {
+        if (rc == 0 && (rc = pem_key(cert, pk, id, sizeof id)) != 0) {
             code = tdsx_cli_fail(cmd, rc, cert);
             goto done;
         }
@@ -318,6 +329,13 @@ int tdsx_cmd_report_show(int argc, char **argv)
         rc = tdsx_report_open(tdsx_bytes(data, len), vkey || cert ? &v : NULL, r);
     if (rc) {
         fprintf(stderr, "tdsx %s: %s: %s (%s)\n", cmd, file, tdsx_strerror(rc), tdsx_err_name(rc));
+        code = TDSX_EXIT_INVALID;
+        goto done;
+    }
+    /* The certificate's key alone would vouch for any name its holder signed under. */
+    if (cert && strcmp(id, r->node) != 0) {
+        fprintf(stderr, "tdsx %s: %s: the report names %s, the certificate is %s's (%s)\n", cmd,
+                file, r->node, id, tdsx_err_name(TDSX_E_REPORT));
         code = TDSX_EXIT_INVALID;
         goto done;
     }

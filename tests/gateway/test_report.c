@@ -1017,6 +1017,40 @@ static void made_report_counts_the_exchange(void **state)
         1);
     assert_non_null(strstr(out, "TDSX_E_NOTE_UNVERIFIED"));
     free(out);
+    /* The enterprise signs a report naming the brain, under the brain's name: its own
+     * certificate verifies the signature, but must not vouch for the name. */
+    {
+        char *keypath = tdsx_test_path(W.ent.creds, "sign.key");
+        uint8_t seed[32];
+        tdsx_note_signer_t *key = NULL;
+        assert_int_equal(tdsx_key_load_ed25519(keypath, seed), 0);
+        assert_int_equal(tdsx_note_signer_new(W.brain.id, TDSX_NOTE_ED25519, seed, &key), 0);
+        sodium_memzero(seed, sizeof seed);
+        tdsx_report_t *as = malloc(sizeof *as);
+        assert_non_null(as);
+        *as = *r;
+        snprintf(as->node, sizeof as->node, "%s", W.brain.id);
+        as->role = TDSX_ROLE_BRAIN;
+        tdsx_buf_t b;
+        tdsx_buf_init(&b, 1u << 20);
+        assert_int_equal(tdsx_report_sign(as, key, &b), 0);
+        char *posed = tdsx_test_path(W.p.dir, "posed.note");
+        tdsx_test_write_file(posed, b.p, b.len);
+        assert_int_equal(tdsx_test_run(&out, "tdsx report show '%s' --cert '%s/sign.pem' 2>&1",
+                                       posed, W.ent.creds),
+                         1);
+        assert_null(strstr(out, "verified"));
+        assert_non_null(strstr(out, "the report names"));
+        free(out);
+        assert_int_equal(
+            tdsx_test_run(&out, "tdsx report show '%s' -c '%s' 2>&1", posed, W.ent.conf), 1);
+        free(out);
+        free(posed);
+        tdsx_buf_free(&b);
+        free(as);
+        tdsx_note_signer_free(key);
+        free(keypath);
+    }
     W.first = r;
     free(path);
 }
