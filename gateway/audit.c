@@ -889,7 +889,7 @@ static int check_manifest(audit_t *a)
         bad++;
     }
     while (lrc != 1 && (lrc = next_line(&c, line, sizeof line)) != 1) {
-        uint8_t want[TDSX_HASH_LEN], got[TDSX_HASH_LEN];
+        uint8_t want[TDSX_HASH_LEN];
         int hashline = lrc == 0 && strlen(line) > 2 * TDSX_HASH_LEN + 1 &&
                        line[2 * TDSX_HASH_LEN] == ' ' &&
                        strspn(line, "0123456789abcdef") == 2 * TDSX_HASH_LEN;
@@ -903,11 +903,28 @@ static int check_manifest(audit_t *a)
             bad++;
             continue;
         }
-        if (!(listed[nl] = tdsx_strdup(rel))) {
+        /* The name, its NUL, then the hash it is listed with: hashed below, once per name. */
+        size_t rl = strlen(rel);
+        if (!(listed[nl] = tdsx_malloc(rl + 1 + sizeof want))) {
             rc = TDSX_E_NOMEM;
             goto fail;
         }
+        memcpy(listed[nl], rel, rl + 1);
+        memcpy(listed[nl] + rl + 1, want, sizeof want);
         nl++;
+    }
+    qsort(listed, nl, sizeof *listed, cmp_str);
+    /* A name listed twice would make the auditor hash one big file once per line (a 64 MiB
+     * MANIFEST holds a million lines). */
+    for (size_t i = 0; i < nl; i++) {
+        const char *rel = listed[i];
+        const uint8_t *want = (const uint8_t *)rel + strlen(rel) + 1;
+        uint8_t got[TDSX_HASH_LEN];
+        if (i > 0 && strcmp(rel, listed[i - 1]) == 0) {
+            report(a, TDSX_AUDIT_FAIL, "manifest", rel, "listed more than once");
+            bad++;
+            continue;
+        }
         uint8_t *d = NULL;
         size_t dn = 0;
         int frc = read_rel(a, rel, &d, &dn);
@@ -923,7 +940,6 @@ static int check_manifest(audit_t *a)
             bad++;
         }
     }
-    qsort(listed, nl, sizeof *listed, cmp_str);
     uint64_t before = a->sum.fail;
     walk_unlisted(a, "", listed, nl, 0);
     bad += (size_t)(a->sum.fail - before);

@@ -1193,6 +1193,29 @@ static void export_follows_no_symlink_out_of_the_data_dir(void **state)
     free(outside);
 }
 
+static void file_listed_twice_fails(void **state)
+{
+    (void)state;
+    /* A name listed a million times would have the auditor hash its file a million times. */
+    char *dir = copy_of(W.good, "twice");
+    size_t n = 0;
+    uint8_t *m = slurp(dir, TDSX_AUDIT_MANIFEST, &n);
+    char *line = strstr((char *)m, " log/checkpoint\n");
+    assert_non_null(line);
+    line -= 64;
+    tdsx_buf_t b;
+    tdsx_buf_init(&b, 1u << 24);
+    assert_int_equal(tdsx_buf_append(&b, m, n), 0);
+    assert_int_equal(tdsx_buf_append(&b, line, 64 + strlen(" log/checkpoint\n")), 0);
+    spill(dir, TDSX_AUDIT_MANIFEST, b.p, b.len);
+    verify(dir);
+    expect_fail("manifest", "log/checkpoint");
+    assert_int_equal(count(TDSX_AUDIT_PASS, "manifest", NULL), 0);
+    tdsx_buf_free(&b);
+    tdsx_free(m);
+    free(dir);
+}
+
 static void backdated_export_time_fails(void **state)
 {
     (void)state;
@@ -1775,6 +1798,7 @@ int main(void)
         cmocka_unit_test(manifest_catches_changes_and_strays),
         cmocka_unit_test(manifest_lines_are_checked),
         cmocka_unit_test(backdated_export_time_fails),
+        cmocka_unit_test(file_listed_twice_fails),
         cmocka_unit_test(fifo_and_symlinks_in_the_evidence_fail),
         cmocka_unit_test(export_follows_no_symlink_out_of_the_data_dir),
         cmocka_unit_test(consistency_proofs_are_checked),
