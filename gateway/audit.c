@@ -23,6 +23,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "bundle.h"
@@ -1821,10 +1822,22 @@ typedef struct ag_s {
 
 enum { AG_OPEN = 0, AG_ACCEPTED, AG_TERMINATED };
 
+/* Keyed (SipHash, a key drawn per process): the node chooses its proposals, so it could
+ * grind hashes that all fall in one slot and make every lookup walk the whole table. */
 static ag_t *ag_slot(ag_t *t, size_t cap, const uint8_t *h)
 {
-    size_t i =
-        ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 | (size_t)h[3] << 24) & (cap - 1);
+    static uint8_t key[crypto_shorthash_KEYBYTES];
+    static int keyed;
+    uint8_t out[crypto_shorthash_BYTES];
+    if (!keyed) {
+        randombytes_buf(key, sizeof key);
+        keyed = 1;
+    }
+    crypto_shorthash(out, h, TDSX_HASH_LEN, key);
+    size_t i = 0;
+    for (size_t k = 0; k < sizeof out; k++)
+        i = i << 8 | out[k];
+    i &= cap - 1;
     while (t[i].used && memcmp(t[i].hash, h, TDSX_HASH_LEN) != 0)
         i = (i + 1) & (cap - 1);
     return &t[i];
