@@ -644,6 +644,11 @@ typedef struct {
     const char *name;
 } cp_t;
 
+typedef struct relay_s {
+    uint64_t idx;
+    uint8_t upstream[TDSX_HASH_LEN];
+} relay_t;
+
 typedef struct {
     tdsx_audit_cb cb;
     void *ud;
@@ -675,6 +680,10 @@ typedef struct {
     uint64_t n_agreement, f_agreement;
     struct ag_s *ags; /* open-addressing table: each agreement's state so far in the replay */
     size_t ags_cap, ags_n;
+    struct ag_s *ups; /* NRR envelope hashes of transfers this node accepted, so far */
+    size_t ups_cap, ups_n;
+    struct relay_s *relays; /* outbound receipts naming an upstream NRR, in index order */
+    size_t n_relays, cap_relays;
     int oom; /* TDSX_E_NOMEM once an allocation failed */
     /* reports, from REPORT entries and reports/ */
     struct rep_s *reps;
@@ -1719,6 +1728,60 @@ static void fail_entry(audit_t *a, const char *check, uint64_t idx, const char *
     a->f_agreement += strcmp(check, "agreement") == 0;
 }
 
+/* What the replay has seen of one agreement (by hash). */
+typedef struct ag_s {
+    uint8_t hash[TDSX_HASH_LEN];
+    uint8_t used, state; /* state: AG_OPEN, AG_ACCEPTED, AG_TERMINATED */
+} ag_t;
+
+enum { AG_OPEN = 0, AG_ACCEPTED, AG_TERMINATED };
+
+/* Keyed (SipHash, a key drawn per process): the node chooses its proposals, so it could
+ * grind hashes that all fall in one slot and make every lookup walk the whole table. */
+static ag_t *ag_slot(ag_t *t, size_t cap, const uint8_t *h)
+{
+    static uint8_t key[crypto_shorthash_KEYBYTES];
+    static int keyed;
+    uint8_t out[crypto_shorthash_BYTES];
+    if (!keyed) {
+        randombytes_buf(key, sizeof key);
+        keyed = 1;
+    }
+    crypto_shorthash(out, h, TDSX_HASH_LEN, key);
+    size_t i = 0;
+    for (size_t k = 0; k < sizeof out; k++)
+        i = i << 8 | out[k];
+    i &= cap - 1;
+    while (t[i].used && memcmp(t[i].hash, h, TDSX_HASH_LEN) != 0)
+        i = (i + 1) & (cap - 1);
+    return &t[i];
+}
+
+/* The slot of h in the table *t (grown as needed), marked used: NULL when out of memory. */
+static ag_t *tab_put(audit_t *a, ag_t **t, size_t *cap, size_t *n, const uint8_t *h)
+{
+    if (2 * (*n + 1) > *cap) {
+        size_t ncap = *cap ? 2 * *cap : 64;
+        ag_t *nt = tdsx_calloc(ncap, sizeof *nt);
+        if (!nt)
+            return oom(a);
+        for (size_t i = 0; i < *cap; i++)
+            if ((*t)[i].used)
+                *ag_slot(nt, ncap, (*t)[i].hash) = (*t)[i];
+        tdsx_free(*t);
+        *t = nt;
+        *cap = ncap;
+    }
+    ag_t *g = ag_slot(*t, *cap, h);
+    if (!g->used) {
+        memcpy(g->hash, h, TDSX_HASH_LEN);
+        g->used = 1;
+        g->state = 0;
+        (*n)++;
+    }
+    return g;
+}
+
 /* The checks of receipt.c (tdsx_receipt_verify), with certificates judged once and verified
  * batch roots cached across the whole log instead of per receipt. */
 static int check_receipt(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
@@ -1776,6 +1839,36 @@ static int check_receipt(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
         fail_entry(a, "receipt", idx, "accepted nrr reports other bytes than the nro promised");
     else
         rc = 0;
+    /* A relay names the NRR of the transfer it forwards (SPEC §9, exchange.c): this node must
+     * have accepted that transfer, or an outbound transfer passes for a relay of data the node
+     * never received (数据溯源 followed to nothing). Looked up once the whole range is replayed
+     * (check_relays): a receipt re-logged after a crash may come after the relay. */
+    if (rc == 0 && strcmp(s->ids, a->node_v.name) == 0 && nro->upstream_receipt_hash.len) {
+        if (nro->upstream_receipt_hash.len != TDSX_HASH_LEN) {
+            fail_entry(a, "receipt", idx, "upstream receipt hash is not a SHA-256");
+            rc = TDSX_E_HASH_MISMATCH;
+        } else if (a->n_relays == a->cap_relays) {
+            size_t cap = a->cap_relays ? 2 * a->cap_relays : 64;
+            relay_t *v = tdsx_reallocarray(a->relays, cap, sizeof *v);
+            if (!v) {
+                (void)oom(a);
+            } else {
+                a->relays = v;
+                a->cap_relays = cap;
+            }
+        }
+        if (rc == 0 && a->n_relays < a->cap_relays) {
+            a->relays[a->n_relays].idx = idx;
+            memcpy(a->relays[a->n_relays++].upstream, nro->upstream_receipt_hash.data,
+                   TDSX_HASH_LEN);
+        }
+    }
+    if (rc == 0 && strcmp(r->ids, a->node_v.name) == 0 &&
+        nrr->status == TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED) {
+        tdsx_hash_t nrr_hash;
+        if (tdsx_envelope_hash(e->item[1], &nrr_hash) == 0)
+            (void)tab_put(a, &a->ups, &a->ups_cap, &a->ups_n, nrr_hash.b);
+    }
     if (rc == 0)
         a->n_receipt++;
     return rc;
@@ -1814,35 +1907,6 @@ static void check_nrd(audit_t *a, uint64_t idx, const tdsx_log_entry_t *e)
         a->n_nrd++;
 }
 
-/* What the replay has seen of one agreement (by hash). */
-typedef struct ag_s {
-    uint8_t hash[TDSX_HASH_LEN];
-    uint8_t used, state; /* state: AG_OPEN, AG_ACCEPTED, AG_TERMINATED */
-} ag_t;
-
-enum { AG_OPEN = 0, AG_ACCEPTED, AG_TERMINATED };
-
-/* Keyed (SipHash, a key drawn per process): the node chooses its proposals, so it could
- * grind hashes that all fall in one slot and make every lookup walk the whole table. */
-static ag_t *ag_slot(ag_t *t, size_t cap, const uint8_t *h)
-{
-    static uint8_t key[crypto_shorthash_KEYBYTES];
-    static int keyed;
-    uint8_t out[crypto_shorthash_BYTES];
-    if (!keyed) {
-        randombytes_buf(key, sizeof key);
-        keyed = 1;
-    }
-    crypto_shorthash(out, h, TDSX_HASH_LEN, key);
-    size_t i = 0;
-    for (size_t k = 0; k < sizeof out; k++)
-        i = i << 8 | out[k];
-    i &= cap - 1;
-    while (t[i].used && memcmp(t[i].hash, h, TDSX_HASH_LEN) != 0)
-        i = (i + 1) & (cap - 1);
-    return &t[i];
-}
-
 /*
  * The tally lets the last event of an agreement decide its count (report.h), and refusals
  * carry no signature: a "refused" or "proposed" logged after the acceptance would drop an
@@ -1851,33 +1915,17 @@ static ag_t *ag_slot(ag_t *t, size_t cap, const uint8_t *h)
  */
 static int ag_step(audit_t *a, uint64_t idx, const uint8_t *h, size_t ev)
 {
-    if (2 * (a->ags_n + 1) > a->ags_cap) {
-        size_t cap = a->ags_cap ? 2 * a->ags_cap : 64;
-        ag_t *t = tdsx_calloc(cap, sizeof *t);
-        if (!t) {
-            (void)oom(a);
-            return 1;
-        }
-        for (size_t i = 0; i < a->ags_cap; i++)
-            if (a->ags[i].used)
-                *ag_slot(t, cap, a->ags[i].hash) = a->ags[i];
-        tdsx_free(a->ags);
-        a->ags = t;
-        a->ags_cap = cap;
-    }
-    ag_t *g = ag_slot(a->ags, a->ags_cap, h);
+    size_t had = a->ags_n;
+    ag_t *g = tab_put(a, &a->ags, &a->ags_cap, &a->ags_n, h);
+    if (!g)
+        return 1;
     int next = ev == 1 ? AG_ACCEPTED : ev == 3 ? AG_TERMINATED : AG_OPEN;
-    if (g->used && ((next == AG_OPEN && g->state != AG_OPEN) ||
-                    (next == AG_ACCEPTED && g->state == AG_TERMINATED))) {
+    if (a->ags_n == had && ((next == AG_OPEN && g->state != AG_OPEN) ||
+                            (next == AG_ACCEPTED && g->state == AG_TERMINATED))) {
         fail_entry(a, "agreement", idx, "event %s after the agreement was %s",
                    next == AG_OPEN ? (ev == 0 ? "proposed" : "refused") : "accepted",
                    g->state == AG_ACCEPTED ? "accepted" : "terminated");
         return 1;
-    }
-    if (!g->used) {
-        memcpy(g->hash, h, TDSX_HASH_LEN);
-        g->used = 1;
-        a->ags_n++;
     }
     g->state = (uint8_t)next;
     return 0;
@@ -2032,6 +2080,29 @@ static void check_entry(audit_t *a, uint64_t idx, tdsx_bytes_t bytes)
     }
 }
 
+/* Each relay's upstream NRR must be one of the transfers this node accepted in the range; with
+ * a range that is not the whole log it may lie outside it (INDETERMINATE, one line). */
+static void check_relays(audit_t *a)
+{
+    uint64_t outside = 0;
+    int whole = a->from == 0 && a->to == a->head.size;
+    for (size_t i = 0; i < a->n_relays; i++) {
+        const ag_t *g = a->ups_cap ? ag_slot(a->ups, a->ups_cap, a->relays[i].upstream) : NULL;
+        if (g && g->used)
+            continue;
+        if (!whole)
+            outside++;
+        else
+            fail_entry(a, "receipt", a->relays[i].idx,
+                       "relays an upstream receipt this node never accepted (none in its log)");
+    }
+    if (outside)
+        report(a, TDSX_AUDIT_INDETERMINATE, "receipt", "",
+               "%llu relay(s) name an upstream receipt not in entries %llu..%llu: provenance "
+               "not followed",
+               (unsigned long long)outside, (unsigned long long)a->from, (unsigned long long)a->to);
+}
+
 static void check_entries(audit_t *a)
 {
     uint64_t size = a->head.size;
@@ -2097,6 +2168,7 @@ static void check_entries(audit_t *a)
                "entries %llu..%llu replayed: each hashes to "
                "its leaf",
                (unsigned long long)a->from, (unsigned long long)a->to);
+    check_relays(a);
     if (!a->f_receipt)
         report(a, TDSX_AUDIT_PASS, "receipt", "",
                "%llu receipt(s) verified (both halves, both "
@@ -2605,6 +2677,8 @@ done:
     tdsx_free(a.reps);
     tdsx_free(a.cached);
     tdsx_free(a.ags);
+    tdsx_free(a.ups);
+    tdsx_free(a.relays);
     tdsx_free(a.anchor_pem);
     sk_X509_pop_free(a.cas, X509_free);
     sk_X509_CRL_pop_free(a.crls, X509_CRL_free);

@@ -1045,6 +1045,98 @@ static void receipt_between_others_fails(void **state)
     tdsx_buf_free(&eb);
 }
 
+/* A receipt entry for a transfer from the enterprise to the brain, both halves signed, whose
+ * NRO names `upstream` (NULL: none) as the NRR of the transfer it relays. */
+static void ent_receipt(const uint8_t *upstream, tdsx_buf_t *entry)
+{
+    uint8_t tid[16] = {8}, sha[32] = {3};
+    Tdsx__Nro nro = TDSX__NRO__INIT;
+    nro.transfer_id.data = tid;
+    nro.transfer_id.len = 16;
+    nro.sender = W.ent.id;
+    nro.receiver = W.brain.id;
+    nro.dataset_id = "relayed";
+    nro.payload_sha256.data = sha;
+    nro.payload_sha256.len = 32;
+    nro.payload_length = 1;
+    nro.sequence = 99;
+    nro.time = tdsx_now();
+    if (upstream) {
+        nro.upstream_receipt_hash.data = (uint8_t *)upstream;
+        nro.upstream_receipt_hash.len = 32;
+    }
+    tdsx_buf_t nb, rb;
+    tdsx_buf_init(&nb, 1u << 20);
+    tdsx_buf_init(&rb, 1u << 20);
+    sign_as(&W.ent, TDSX_STATEMENT_NRO, &nro.base, &nb);
+    Tdsx__Envelope *env = NULL;
+    tdsx_arena_t *arena = NULL;
+    assert_int_equal(tdsx_arena_new(1u << 20, &arena), 0);
+    assert_int_equal(tdsx_proto_unpack(arena, &tdsx__envelope__descriptor, tdsx_buf_bytes(&nb),
+                                       (ProtobufCMessage **)&env),
+                     0);
+    tdsx_hash_t nh;
+    uint8_t sh[32];
+    assert_int_equal(tdsx_envelope_hash(tdsx_buf_bytes(&nb), &nh), 0);
+    assert_int_equal(tdsx_sha256(env->signatures[0]->sig.data, env->signatures[0]->sig.len, sh), 0);
+    Tdsx__Nrr nrr = TDSX__NRR__INIT;
+    nrr.transfer_id.data = tid;
+    nrr.transfer_id.len = 16;
+    nrr.nro_hash.data = nh.b;
+    nrr.nro_hash.len = 32;
+    nrr.nro_signature_hash.data = sh;
+    nrr.nro_signature_hash.len = 32;
+    nrr.received_sha256.data = sha;
+    nrr.received_sha256.len = 32;
+    nrr.received_length = 1;
+    nrr.status = TDSX__NRR_STATUS__NRR_STATUS_ACCEPTED;
+    nrr.time = tdsx_now();
+    nrr.receiver = W.brain.id;
+    sign_as(&W.brain, TDSX_STATEMENT_NRR, &nrr.base, &rb);
+    tdsx_log_entry_t e = {TDSX_LOG_ENTRY_RECEIPT, 2, {tdsx_buf_bytes(&nb), tdsx_buf_bytes(&rb)}};
+    assert_int_equal(tdsx__log_entry_encode(&e, entry), 0);
+    tdsx_arena_free(arena);
+    tdsx_buf_free(&nb);
+    tdsx_buf_free(&rb);
+}
+
+static void relay_of_nothing_received_fails(void **state)
+{
+    (void)state;
+    /* The enterprise's outbound transfer passed off as a relay: the NRR it names as upstream
+     * is no transfer this node ever accepted. Both halves are well signed. */
+    uint8_t upstream[32];
+    memset(upstream, 0x42, sizeof upstream);
+    tdsx_buf_t eb;
+    tdsx_buf_init(&eb, 1u << 20);
+    ent_receipt(upstream, &eb);
+    char *dir = copy_of(W.good, "relay-nothing"), rel[64], where[16];
+    size_t n = 0;
+    bundle_rel(dir, rel, sizeof rel);
+    uint8_t *d = slurp(dir, rel, &n);
+    entries_t es;
+    split(d, n, &es);
+    size_t i = first_of_type(&es, TDSX_LOG_ENTRY_RECEIPT);
+    es.e[i] = tdsx_buf_bytes(&eb);
+    join_write(dir, rel, &es);
+    rehash(dir, rel);
+    verify(dir);
+    snprintf(where, sizeof where, "%zu", i);
+    expect_fail("receipt", where);
+    assert_int_equal(count(TDSX_AUDIT_PASS, "receipt", NULL), 0);
+    /* The same receipt without an upstream is an ordinary outbound one: its signatures hold. */
+    tdsx_buf_reset(&eb);
+    ent_receipt(NULL, &eb);
+    es.e[i] = tdsx_buf_bytes(&eb);
+    join_write(dir, rel, &es);
+    rehash(dir, rel);
+    verify(dir);
+    assert_int_equal(count(TDSX_AUDIT_FAIL, "receipt", NULL), 0);
+    tdsx_free(d);
+    free(dir);
+    tdsx_buf_free(&eb);
+}
+
 static void missing_witness_cosignature_fails(void **state)
 {
     (void)state;
@@ -1793,6 +1885,7 @@ int main(void)
         cmocka_unit_test(agreement_event_without_its_statement_fails),
         cmocka_unit_test(refusal_after_acceptance_fails),
         cmocka_unit_test(receipt_between_others_fails),
+        cmocka_unit_test(relay_of_nothing_received_fails),
         cmocka_unit_test(missing_witness_cosignature_fails),
         cmocka_unit_test(wrong_anchor_fails),
         cmocka_unit_test(manifest_catches_changes_and_strays),
