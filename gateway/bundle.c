@@ -8,6 +8,7 @@
 #include "trust.pb-c.h"
 
 #include <openssl/bio.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -28,7 +29,7 @@
 #define RETIRED_MAX 16u /* superseded TLS contexts kept while connections may use them */
 
 struct tdsx_bundle_s {
-    tdsx_arena_t *arena; /* holds msg and signed */
+    tdsx_arena_t *arena; /* holds msg and signed_msg */
     const Tdsx__TrustBundle *msg;
     const Tdsx__SignedBundle *signed_msg; /* for the signer certificates */
     tdsx_bundle_info_t info;
@@ -825,15 +826,21 @@ int tdsx__bundle_verify(tdsx_bytes_t file, tdsx_bytes_t anchor_pem, tdsx_bytes_t
     return open_bundle(file, &anchor_pem, chain_pem, at, out);
 }
 
-/* 1 when one of the CRLs of `by` lists x (same issuer, same serial). */
+/* 1 when crl lists x (same issuer, same serial). */
+static int crl_lists(X509_CRL *crl, X509 *x)
+{
+    X509_REVOKED *r = NULL;
+    return crl && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(x)) == 0 &&
+           X509_CRL_get0_by_cert(crl, &r, x) == 1;
+}
+
+/* 1 when one of the CRLs of `by` lists x. */
 static int listed(const Tdsx__TrustBundle *by, X509 *x)
 {
     int found = 0;
     for (size_t i = 0; !found && i < by->n_crls; i++) {
         X509_CRL *crl = der_crl(by->crls[i]);
-        X509_REVOKED *r = NULL;
-        found = crl && X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(x)) == 0 &&
-                X509_CRL_get0_by_cert(crl, &r, x) == 1;
+        found = crl_lists(crl, x);
         X509_CRL_free(crl);
     }
     return found;
@@ -1088,6 +1095,40 @@ static void log_refused(const tdsx_node_t *n, int err, const char *source, uint6
              TDSX_KV_S("action", st && st->b ? "keeping the bundle in force" : "no bundle"));
 }
 
+/* The node's own `crl` files: an operator who revoked a centre key there (before any bundle
+ * says so) must not see a bundle signed with it applied. TDSX_E_CERT_REVOKED, file errors. */
+static int config_revokes(const tdsx_node_t *n, const tdsx_bundle_t *b)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n->cfg.n_crls; i++) {
+        uint8_t *pem = NULL;
+        size_t len = 0;
+        if ((rc = tdsx_file_read(n->cfg.crls[i], CRL_FILE_CAP, &pem, &len)) != 0)
+            break;
+        BIO *bio = BIO_new_mem_buf(pem, (int)len);
+        X509_CRL *crl;
+        if (!bio)
+            rc = TDSX_E_NOMEM;
+        while (rc == 0 && bio && (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+            const Tdsx__SignedBundle *sb = b->signed_msg;
+            for (size_t k = 0; rc == 0 && k < sb->n_signer_certs; k++) {
+                X509 *x = der_cert(sb->signer_certs[k]);
+                if (crl_lists(crl, x))
+                    rc = TDSX_E_CERT_REVOKED;
+                X509_free(x);
+            }
+            X509_CRL_free(crl);
+        }
+        ERR_clear_error();
+        BIO_free(bio);
+        tdsx_free(pem);
+    }
+    if (rc == TDSX_E_CERT_REVOKED)
+        tdsx_log(TDSX_LOG_WARN, "bundle.invalid",
+                 TDSX_KV_S("problem", "its signer is revoked by a crl file of the config"));
+    return rc;
+}
+
 /* Closes every connection (expiry). */
 static void close_all(tdsx_node_t *n, int err, const char *reason)
 {
@@ -1191,8 +1232,8 @@ int tdsx__bundle_load(tdsx_node_t *n, char *what, size_t what_size)
         tdsx_log(TDSX_LOG_INFO, "bundle.file_not_newer", TDSX_KV_S("file", n->cfg.bundle_file),
                  TDSX_KV_I("serial", file->info.serial), TDSX_KV_I("current", cur->info.serial),
                  TDSX_KV_S("action", "keeping " TDSX_BUNDLE_CURRENT));
-    if (file && cur && file->info.serial > cur->info.serial &&
-        (rc = tdsx__bundle_check_signer(file, cur)) != 0) {
+    if (file && (!cur || file->info.serial > cur->info.serial) &&
+        ((rc = tdsx__bundle_check_signer(file, cur)) != 0 || (rc = config_revokes(n, file)) != 0)) {
         set_what(what, what_size, n->cfg.bundle_file);
         log_refused(n, rc, n->cfg.bundle_file, file->info.serial);
         goto fail;
@@ -1402,7 +1443,7 @@ int tdsx__bundle_apply(tdsx_node_t *n, tdsx_bytes_t envelope, const char *source
         return 1;
     }
     /* A signing key the centre revoked must not bring in its own CRLs (without itself). */
-    if ((rc = tdsx__bundle_check_signer(b, st->b)) != 0)
+    if ((rc = tdsx__bundle_check_signer(b, st->b)) != 0 || (rc = config_revokes(n, b)) != 0)
         goto fail;
     if (tdsx_now() >= info.expires_at) {
         rc = TDSX_E_BUNDLE_EXPIRED;

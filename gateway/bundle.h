@@ -165,7 +165,8 @@ TDSX_MUST_CHECK int tdsx__bundle_format(const tdsx_bundle_t *b, int64_t at, tdsx
  * otherwise n->registry is left NULL for the registry file. An expired bundle is loaded all
  * the same (the node starts with exchange stopped, and says so). Errors: those of
  * tdsx__bundle_verify for bundle_file (`what` names it), TDSX_E_CERT_REVOKED for a bundle_file
- * newer than bundle.current whose signer bundle.current revokes, file errors of the node's ca.pem,
+ * newer than bundle.current whose signer bundle.current or a `crl` file revokes, file errors of
+ * the node's ca.pem and crl files,
  * TDSX_E_NOMEM. A damaged bundle.current is logged and ignored. n->bundle is set (and freed by
  * tdsx__bundle_node_free) whatever the result. */
 TDSX_MUST_CHECK int tdsx__bundle_load(tdsx_node_t *n, char *what, size_t what_size);
@@ -177,7 +178,8 @@ void tdsx__bundle_node_free(tdsx_node_t *n);
 
 /* Verifies envelope bytes (a SignedBundle file, as above) against the node's anchor,
  * refuses a serial older than the one in force (TDSX_E_BUNDLE_ROLLBACK), a newer one whose
- * signer the CRLs of the bundle in force revoke (TDSX_E_CERT_REVOKED), an expired bundle
+ * signer the CRLs of the bundle in force or the node's `crl` files revoke
+ * (TDSX_E_CERT_REVOKED), an expired bundle
  * (TDSX_E_BUNDLE_EXPIRED), a bad signature/signer (TDSX_E_BUNDLE or the specific code of
  * tdsx__bundle_verify); returns 1 when it is the same serial as in force (nothing to do), 0
  * when applied: persisted atomically to <data_dir>/bundle.current (0600), registry swapped,

@@ -983,6 +983,60 @@ static void restart_keeps_newest_bundle(void **state)
     free(out);
 }
 
+static void crl_file_revokes_a_bundle_signer(void **state)
+{
+    (void)state;
+    /* A third centre key leaks; a bundle signed with it before its revocation has a serial
+     * far ahead and CRLs that leave it out. */
+    tdsx_test_node_t c3;
+    memset(&c3, 0, sizeof c3);
+    tdsx_test_node_issue(&W.p, &c3, "centre3", TDSX_ROLE_CENTRE, 0, 0, 0, 0);
+    tdsx_buf_t u, leaked, f;
+    make(3000, 0, 3600, &u);
+    tdsx_buf_init(&leaked, TDSX_BUNDLE_FILE_CAP);
+    assert_int_equal(tdsx__bundle_sign(tdsx_buf_bytes(&u), c3.creds, &leaked), 0);
+    tdsx_buf_free(&u);
+    /* The centre's next bundle was made before the revocation too: it does not list it. */
+    make_signed(60, 0, 3600, W.centre.creds, &f);
+    tdsx_test_write_file(W.bundle_file, f.p, f.len);
+    tdsx_buf_free(&f);
+    /* The operator revokes it and puts the CA's new CRL in ent's config at once. */
+    revoke_cert(&c3, TDSX_CRED_SIGN_CERT);
+    char *crl = tdsx_test_path(W.p.dir, "ent-crl.pem");
+    tdsx_ca_t *ca = NULL;
+    assert_int_equal(tdsx_ca_open(W.p.ca, &ca), 0);
+    assert_int_equal(tdsx_ca_crl(ca, 1, crl, 1), 0);
+    tdsx_ca_free(ca);
+    char extra[4096];
+    snprintf(extra, sizeof extra,
+             "bundle_file %s\ncrl %s\npeer %s 127.0.0.1:%d\npeer %s 127.0.0.1:%d\n", W.bundle_file,
+             crl, W.brain.id, W.brain.port, W.other.id, W.other.port);
+    tdsx_test_node_config(&W.p, &W.ent, extra);
+    tdsx_test_node_start(&W.ent);
+    assert_true(
+        tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.loaded\"", "\"serial\":60", NULL));
+    /* The leaked bundle is refused for the config's CRL, and 60 stays in force. */
+    hup_with(tdsx_buf_bytes(&leaked));
+    assert_true(tdsx_test_log_wait(&W.ent, 5000, "\"event\":\"bundle.refused\"",
+                                   "TDSX_E_CERT_REVOKED", "\"serial\":3000", NULL));
+    assert_int_equal(
+        tdsx_test_log_count(&W.ent, "\"event\":\"bundle.applied\"", "\"serial\":3000", NULL), 0);
+    char *out = status_of(&W.ent);
+    assert_non_null(strstr(out, "bundle           60 valid\n"));
+    free(out);
+    /* Nor does a node start from it as a bundle_file newer than bundle.current. */
+    assert_int_equal(tdsx_test_node_stop(&W.ent, 10000), 0);
+    int rc;
+    out = run(&rc, "tdsxd -c '%s' --check-config", W.ent.conf);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "ent-bundle.tdsx"));
+    assert_non_null(strstr(out, "TDSX_E_CERT_REVOKED"));
+    free(out);
+    tdsx_buf_free(&leaked);
+    free(crl);
+    tdsx_test_node_free(&c3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1001,6 +1055,7 @@ int main(void)
         cmocka_unit_test(newer_floor_stops_exchange),
         cmocka_unit_test(removed_member_closed),
         cmocka_unit_test(restart_keeps_newest_bundle),
+        cmocka_unit_test(crl_file_revokes_a_bundle_signer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
