@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef enum {
     K_STRING,   /* any non-empty text */
@@ -354,6 +355,14 @@ static int id_ok(const char *id)
 
 /* /metrics tells anyone who can connect about the node's traffic: loopback unless the
  * operator says otherwise (SPEC §15 "a local HTTP port"). */
+/* 1 when a and b name the same existing directory (same device and inode). */
+static int same_dir(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && S_ISDIR(sa.st_mode) &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static int loopback_addr(const char *addr)
 {
     char host[TDSX_HOST_MAX + 1];
@@ -440,6 +449,15 @@ int tdsx_config_parse(tdsx_config_t *c, const char *text, size_t n, const char *
     if (c->witness && !id_ok(c->witness))
         diag(d, seen_line[key_index("witness")], TDSX_E_CONFIG,
              "witness: '%.64s' is not <USCC>/<node>", c->witness);
+    /* Every regular file of publish_dir is served to whoever reaches the HTTP port: never the
+     * credentials (private keys) or the data directory (the store). Compared as files, so
+     * another spelling of the same directory is caught too. */
+    if (c->publish_dir &&
+        (same_dir(c->publish_dir, c->credentials) || same_dir(c->publish_dir, c->data_dir)))
+        diag(d, seen_line[key_index("publish_dir")], TDSX_E_CONFIG,
+             "publish_dir: %.64s is the credentials or data directory: its files would be served "
+             "over HTTP",
+             c->publish_dir);
     if (c->http_listen && !c->http_public && !loopback_addr(c->http_listen))
         diag(d, seen_line[key_index("http_listen")], TDSX_E_CONFIG,
              "http_listen: %.64s is not a loopback address (set http_public yes to serve it)",

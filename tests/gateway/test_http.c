@@ -226,6 +226,53 @@ static void config_keys(void **state)
     tdsx_config_free(&c);
 }
 
+/* publish_dir is served file by file: the credentials (private keys) and the data directory
+ * (the store) must never be it, however the path is spelled. */
+static void publish_dir_is_never_the_credentials_or_data(void **state)
+{
+    (void)state;
+    char *tmp = tdsx_test_mkdtemp();
+    char *cred = tdsx_test_path(tmp, "cred"), *data = tdsx_test_path(tmp, "data"),
+         *pub = tdsx_test_path(tmp, "pub");
+    assert_int_equal(mkdir(cred, 0700), 0);
+    assert_int_equal(mkdir(data, 0700), 0);
+    assert_int_equal(mkdir(pub, 0700), 0);
+    const char *as[] = {cred, data, NULL, NULL};
+    char other[4200], data_slash[4200];
+    snprintf(other, sizeof other, "%s/../cred", data);
+    snprintf(data_slash, sizeof data_slash, "%s/", data);
+    as[2] = other;
+    as[3] = data_slash;
+    for (size_t i = 0; i < 4; i++) {
+        char text[16384];
+        snprintf(text, sizeof text,
+                 "role centre\ncredentials %s\ndata_dir %s\nregistry /r\n"
+                 "http_listen 127.0.0.1:9180\npublish_dir %s\n",
+                 cred, data, as[i]);
+        tdsx_config_t c;
+        tdsx_config_diags_t d;
+        int rc = tdsx_config_parse(&c, text, strlen(text), NULL, &d);
+        if (rc != TDSX_E_CONFIG || d.n == 0 || d.d[0].line != 6)
+            fail_msg("publish_dir %s accepted", as[i]);
+        tdsx_config_free(&c);
+    }
+    char text[16384];
+    snprintf(text, sizeof text,
+             "role centre\ncredentials %s\ndata_dir %s\nregistry /r\npublish_dir %s\n", cred, data,
+             pub);
+    tdsx_config_t c;
+    tdsx_config_diags_t d;
+    assert_int_equal(tdsx_config_parse(&c, text, strlen(text), NULL, &d), 0);
+    tdsx_config_free(&c);
+    char *out = NULL;
+    (void)tdsx_test_run(&out, "rm -rf '%s'", tmp);
+    free(out);
+    free(cred);
+    free(data);
+    free(pub);
+    free(tmp);
+}
+
 /* ---- a raw HTTP client ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -1047,6 +1094,7 @@ int main(void)
         cmocka_unit_test(parser_refuses_malformed_heads),
         cmocka_unit_test(pub_names),
         cmocka_unit_test(config_keys),
+        cmocka_unit_test(publish_dir_is_never_the_credentials_or_data),
     };
     const struct CMUnitTest daemon[] = {
         cmocka_unit_test(healthz_ok_and_head_has_no_body),
