@@ -621,7 +621,9 @@ static void clients_over_the_limit_are_closed(void **state)
     int fds[4];
     for (int i = 0; i < 4; i++)
         fds[i] = http_connect();
-    usleep(100000); /* the daemon accepted them */
+    /* Let the daemon accept them (a loaded CI machine may take a while), well inside
+     * http_timeout after which it would close them itself. */
+    usleep(300000);
     int fd = http_connect();
     size_t len;
     int closed;
