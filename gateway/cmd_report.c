@@ -73,6 +73,19 @@ static void summary(const Tdsx__ReportResponse *rr)
     tdsx_free(r);
 }
 
+/* Sends a make or submit request and prints the report the daemon answers with. */
+static int ask_and_summarise(const tdsx_cli_target_t *t, Tdsx__LocalRequest *req)
+{
+    tdsx_arena_t *arena = NULL;
+    Tdsx__LocalResponse *resp = NULL;
+    int code = call(t, req, &arena, &resp);
+    if (code)
+        return code;
+    summary(resp->report);
+    tdsx_arena_free(arena);
+    return TDSX_EXIT_OK;
+}
+
 int tdsx_cmd_report_make(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -114,14 +127,7 @@ int tdsx_cmd_report_make(int argc, char **argv)
     Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
     req.body_case = TDSX__LOCAL_REQUEST__BODY_REPORT_MAKE;
     req.report_make = &mk;
-    tdsx_arena_t *arena = NULL;
-    Tdsx__LocalResponse *resp = NULL;
-    int code = call(&t, &req, &arena, &resp);
-    if (code)
-        return code;
-    summary(resp->report);
-    tdsx_arena_free(arena);
-    return TDSX_EXIT_OK;
+    return ask_and_summarise(&t, &req);
 }
 
 int tdsx_cmd_report_submit(int argc, char **argv)
@@ -155,14 +161,7 @@ int tdsx_cmd_report_submit(int argc, char **argv)
     Tdsx__LocalRequest req = TDSX__LOCAL_REQUEST__INIT;
     req.body_case = TDSX__LOCAL_REQUEST__BODY_REPORT_SUBMIT;
     req.report_submit = &sb;
-    tdsx_arena_t *arena = NULL;
-    Tdsx__LocalResponse *resp = NULL;
-    int code = call(&t, &req, &arena, &resp);
-    if (code)
-        return code;
-    summary(resp->report);
-    tdsx_arena_free(arena);
-    return TDSX_EXIT_OK;
+    return ask_and_summarise(&t, &req);
 }
 
 /* ---- show --------------------------------------------------------------------------------------
