@@ -1051,6 +1051,24 @@ static int crl_signed_by_ca(const audit_t *a, X509_CRL *crl)
     return 0;
 }
 
+/* Adds the CRLs a verified bundle carries, those signed by a CA of the anchor's tree, to the
+ * revocation check; returns how many joined. */
+static int join_bundle_crls(audit_t *a, const Tdsx__TrustBundle *m)
+{
+    int joined = 0;
+    for (size_t i = 0; i < m->n_crls; i++) {
+        const uint8_t *p = m->crls[i].data;
+        X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)m->crls[i].len);
+        if (crl && crl_signed_by_ca(a, crl) && sk_X509_CRL_push(a->crls, crl)) {
+            joined++;
+            continue;
+        }
+        X509_CRL_free(crl);
+    }
+    ERR_clear_error();
+    return joined;
+}
+
 /* The trust bundle in force when the evidence was made (issue 9): verified against the
  * anchor with bundle.h; its CRLs join the evidence's. No bundle, no line. */
 static void check_bundle(audit_t *a)
@@ -1072,18 +1090,8 @@ static void check_bundle(audit_t *a)
     } else {
         tdsx_bundle_info_t info;
         const Tdsx__TrustBundle *m = tdsx__bundle_msg(b);
-        int crls = 0;
         tdsx__bundle_info(b, &info);
-        for (size_t i = 0; i < m->n_crls; i++) {
-            const uint8_t *p = m->crls[i].data;
-            X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)m->crls[i].len);
-            if (crl && crl_signed_by_ca(a, crl) && sk_X509_CRL_push(a->crls, crl)) {
-                crls++;
-                continue;
-            }
-            X509_CRL_free(crl);
-        }
-        ERR_clear_error();
+        int crls = join_bundle_crls(a, m);
         for (size_t i = 0; i < m->n_witness_keys && a->n_witness_keys < 8; i++)
             if (m->witness_keys[i].len == TDSX_ED25519_PK_LEN)
                 memcpy(a->witness_keys[a->n_witness_keys++], m->witness_keys[i].data,
@@ -1150,14 +1158,7 @@ static void check_bundle_history(audit_t *a)
                    (unsigned long long)info.serial);
             bad++;
         } else {
-            const Tdsx__TrustBundle *m = tdsx__bundle_msg(b);
-            for (size_t i = 0; i < m->n_crls; i++) {
-                const uint8_t *p = m->crls[i].data;
-                X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)m->crls[i].len);
-                if (!(crl && crl_signed_by_ca(a, crl) && sk_X509_CRL_push(a->crls, crl)))
-                    X509_CRL_free(crl);
-            }
-            ERR_clear_error();
+            (void)join_bundle_crls(a, tdsx__bundle_msg(b));
             if (a->n_history < sizeof a->history / sizeof a->history[0]) {
                 a->history[a->n_history].serial = info.serial;
                 a->history[a->n_history++].expires = info.expires_at;

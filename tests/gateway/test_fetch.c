@@ -782,40 +782,6 @@ static void sighup_fetches_now(void **state)
 
 /* A node's first start with no registry file, only bundle_url: it knows no member until the
  * bundle arrives over HTTP; then its link to the centre opens. */
-static void first_start_from_http_alone(void **state)
-{
-    (void)state;
-    tdsx_test_node_issue(&W.p, &W.fresh, "fresh", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
-    publish_bundle(6); /* the registry it carries now lists `fresh` */
-    char extra[2048];
-    snprintf(extra, sizeof extra,
-             "bundle_url http://127.0.0.1:%d/pub/bundle.tdsx\nbundle_refresh 1h\npeer %s "
-             "127.0.0.1:%d\n",
-             W.http_port, W.centre.id, W.centre.port);
-    tdsx_test_node_config(&W.p, &W.fresh, extra);
-    /* Drop the registry line: nothing but the mirror tells this node who is a member. */
-    size_t len = 0;
-    uint8_t *text = NULL;
-    assert_int_equal(tdsx_file_read(W.fresh.conf, 1 << 16, &text, &len), 0);
-    char *reg = strstr((char *)text, "registry ");
-    assert_non_null(reg);
-    char *eol = strchr(reg, '\n');
-    memmove(reg, eol + 1, strlen(eol + 1) + 1);
-    tdsx_test_write_file(W.fresh.conf, text, strlen((char *)text));
-    tdsx_free(text);
-    char *out = NULL;
-    int rc = tdsx_test_run(&out, "tdsxd --check-config -c '%s' 2>&1", W.fresh.conf);
-    if (rc)
-        fail_msg("%s", out ? out : "");
-    free(out);
-
-    tdsx_test_node_start(&W.fresh);
-    assert_true(
-        tdsx_test_log_wait(&W.fresh, 10000, "\"bundle.fetch\"", "\"result\":\"applied\"", NULL));
-    assert_true(tdsx_test_log_wait(&W.fresh, 10000, "conn.open", W.centre.id, NULL));
-    assert_int_equal(tdsx_test_node_stop(&W.fresh, 10000), 0);
-}
-
 /* Drops the `registry` line of n's config: nothing but the mirror tells it who is a member. */
 static void drop_registry_line(const tdsx_test_node_t *n)
 {
@@ -828,6 +794,31 @@ static void drop_registry_line(const tdsx_test_node_t *n)
     memmove(reg, eol + 1, strlen(eol + 1) + 1);
     tdsx_test_write_file(n->conf, text, strlen((char *)text));
     tdsx_free(text);
+}
+
+static void first_start_from_http_alone(void **state)
+{
+    (void)state;
+    tdsx_test_node_issue(&W.p, &W.fresh, "fresh", TDSX_ROLE_ENTERPRISE, 0, 0, 1, 0);
+    publish_bundle(6); /* the registry it carries now lists `fresh` */
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "bundle_url http://127.0.0.1:%d/pub/bundle.tdsx\nbundle_refresh 1h\npeer %s "
+             "127.0.0.1:%d\n",
+             W.http_port, W.centre.id, W.centre.port);
+    tdsx_test_node_config(&W.p, &W.fresh, extra);
+    drop_registry_line(&W.fresh);
+    char *out = NULL;
+    int rc = tdsx_test_run(&out, "tdsxd --check-config -c '%s' 2>&1", W.fresh.conf);
+    if (rc)
+        fail_msg("%s", out ? out : "");
+    free(out);
+
+    tdsx_test_node_start(&W.fresh);
+    assert_true(
+        tdsx_test_log_wait(&W.fresh, 10000, "\"bundle.fetch\"", "\"result\":\"applied\"", NULL));
+    assert_true(tdsx_test_log_wait(&W.fresh, 10000, "conn.open", W.centre.id, NULL));
+    assert_int_equal(tdsx_test_node_stop(&W.fresh, 10000), 0);
 }
 
 /* The natural config of a node whose members come from the centre's bundle: no registry file,
