@@ -311,6 +311,13 @@ static void remembered_success_never_changes_an_answer(void **state)
                      TDSX_E_CERT_EXPIRED);
     /* The expired one is still refused after a good one was remembered. */
     assert_int_equal(verify_auth(t, fx->expired), TDSX_E_CERT_EXPIRED);
+    /* A remembered success lasts only while it may: once the clock passes the certificate's
+     * notAfter, "now" is asked again and refused. */
+    int64_t real_now = tdsx_now();
+    tdsx_now_set(real_now + 400 * DAY);
+    assert_int_equal(verify_auth(t, fx->ok), TDSX_E_CERT_EXPIRED);
+    tdsx_now_set(0);
+    assert_int_equal(verify_auth(t, fx->ok), 0);
     /* Without a CRL the revoked certificate verifies, and is remembered... */
     assert_int_equal(verify_auth(t, fx->revoked), 0);
     assert_int_equal(verify_auth(t, fx->revoked), 0);
