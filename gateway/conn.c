@@ -50,6 +50,7 @@ struct tdsx_conn_s {
     tdsx_arena_t *arena;
     tdsx_buf_t tx; /* encoded frames waiting to be encrypted: coalesced into few records */
     int in_input;  /* processing received bytes: sends are flushed once at the end */
+    int held;      /* tx holds frames the store's group commit has not released (below) */
 
     uint64_t t_state; /* uv_now when the state began */
     uint64_t t_rx;    /* last bytes received */
@@ -160,6 +161,8 @@ static void linger_then_close(tdsx_conn_t *c)
 {
     if (c->shutting_down || uv_is_closing((uv_handle_t *)&c->tcp))
         return;
+    if (c->held)
+        tdsx__exchange_commit(c->node); /* releases c's frames too */
     c->shutting_down = 1;
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -200,6 +203,8 @@ static int flush_tx(tdsx_conn_t *c);
 
 static void tls_close(tdsx_conn_t *c)
 {
+    if (c->held) /* what we answered leaves before close_notify, durable first */
+        tdsx__exchange_commit(c->node);
     int rc = flush_tx(c);
     if (rc == 0)
         rc = tdsx_tls_conn_close(c->tls);
@@ -319,13 +324,45 @@ static int flush_tx(tdsx_conn_t *c)
     return rc;
 }
 
+/* Group commit (store.h, exchange.h): while the store holds writes not yet committed, a frame
+ * may announce one of them (an NRR, an accepted offset, a sequence number inside an NRO), so
+ * nothing queued leaves until the commit: tdsx__exchange_commit releases every held
+ * connection. Frames keep their order; the output cap counts held bytes (tdsx__conn_writable). */
+static int flush_tx_gated(tdsx_conn_t *c)
+{
+    if (c->tx.len > 0 && tdsx__exchange_holding(c->node)) {
+        c->held = 1;
+        return 0;
+    }
+    return flush_tx(c);
+}
+
+void tdsx__conn_release(tdsx_node_t *n)
+{
+    for (tdsx_conn_t *c = n->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->held)
+            continue;
+        c->held = 0;
+        if (c->err || uv_is_closing((uv_handle_t *)&c->tcp))
+            continue;
+        int rc = flush_tx(c);
+        if (rc)
+            tdsx__conn_fail(c, rc, "write");
+    }
+}
+
 /* Queues one frame. Frames queued while input is being processed leave together when it is
- * done (one TLS record and one write for many small answers); others leave at once. */
+ * done (one TLS record and one write for many small answers); others leave at once, unless the
+ * group commit holds them. */
 static int send_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
 {
     size_t before = c->tx.len;
     int rc = tdsx_frame_encode(f, c->node->cfg.frame_cap, &c->tx);
     if (rc == TDSX_E_TOOBIG) {
+        /* tx is full: commit now rather than hold more (the commit releases tx). */
+        if (tdsx__exchange_holding(c->node))
+            tdsx__exchange_commit(c->node);
         rc = flush_tx(c);
         before = 0;
         if (rc == 0)
@@ -338,7 +375,7 @@ static int send_frame(tdsx_conn_t *c, const Tdsx__Frame *f)
     c->bytes_out += n;
     c->node->counters.bytes_out += n;
     if (!c->in_input || c->tx.len >= 64u * 1024u)
-        rc = flush_tx(c);
+        rc = flush_tx_gated(c);
     return rc;
 }
 
@@ -457,7 +494,7 @@ static void after_input(tdsx_conn_t *c)
     c->in_input = 1;
     int rc = pump_plaintext(c);
     c->in_input = 0;
-    int frc_tx = flush_tx(c);
+    int frc_tx = flush_tx_gated(c);
     if (rc == 0 && frc_tx < 0)
         rc = frc_tx;
     flush_output(c);

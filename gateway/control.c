@@ -28,11 +28,13 @@ struct tdsx_ctl_client_s {
     uint64_t serial;
     tdsx_frame_decoder_t dec;
     tdsx_arena_t *arena;
+    struct ctl_write_s *held, **held_tail; /* answers the group commit holds (exchange.h) */
 };
 
-typedef struct {
+typedef struct ctl_write_s {
     uv_write_t req;
     uv_buf_t buf;
+    struct ctl_write_s *next;
     uint8_t data[];
 } ctl_write_t;
 
@@ -47,6 +49,10 @@ static void on_client_closed(uv_handle_t *h)
     if (cl->next)
         cl->next->prev = cl->prev;
     n->n_control_clients--;
+    for (ctl_write_t *w = cl->held, *next; w; w = next) {
+        next = w->next;
+        tdsx_free(w);
+    }
     tdsx_frame_decoder_free(&cl->dec);
     tdsx_arena_free(cl->arena);
     tdsx_free(cl);
@@ -99,12 +105,45 @@ static int send_response(tdsx_ctl_client_t *cl, const Tdsx__LocalResponse *resp)
     w->data[3] = (uint8_t)len;
     tdsx__local_response__pack(resp, w->data + 4);
     w->buf = uv_buf_init((char *)w->data, (unsigned)(4 + len));
+    w->next = NULL;
+    if (cl->held || tdsx__exchange_holding(cl->node)) {
+        if (!cl->held)
+            cl->held_tail = &cl->held;
+        *cl->held_tail = w;
+        cl->held_tail = &w->next;
+        return 0;
+    }
     int rc = uv_write(&w->req, (uv_stream_t *)&cl->pipe, &w->buf, 1, on_written);
     if (rc) {
         tdsx_free(w);
         return TDSX_E_IO;
     }
     return 0;
+}
+
+void tdsx__control_release(tdsx_node_t *n)
+{
+    for (tdsx_ctl_client_t *cl = n->control_clients, *next; cl; cl = next) {
+        next = cl->next;
+        ctl_write_t *w = cl->held;
+        cl->held = NULL;
+        if (uv_is_closing((uv_handle_t *)&cl->pipe)) {
+            cl->held = w; /* freed with the client */
+            continue;
+        }
+        for (ctl_write_t *wn; w; w = wn) {
+            wn = w->next;
+            if (uv_write(&w->req, (uv_stream_t *)&cl->pipe, &w->buf, 1, on_written) != 0) {
+                tdsx_free(w);
+                for (w = wn; w; w = wn) {
+                    wn = w->next;
+                    tdsx_free(w);
+                }
+                close_client(cl);
+                break;
+            }
+        }
+    }
 }
 
 static int answer_status(tdsx_ctl_client_t *cl, Tdsx__LocalResponse *resp)

@@ -134,6 +134,8 @@ TDSX_MUST_CHECK int tdsx__conn_dial(tdsx_node_t *n, tdsx_dialer_t *d, const stru
 void tdsx__conn_drain(tdsx_conn_t *c);
 /* Closes at once with err (logged; sent to the peer as an Error frame when it is ours). */
 void tdsx__conn_fail(tdsx_conn_t *c, int err, const char *reason);
+/* After a group commit (exchange.h): every connection's held frames leave. */
+void tdsx__conn_release(tdsx_node_t *n);
 /* Fills a PeerStatus for `tdsx status`; strings point into c and live as long as it. */
 void tdsx__conn_status(const tdsx_conn_t *c, Tdsx__PeerStatus *ps);
 
@@ -181,6 +183,8 @@ uint64_t tdsx__control_serial(const tdsx_ctl_client_t *cl);
 tdsx_ctl_client_t *tdsx__control_find(tdsx_node_t *n, uint64_t serial);
 /* Sends an answer; a client that cannot take it is closed (its requests end with it). */
 void tdsx__control_reply(tdsx_ctl_client_t *cl, const Tdsx__LocalResponse *resp);
+/* After a group commit (exchange.h): every held answer leaves, in order. */
+void tdsx__control_release(tdsx_node_t *n);
 
 /* Client side, blocking: sends req to the daemon at `path` and waits up to timeout_ms for the
  * answer, decoded into `arena`. TDSX_E_NOTFOUND when no daemon listens there, TDSX_E_TIMEOUT,

@@ -52,7 +52,8 @@ typedef enum {
     XS_SEND_DATA,
     XS_SEND_WAIT_RECEIPT,
     XS_RECV_DATA,
-    XS_RECV_COMMIT, /* fsync + rename on the thread pool (then opening, when sealed to us) */
+    XS_RECV_COMMIT, /* queued for, or in, a commit batch on the thread pool (then opening, when
+                     * sealed to us) */
     XS_RECV_SIGN,   /* NRR waiting for the signer */
     XS_PULL_WAIT,   /* we asked for a dataset; the owner will send TransferStart */
     XS_QUERY_WAIT,  /* we asked for a catalog page; the peer will send CatalogResult */
@@ -107,7 +108,8 @@ struct xstream_s {
     int commit_rc;
     uv_work_t work;
     uint8_t got_sha[32];
-    int pulled; /* we asked for it */
+    xstream_t *commit_next; /* in the exchange's commit queue */
+    int pulled;             /* we asked for it */
     char out_path[4096];
 
     /* Sealed transfers and relays (SPEC §9). The payload on the wire is the sealed stream; the
@@ -175,11 +177,20 @@ struct tdsx_exchange_s {
     tdsx_bytes_t chain_certs[4];
     size_t n_chain;
     uv_check_t flush_check;
+    uv_prepare_t commit_prepare; /* group commit before the loop waits (exchange.h) */
     uv_timer_t tick;
     int handles;
     int lock_fd; /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
     uint64_t last_sweep_ms;
     xstream_t *streams;  /* every live stream */
+    /* Received payloads waiting to be made durable, committed together on the thread pool
+     * (commit_start): one batch at a time, those finished meanwhile wait for the next. */
+    xstream_t *cq_head, **cq_tail;
+    int cq_busy;
+    uv_work_t cq_work;
+    tdsx_object_commit_t *cq_items;
+    xstream_t **cq_streams;
+    size_t cq_n, cq_alloc;
     tdsx_agree_t *agree; /* agreements (agree.c) */
     /* Our X25519 enc secret (SPEC §9), read-only sodium_malloc memory shared with the thread
      * pool's open work; NULL when the credentials hold no enc.key (nothing sealed to us opens). */
@@ -1571,19 +1582,11 @@ static int start_open(xstream_t *s)
     return 0;
 }
 
-static void commit_work(uv_work_t *req)
+/* The payload is durable (or failed): the NRR follows, after opening it when sealed to us. */
+static void commit_done(xstream_t *s)
 {
-    xstream_t *s = req->data;
-    s->commit_rc = tdsx_object_commit(s->w, s->rec.sha256, s->rec.length, s->got_sha);
-}
-
-static void commit_done(uv_work_t *req, int status)
-{
-    xstream_t *s = req->data;
     s->busy--;
-    s->w = NULL; /* commit frees the writer whatever the result */
-    if (status)
-        s->commit_rc = TDSX_E_CANCELED;
+    s->w = NULL; /* the commit frees the writer whatever the result */
     if (s->state != XS_RECV_COMMIT) {
         stream_maybe_free(s);
         return;
@@ -1601,6 +1604,81 @@ static void commit_done(uv_work_t *req, int status)
         return;
     }
     sign_nrr(s);
+}
+
+static void commit_batch_work(uv_work_t *req)
+{
+    tdsx_exchange_t *x = req->data;
+    tdsx_object_commit_many(x->cq_items, x->cq_n);
+}
+
+static void commit_batch_done(uv_work_t *req, int status)
+{
+    tdsx_exchange_t *x = req->data;
+    size_t n = x->cq_n;
+    x->cq_busy = 0;
+    x->cq_n = 0;
+    for (size_t i = 0; i < n; i++) {
+        xstream_t *s = x->cq_streams[i];
+        s->commit_rc = status ? TDSX_E_CANCELED : x->cq_items[i].rc;
+        memcpy(s->got_sha, x->cq_items[i].got, sizeof s->got_sha);
+        commit_done(s);
+    }
+}
+
+/* Queues a received payload for the next commit batch (started from the loop turn's check). */
+static void commit_enqueue(xstream_t *s)
+{
+    tdsx_exchange_t *x = X(s->node);
+    s->busy++;
+    s->commit_next = NULL;
+    if (!x->cq_head)
+        x->cq_tail = &x->cq_head;
+    *x->cq_tail = s;
+    x->cq_tail = &s->commit_next;
+}
+
+/* Everything received whole since the last batch goes to the thread pool as one batch:
+ * tdsx_object_commit_many makes all of it durable with two device flushes. */
+static void commit_start(tdsx_exchange_t *x)
+{
+    if (x->cq_busy || !x->cq_head)
+        return;
+    size_t n = 0;
+    for (xstream_t *s = x->cq_head; s; s = s->commit_next)
+        n++;
+    if (n > x->cq_alloc) {
+        size_t na = n < 64 ? 64 : 2 * n;
+        tdsx_object_commit_t *items = tdsx_reallocarray(x->cq_items, na, sizeof *items);
+        if (items)
+            x->cq_items = items;
+        xstream_t **ss = items ? tdsx_reallocarray(x->cq_streams, na, sizeof *ss) : NULL;
+        if (ss)
+            x->cq_streams = ss;
+        if (!items || !ss)
+            return; /* still queued: the next turn tries again */
+        x->cq_alloc = na;
+    }
+    xstream_t *s = x->cq_head;
+    for (size_t i = 0; i < n; i++, s = s->commit_next) {
+        x->cq_streams[i] = s;
+        x->cq_items[i] = (tdsx_object_commit_t){
+            .w = s->w, .sha = s->rec.sha256, .length = s->rec.length};
+    }
+    x->cq_head = NULL;
+    x->cq_n = n;
+    x->cq_work.data = x;
+    if (uv_queue_work(x->node->loop, &x->cq_work, commit_batch_work, commit_batch_done) == 0) {
+        x->cq_busy = 1;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tdsx_object_abort(x->cq_items[i].w, 1);
+        x->cq_streams[i]->commit_rc = TDSX_E_IO;
+    }
+    x->cq_n = 0;
+    for (size_t i = 0; i < n; i++)
+        commit_done(x->cq_streams[i]);
 }
 
 /* SPEC §9: the sealed and relay fields of a received NRO must make sense before a byte is
@@ -1873,12 +1951,7 @@ static int on_transfer_end(xstream_t *s, const Tdsx__TransferEnd *e)
         s->cipher_existed =
             tdsx_store_object_path(X(s->node)->store, s->rec.sha256, path, sizeof path) == 0;
     }
-    s->work.data = s;
-    if (uv_queue_work(s->node->loop, &s->work, commit_work, commit_done) != 0) {
-        stream_fail(s, TDSX_E_IO, 1, 0);
-        return 0;
-    }
-    s->busy++;
+    commit_enqueue(s);
     return 0;
 }
 
@@ -2457,12 +2530,46 @@ static void on_tick(uv_timer_t *t)
     tdsx__agree_tick(x->agree);
 }
 
+int tdsx__exchange_holding(const tdsx_node_t *n)
+{
+    const tdsx_exchange_t *x = n ? n->x : NULL;
+    return x && tdsx_store_batch_dirty(x->store);
+}
+
+void tdsx__exchange_commit(tdsx_node_t *n)
+{
+    tdsx_exchange_t *x = n->x;
+    if (!x || !tdsx_store_batch_dirty(x->store))
+        return;
+    int rc = tdsx_store_batch_commit(x->store);
+    if (rc) {
+        /* Writes we may have built on are gone; nothing that announced them has left. Stopping
+         * here is what a crash would do, and the next start recovers from what is durable. */
+        tdsx_log(TDSX_LOG_ERROR, "store.commit_failed", TDSX_KV_E("err", rc),
+                 TDSX_KV_S("action", "stopping: held answers are dropped"));
+        _exit(3);
+    }
+    tdsx__conn_release(n);
+    tdsx__control_release(n);
+}
+
+/* After the I/O callbacks of a loop turn: one signature for every statement queued in it,
+ * then one commit for every write, then the answers leave. */
 static void on_check(uv_check_t *h)
 {
     tdsx_exchange_t *x = h->data;
     if (tdsx_signer_pending(x->signer) > 0 && tdsx_signer_flush(x->signer) != 0)
         tdsx_log(TDSX_LOG_ERROR, "signer.flush_failed",
                  TDSX_KV_I("pending", tdsx_signer_pending(x->signer)));
+    commit_start(x);
+    tdsx__exchange_commit(x->node);
+}
+
+/* Writes made by timers and close callbacks are committed before the loop waits for I/O. */
+static void on_prepare(uv_prepare_t *h)
+{
+    tdsx_exchange_t *x = h->data;
+    tdsx__exchange_commit(x->node);
 }
 
 void tdsx__exchange_policy_changed(tdsx_node_t *n)
@@ -3182,6 +3289,10 @@ int tdsx__exchange_start(tdsx_node_t *n)
     uv_check_init(n->loop, &x->flush_check);
     x->flush_check.data = x;
     uv_check_start(&x->flush_check, on_check);
+    uv_prepare_init(n->loop, &x->commit_prepare);
+    x->commit_prepare.data = x;
+    uv_prepare_start(&x->commit_prepare, on_prepare);
+    tdsx_store_batch_begin(x->store);
     uv_timer_init(n->loop, &x->tick);
     x->tick.data = x;
     uv_timer_start(&x->tick, on_tick, 1000, 1000);
@@ -3196,6 +3307,7 @@ void tdsx__exchange_close(tdsx_node_t *n)
         return;
     x->handles = 0;
     uv_close((uv_handle_t *)&x->flush_check, NULL);
+    uv_close((uv_handle_t *)&x->commit_prepare, NULL);
     uv_close((uv_handle_t *)&x->tick, NULL);
 }
 
@@ -3211,6 +3323,8 @@ void tdsx__exchange_free(tdsx_node_t *n)
         s->busy = 0;
         stream_maybe_free(s);
     }
+    tdsx_free(x->cq_items);
+    tdsx_free(x->cq_streams);
     tdsx_signer_free(x->signer);
     tdsx__agree_free(x->agree); /* after the signer: its cancelled callbacks reach agree.c */
     tdsx_verifier_free(x->verifier);

@@ -45,6 +45,17 @@ TDSX_MUST_CHECK int tdsx__exchange_frame(tdsx_conn_t *c, const Tdsx__Frame *f);
 /* The connection's output drained below its low-water mark. */
 void tdsx__exchange_writable(tdsx_conn_t *c);
 
+/* Group commit (store.h). The store's writes of a loop turn share one transaction, committed
+ * with one fsync before the loop waits again (a uv_prepare and the signer's uv_check) and
+ * whenever a connection must send at once. Until then every frame and control answer stays
+ * queued, since it may announce one of those writes: holding says so (conn.c and control.c
+ * hold; commit releases them through tdsx__conn_release and tdsx__control_release). A commit
+ * that fails stops the node at once, logged as store.commit_failed, exit status 3: the writes
+ * are lost, nothing that announced them has left, and the next start recovers as after a
+ * crash. */
+int tdsx__exchange_holding(const tdsx_node_t *n);
+void tdsx__exchange_commit(tdsx_node_t *n);
+
 /* The policy was replaced: every running transfer is decided again and those it now refuses
  * are aborted at both ends. */
 void tdsx__exchange_policy_changed(tdsx_node_t *n);

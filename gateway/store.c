@@ -182,6 +182,9 @@ enum {
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
     ST_CAT_PUT,
     ST_CAT_GET,
     ST_CAT_WITHDRAW,
@@ -227,6 +230,11 @@ static const char *const sql_text[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    /* Group commit (tdsx_store_batch_begin): a write function's own transaction becomes a
+     * savepoint inside the batch's, so its failure still undoes only its own writes. */
+    [ST_SAVEPOINT] = "SAVEPOINT w",
+    [ST_RELEASE] = "RELEASE w",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO w",
     [ST_CAT_PUT] = "INSERT INTO catalog (" CAT_COLS ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"
                    " ON CONFLICT (owner, id) DO UPDATE SET title = excluded.title,"
                    " description = excluded.description, tags = excluded.tags,"
@@ -299,6 +307,11 @@ struct tdsx_store_s {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     int sync_full; /* the connection's synchronous level: 1 FULL, 0 NORMAL */
+    /* Group commit (store.h): batching is on; the batch's transaction is open (something was
+     * written since the last commit); the first error that lost the batch's writes. */
+    int batching;
+    int batch_open;
+    int batch_lost;
     int busy;      /* inside a listing callback: the cached statement is in use */
     char root[STORE_ROOT_MAX + 1];
 };
@@ -399,15 +412,19 @@ static int step(tdsx_store_t *s, sqlite3_stmt *st, const char *op, int *raw)
 
 /* Steps a write to its end, so that an autocommit's own COMMIT (and its errors) happens here
  * and not silently inside sqlite3_reset. */
+static void batch_check(tdsx_store_t *s, int rc);
+
 static int step_done(tdsx_store_t *s, sqlite3_stmt *st, const char *op)
 {
     int rc = step(s, st, op, NULL);
     if (rc == 1)
         return sql_fail(s, op, SQLITE_MISUSE);
+    if (rc < 0)
+        batch_check(s, rc);
     return rc;
 }
 
-static int set_sync(tdsx_store_t *s, int full)
+static int set_sync_now(tdsx_store_t *s, int full)
 {
     if (s->sync_full == full)
         return 0;
@@ -420,9 +437,44 @@ static int set_sync(tdsx_store_t *s, int full)
     return 0;
 }
 
+/* Every write function calls this first. Alone, it sets the level the write's commit needs.
+ * In a batch, the write joins the batch's transaction (opened here by the first write since
+ * the last commit) and the batch commits at FULL: what the exchange promises and what it does
+ * not share one fsync. */
+static int set_sync(tdsx_store_t *s, int full)
+{
+    if (!s->batching)
+        return set_sync_now(s, full);
+    if (s->batch_lost)
+        return s->batch_lost;
+    if (s->batch_open)
+        return 0;
+    int rc = set_sync_now(s, 1);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_BEGIN];
+    rc = step_done(s, st, "batch begin");
+    done(st);
+    if (rc == 0)
+        s->batch_open = 1;
+    return rc;
+}
+
+/* SQLite rolls a whole transaction back by itself after NOMEM, IOERR, FULL or BUSY: in a batch
+ * that loses every write since the last commit, other functions' included. Noticed here, and
+ * kept, so the commit reports it and the node stops instead of acknowledging lost writes. */
+static void batch_check(tdsx_store_t *s, int rc)
+{
+    if (s->batching && s->batch_open && !s->batch_lost && sqlite3_get_autocommit(s->db)) {
+        s->batch_lost = rc ? rc : TDSX_E_IO;
+        s->batch_open = 0;
+        tdsx_log(TDSX_LOG_ERROR, "store.batch_lost", TDSX_KV_E("err", s->batch_lost));
+    }
+}
+
 static int tx_begin(tdsx_store_t *s)
 {
-    sqlite3_stmt *st = s->st[ST_BEGIN];
+    sqlite3_stmt *st = s->st[s->batching ? ST_SAVEPOINT : ST_BEGIN];
     int rc = step_done(s, st, "begin");
     done(st);
     return rc;
@@ -430,20 +482,73 @@ static int tx_begin(tdsx_store_t *s)
 
 static int tx_commit(tdsx_store_t *s)
 {
-    sqlite3_stmt *st = s->st[ST_COMMIT];
+    sqlite3_stmt *st = s->st[s->batching ? ST_RELEASE : ST_COMMIT];
     int rc = step_done(s, st, "commit");
     done(st);
+    batch_check(s, rc);
     return rc;
 }
 
 /* SQLite may already have rolled back by itself after NOMEM, IOERR, FULL or BUSY. */
 static void tx_rollback(tdsx_store_t *s)
 {
-    if (sqlite3_get_autocommit(s->db))
+    if (sqlite3_get_autocommit(s->db)) {
+        batch_check(s, TDSX_E_IO);
         return;
+    }
+    if (s->batching) {
+        sqlite3_stmt *st = s->st[ST_ROLLBACK_TO];
+        int rc = sqlite3_step(st);
+        done(st);
+        st = s->st[ST_RELEASE];
+        if (rc == SQLITE_DONE)
+            rc = sqlite3_step(st);
+        done(st);
+        batch_check(s, rc == SQLITE_DONE ? 0 : TDSX_E_IO);
+        return;
+    }
     sqlite3_stmt *st = s->st[ST_ROLLBACK];
     (void)sqlite3_step(st);
     done(st);
+}
+
+void tdsx_store_batch_begin(tdsx_store_t *s)
+{
+    if (s && !s->batching && sqlite3_get_autocommit(s->db))
+        s->batching = 1;
+}
+
+int tdsx_store_batch_dirty(const tdsx_store_t *s)
+{
+    return s && (s->batch_open || s->batch_lost);
+}
+
+int tdsx_store_batch_commit(tdsx_store_t *s)
+{
+    if (!s)
+        return TDSX_E_INVAL;
+    if (s->batch_lost)
+        return s->batch_lost;
+    if (!s->batch_open)
+        return 0;
+    sqlite3_stmt *st = s->st[ST_COMMIT];
+    int rc = step_done(s, st, "batch commit");
+    done(st);
+    if (rc == 0) {
+        s->batch_open = 0;
+        return 0;
+    }
+    /* A COMMIT that failed on BUSY leaves the transaction open; anything else may not. The
+     * caller stops either way: what the batch held is not known to be on disk. */
+    if (!sqlite3_get_autocommit(s->db)) {
+        sqlite3_stmt *rb = s->st[ST_ROLLBACK];
+        (void)sqlite3_step(rb);
+        done(rb);
+    }
+    s->batch_open = 0;
+    s->batch_lost = rc;
+    tdsx_log(TDSX_LOG_ERROR, "store.batch_lost", TDSX_KV_E("err", rc));
+    return rc;
 }
 
 /* A caller-supplied string argument: present, not empty, at most max bytes. */
@@ -823,6 +928,8 @@ void tdsx_store_close(tdsx_store_t *s)
 {
     if (!s)
         return;
+    int rc = tdsx_store_batch_commit(s); /* what the last turn wrote; logged when lost */
+    (void)rc;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     /* Every statement is finalized, so close cannot be left pending; v2 is the safe form. */
@@ -1032,63 +1139,99 @@ int tdsx_object_sync(tdsx_object_writer_t *w, uint64_t *durable)
     return 0;
 }
 
-/* fsync, compare (when `expect` is given), then publish under objects/ by link(): it fails
- * on an existing name instead of replacing it, so a stored object is never touched. */
-static int writer_finish(tdsx_object_writer_t *w, const uint8_t *expect, uint64_t length,
-                         uint8_t sha[TDSX_SHA256_LEN])
+/* The first half of a commit: the writer's sticky error, then its length and SHA-256 against
+ * what was expected (when `expect` is given). A mismatch deletes the part file. */
+static int writer_check(tdsx_object_writer_t *w, const uint8_t *expect, uint64_t length,
+                        uint8_t got[TDSX_SHA256_LEN])
 {
-    uint8_t got[TDSX_SHA256_LEN];
-    int rc = w->err;
-    if (rc) /* keep the part file: it is resumable from the durable offset */
-        goto fail;
-    if (fsync(w->fd) != 0) {
-        rc = io_fail("fsync", w->part, errno);
-        goto fail;
-    }
-    rc = tdsx_sha256_final(&w->h, got);
+    if (w->err) /* keep the part file: it is resumable from the durable offset */
+        return w->err;
+    int rc = tdsx_sha256_final(&w->h, got);
     if (rc)
-        goto fail;
-    if (sha)
-        memcpy(sha, got, sizeof got);
-    if (expect && (w->length != length || memcmp(got, expect, sizeof got) != 0)) {
+        return rc;
+    if (expect && (w->length != length || memcmp(got, expect, TDSX_SHA256_LEN) != 0)) {
         char hex[2 * TDSX_SHA256_LEN + 1];
-        tdsx_hex_encode(hex, got, sizeof got);
+        tdsx_hex_encode(hex, got, TDSX_SHA256_LEN);
         tdsx_log(TDSX_LOG_WARN, "store.integrity", TDSX_KV_S("path", w->part),
                  TDSX_KV_S("sha256", hex), TDSX_KV_I("length", (long long)w->length),
                  TDSX_KV_I("expected_length", (long long)length));
         (void)unlink(w->part);
-        rc = TDSX_E_INTEGRITY;
-        goto fail;
+        return TDSX_E_INTEGRITY;
     }
+    return 0;
+}
+
+/* The second half, once the bytes are durable: link into objects/ (link() fails on an existing
+ * name instead of replacing it, so a stored object is never touched), drop the part name. */
+static int writer_publish(tdsx_object_writer_t *w, const uint8_t got[TDSX_SHA256_LEN])
+{
     char hex[2 * TDSX_SHA256_LEN + 1], rel[STORE_PATH_MAX], dir[STORE_PATH_MAX],
         obj[STORE_PATH_MAX];
-    tdsx_hex_encode(hex, got, sizeof got);
+    tdsx_hex_encode(hex, got, TDSX_SHA256_LEN);
     snprintf(rel, sizeof rel, "objects/%.2s", hex);
-    rc = path_join(dir, w->root, rel);
+    int rc = path_join(dir, w->root, rel);
     if (rc == 0)
         rc = path_join(obj, dir, hex);
+    if (rc == 0)
+        rc = private_dir(dir, NULL);
     if (rc)
-        goto fail;
-    int created;
-    rc = private_dir(dir, &created);
-    if (rc == 0 && created) {
-        char objects[STORE_PATH_MAX];
-        rc = path_join(objects, w->root, "objects");
-        if (rc == 0)
-            rc = fsync_dir(objects);
-    }
-    if (rc)
-        goto fail;
-    if (link(w->part, obj) != 0 && errno != EEXIST) {
-        rc = io_fail("link", obj, errno);
-        goto fail;
-    }
+        return rc;
+    if (link(w->part, obj) != 0 && errno != EEXIST)
+        return io_fail("link", obj, errno);
     /* Same name, same SHA-256: an existing object holds these bytes already. */
     (void)unlink(w->part);
-    rc = fsync_dir(dir);
-fail:
-    writer_free(w);
-    return rc;
+    return 0;
+}
+
+/* Objects of many transfers become durable with two device flushes in all: one syncfs for
+ * every part file's bytes (tmp/ and objects/ are one file system: link() needs it), then the
+ * links, then one syncfs for the new names. An fsync of each part file and each directory cost
+ * two flushes per object, the limit of small transfers on this disk. The order keeps the
+ * integrity rule: no name under objects/ can reach the disk before its bytes did. */
+void tdsx_object_commit_many(tdsx_object_commit_t *c, size_t n)
+{
+    int sync_fd = -1, published = 0;
+    const char *sync_path = "";
+    for (size_t i = 0; i < n; i++) {
+        if (!c[i].w) {
+            c[i].rc = TDSX_E_INVAL;
+            continue;
+        }
+        c[i].rc = writer_check(c[i].w, c[i].sha, c[i].length, c[i].got);
+        if (c[i].rc == 0 && sync_fd < 0) {
+            sync_fd = c[i].w->fd;
+            sync_path = c[i].w->part;
+        }
+    }
+    int rc = 0;
+    if (sync_fd >= 0 && tdsx_fs_sync(sync_fd) != 0)
+        rc = io_fail("syncfs", sync_path, errno);
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].rc != 0)
+            continue;
+        c[i].rc = rc ? rc : writer_publish(c[i].w, c[i].got);
+        published += c[i].rc == 0;
+    }
+    if (published && tdsx_fs_sync(sync_fd) != 0) {
+        rc = io_fail("syncfs", sync_path, errno);
+        for (size_t i = 0; i < n; i++)
+            if (c[i].rc == 0)
+                c[i].rc = rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        writer_free(c[i].w);
+        c[i].w = NULL;
+    }
+}
+
+static int writer_finish(tdsx_object_writer_t *w, const uint8_t *expect, uint64_t length,
+                         uint8_t sha[TDSX_SHA256_LEN])
+{
+    tdsx_object_commit_t c = {.w = w, .sha = expect, .length = length};
+    tdsx_object_commit_many(&c, 1);
+    if (sha && (c.rc == 0 || c.rc == TDSX_E_INTEGRITY))
+        memcpy(sha, c.got, TDSX_SHA256_LEN);
+    return c.rc;
 }
 
 int tdsx_object_commit(tdsx_object_writer_t *w, const uint8_t sha[TDSX_SHA256_LEN], uint64_t length,

@@ -54,7 +54,26 @@ typedef struct tdsx_store_s tdsx_store_t;
  * another user: refused, not repaired), TDSX_E_FORMAT (a file that is not a database, a
  * database that is not ours, or one with a newer schema version). */
 TDSX_MUST_CHECK int tdsx_store_open(const char *data_dir, tdsx_store_t **out);
-void tdsx_store_close(tdsx_store_t *s); /* NULL is allowed */
+/* Commits an open batch (below), then closes. NULL is allowed. */
+void tdsx_store_close(tdsx_store_t *s);
+
+/* ---- group commit ------------------------------------------------------------------------
+ * A daemon doing many small writes per loop turn would pay one fsync for each. After
+ * tdsx_store_batch_begin (for the life of the store; called when no transaction is open) every
+ * write joins one transaction, opened by the first write after a commit, until
+ * tdsx_store_batch_commit commits it at synchronous=FULL: one fsync for all of them. A write
+ * call's own atomicity stays (its writes are a savepoint, undone alone when it fails), but
+ * its durability moves to the commit: "once the call returns 0 the change survives a power
+ * loss" holds only after tdsx_store_batch_commit returned 0, and the caller must not let
+ * anything that depends on the write leave the node before (the daemon holds its output,
+ * daemon.h). Reads see the batch's writes. If SQLite rolls the batch back by itself (I/O
+ * error, full disk, out of memory) every later write and the commit return that error: the
+ * writes since the last commit are lost and the caller must stop as if it had crashed. */
+void tdsx_store_batch_begin(tdsx_store_t *s);
+/* 1 when the batch holds writes not yet committed (or was lost). */
+int tdsx_store_batch_dirty(const tdsx_store_t *s);
+/* 0 when nothing was open or everything is now durable; else the error that lost it. */
+TDSX_MUST_CHECK int tdsx_store_batch_commit(tdsx_store_t *s);
 
 /* ---- objects ----------------------------------------------------------------------------- */
 
@@ -87,6 +106,19 @@ TDSX_MUST_CHECK int tdsx_object_sync(tdsx_object_writer_t *w, uint64_t *durable)
  * bytes are the same) and the part file removed. */
 TDSX_MUST_CHECK int tdsx_object_commit(tdsx_object_writer_t *w, const uint8_t sha[TDSX_SHA256_LEN],
                                        uint64_t length, uint8_t got[TDSX_SHA256_LEN]);
+/* tdsx_object_commit for many writers at once, with two syncfs in all instead of two fsyncs
+ * each (the bytes of every part file, then every new name). For each element: w (freed, set to
+ * NULL), sha and length (the expectation; sha NULL: none), and on return got and rc, what
+ * tdsx_object_commit would have returned for it. One element's failure does not stop the
+ * others, but a failed sync fails every element it covered (TDSX_E_IO). */
+typedef struct tdsx_object_commit_s {
+    tdsx_object_writer_t *w;
+    const uint8_t *sha;
+    uint64_t length;
+    uint8_t got[TDSX_SHA256_LEN];
+    int rc;
+} tdsx_object_commit_t;
+void tdsx_object_commit_many(tdsx_object_commit_t *c, size_t n);
 /* Abandons: closes the writer and keeps the part file when keep = 1 (resumable), deletes it
  * otherwise. Frees the writer. NULL is allowed. */
 void tdsx_object_abort(tdsx_object_writer_t *w, int keep);
