@@ -1714,6 +1714,629 @@ static void peer_cert_put_get_replace(void **state)
     assert_int_equal(tdsx_store_peer_cert_get(f->s, "p/1", NULL, &len), TDSX_E_INVAL);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Group commit (tdsx_store_batch_begin/dirty/commit). What another connection sees is read
+ * behind the store's back, read-only, so "not durable yet" and "committed" are observed from
+ * outside the connection that holds the batch.
+ * ---------------------------------------------------------------------------------------- */
+
+/* The first column of the first row of `sql`, read through a fresh read-only connection. */
+static long long peek(const fx_t *f, const char *sql)
+{
+    char *db = under(f, "meta.db");
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    free(db);
+    return v;
+}
+
+/* Rows of `table` whose column `col` holds the blob `id`, read from outside. */
+static long long peek_id(const fx_t *f, const char *table, const char *col, const uint8_t *id,
+                         size_t n)
+{
+    char hex[2 * 64 + 1], sql[256];
+    assert_true(n <= 64);
+    tdsx_hex_encode(hex, id, n);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE %s = x'%s'", table, col, hex);
+    return peek(f, sql);
+}
+
+static long long peek_state(const fx_t *f, const uint8_t id[TDSX_TRANSFER_ID_LEN])
+{
+    char hex[2 * TDSX_TRANSFER_ID_LEN + 1], sql[160];
+    tdsx_hex_encode(hex, id, TDSX_TRANSFER_ID_LEN);
+    snprintf(sql, sizeof sql, "SELECT coalesce(max(state), -1) FROM transfers WHERE id = x'%s'",
+             hex);
+    return peek(f, sql);
+}
+
+/* Writes of every kind join the batch: the store reads them back at once, another handle on
+ * the same directory and a plain reader see none of them until the commit, all of them after. */
+static void batch_writes_are_seen_only_after_commit(void **state)
+{
+    fx_t *f = *state;
+    /* Opened before the batch holds the write lock (open itself takes it, briefly). */
+    tdsx_store_t *other = NULL;
+    assert_int_equal(tdsx_store_open(f->root, &other), 0);
+    tdsx_store_batch_begin(f->s);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 0); /* nothing written yet */
+
+    tdsx_transfer_t t, got;
+    transfer(&t, 40, 1);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &t), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 1);
+    uint64_t seq = 0;
+    assert_int_equal(tdsx_store_next_sequence(f->s, "a/1", "b/2", &seq), 0);
+    assert_int_equal(seq, 1);
+    assert_int_equal(tdsx_store_next_sequence(f->s, "a/1", "b/2", &seq), 0);
+    assert_int_equal(seq, 2); /* the second read the first's uncommitted row */
+    tdsx_dataset_t d, dg;
+    dataset(&d, "91350100M000100Y43/ent", "batched", "in a batch");
+    assert_int_equal(tdsx_store_catalog_put(f->s, &d), 0);
+    rbufs_t b;
+    tdsx_receipt_t r, rg;
+    receipt(&r, &b, t.id, 3);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), 0);
+
+    /* The batch's own reads see it all. */
+    assert_int_equal(tdsx_store_transfer_get(f->s, t.id, &got), 0);
+    assert_int_equal(got.state, TDSX_XFER_RECEIPTED);
+    assert_int_equal(tdsx_store_catalog_get(f->s, d.owner, d.id, &dg), 0);
+    assert_int_equal(tdsx_store_receipt_get(f->s, t.id, &rg), 0);
+    assert_true(tdsx_bytes_equal(rg.nrr, r.nrr));
+    tdsx_receipt_clear(&rg);
+
+    /* Nobody else does. */
+    assert_int_equal(tdsx_store_transfer_get(other, t.id, &got), TDSX_E_NOTFOUND);
+    assert_int_equal(tdsx_store_catalog_get(other, d.owner, d.id, &dg), TDSX_E_NOTFOUND);
+    assert_int_equal(tdsx_store_receipt_get(other, t.id, &rg), TDSX_E_NOTFOUND);
+    assert_int_equal(peek(f, "SELECT count(*) FROM transfers"), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM receipts"), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM catalog"), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM sequences"), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 1);
+
+    assert_int_equal(tdsx_store_batch_commit(f->s), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 0);
+    assert_int_equal(tdsx_store_transfer_get(other, t.id, &got), 0);
+    assert_int_equal(got.state, TDSX_XFER_RECEIPTED);
+    assert_int_equal(tdsx_store_catalog_get(other, d.owner, d.id, &dg), 0);
+    assert_string_equal(dg.title, "in a batch");
+    assert_int_equal(tdsx_store_receipt_get(other, t.id, &rg), 0);
+    assert_true(tdsx_bytes_equal(rg.nro, r.nro));
+    tdsx_receipt_clear(&rg);
+    assert_int_equal(peek(f, "SELECT last FROM sequences"), 2);
+
+    /* Batching stays on: the next write opens the next batch, again invisible until its commit. */
+    assert_int_equal(tdsx_store_catalog_withdraw(f->s, d.owner, d.id), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 1);
+    assert_int_equal(peek(f, "SELECT withdrawn FROM catalog"), 0);
+    tdsx_store_batch_begin(f->s); /* a second begin changes nothing */
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 1);
+    assert_int_equal(tdsx_store_batch_commit(f->s), 0);
+    assert_int_equal(peek(f, "SELECT withdrawn FROM catalog"), 1);
+    /* Nothing open: a commit is a no-op. */
+    assert_int_equal(tdsx_store_batch_commit(f->s), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 0);
+    tdsx_store_close(other);
+}
+
+/* A write refused inside a batch undoes only itself (a savepoint): the writes before and after
+ * it commit with the batch. receipt_put for an ended transfer inserts its row before it finds
+ * the state wrong, so it shows that the refusal really is rolled back to its own start. */
+static void batch_refused_write_undoes_only_itself(void **state)
+{
+    fx_t *f = *state;
+    tdsx_store_batch_begin(f->s);
+    tdsx_transfer_t a, b, again, unknown, got;
+    transfer(&a, 41, 1);
+    transfer(&b, 42, 0);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &a), 0);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &b), 0);
+    b.state = TDSX_XFER_ABORTED;
+    b.error = TDSX_E_TIMEOUT;
+    assert_int_equal(tdsx_store_transfer_update(f->s, &b), 0);
+
+    /* Refusals of each kind. */
+    transfer(&again, 42, 0);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &again), TDSX_E_DUPLICATE);
+    tdsx_transfer_t back = b;
+    back.state = TDSX_XFER_STARTED;
+    assert_int_equal(tdsx_store_transfer_update(f->s, &back), TDSX_E_STATE);
+    transfer(&unknown, 43, 0);
+    assert_int_equal(tdsx_store_transfer_update(f->s, &unknown), TDSX_E_NOTFOUND);
+    rbufs_t ba, bb;
+    tdsx_receipt_t ra, rb, rg;
+    receipt(&ra, &ba, a.id, 5);
+    receipt(&rb, &bb, b.id, 6);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &rb, 0), TDSX_E_STATE);
+    assert_int_equal(tdsx_store_receipt_get(f->s, b.id, &rg), TDSX_E_NOTFOUND);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &ra, 0), 0);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &ra, 1), TDSX_E_DUPLICATE);
+
+    /* A write after the refusals still joins the same batch. */
+    uint64_t seq = 0;
+    assert_int_equal(tdsx_store_next_sequence(f->s, "a/1", "b/2", &seq), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 1);
+    assert_int_equal(peek(f, "SELECT count(*) FROM transfers"), 0);
+
+    assert_int_equal(tdsx_store_batch_commit(f->s), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM transfers"), 2);
+    assert_int_equal(peek(f, "SELECT count(*) FROM receipts"), 1);
+    assert_int_equal(peek_id(f, "receipts", "transfer_id", a.id, sizeof a.id), 1);
+    assert_int_equal(peek_state(f, a.id), TDSX_XFER_RECEIPTED); /* not REFUSED: the dup failed */
+    assert_int_equal(peek_state(f, b.id), TDSX_XFER_ABORTED);
+    assert_int_equal(peek_id(f, "transfers", "id", unknown.id, sizeof unknown.id), 0);
+    assert_int_equal(peek(f, "SELECT last FROM sequences"), 1);
+
+    reopen(f);
+    assert_int_equal(tdsx_store_transfer_get(f->s, b.id, &got), 0);
+    assert_int_equal(got.state, TDSX_XFER_ABORTED);
+    assert_int_equal(got.error, TDSX_E_TIMEOUT);
+    assert_int_equal(tdsx_store_receipt_get(f->s, b.id, &rg), TDSX_E_NOTFOUND);
+    assert_int_equal(tdsx_store_receipt_get(f->s, a.id, &rg), 0);
+    assert_true(tdsx_bytes_equal(rg.nrr, ra.nrr));
+    tdsx_receipt_clear(&rg);
+}
+
+/* A refused write as the batch's first write: the batch is open (dirty) but holds nothing, and
+ * its commit succeeds without storing the refused write. */
+static void batch_of_only_a_refusal_commits_nothing(void **state)
+{
+    fx_t *f = *state;
+    tdsx_store_batch_begin(f->s);
+    tdsx_transfer_t t;
+    transfer(&t, 44, 0);
+    assert_int_equal(tdsx_store_transfer_update(f->s, &t), TDSX_E_NOTFOUND);
+    rbufs_t b;
+    tdsx_receipt_t r;
+    receipt(&r, &b, t.id, 7);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), TDSX_E_NOTFOUND);
+    assert_int_equal(tdsx_store_batch_commit(f->s), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM transfers"), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM receipts"), 0);
+    /* And the store goes on batching normally. */
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &t), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM transfers"), 0);
+    assert_int_equal(tdsx_store_batch_commit(f->s), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM transfers"), 1);
+}
+
+static void close_commits_an_open_batch(void **state)
+{
+    fx_t *f = *state;
+    tdsx_store_batch_begin(f->s);
+    tdsx_transfer_t t, got;
+    transfer(&t, 45, 1);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &t), 0);
+    rbufs_t b;
+    tdsx_receipt_t r;
+    receipt(&r, &b, t.id, 8);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 1), 0);
+    uint64_t seq = 0;
+    assert_int_equal(tdsx_store_next_sequence(f->s, "a/1", "b/2", &seq), 0);
+    tdsx_dataset_t d;
+    dataset(&d, "91350100M000100Y43/ent", "at-close", "closing");
+    assert_int_equal(tdsx_store_catalog_put(f->s, &d), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 1);
+    assert_int_equal(peek(f, "SELECT count(*) FROM transfers"), 0);
+
+    tdsx_store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(peek(f, "SELECT count(*) FROM transfers"), 1);
+    assert_int_equal(peek(f, "SELECT count(*) FROM receipts"), 1);
+    assert_int_equal(peek(f, "SELECT count(*) FROM catalog"), 1);
+    assert_int_equal(peek_state(f, t.id), TDSX_XFER_REFUSED);
+    assert_int_equal(tdsx_store_open(f->root, &f->s), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 0); /* a fresh store does not batch */
+    assert_int_equal(tdsx_store_transfer_get(f->s, t.id, &got), 0);
+    assert_int_equal(got.state, TDSX_XFER_REFUSED);
+    assert_int_equal(tdsx_store_next_sequence(f->s, "a/1", "b/2", &seq), 0);
+    assert_int_equal(seq, 2);
+}
+
+/* Without tdsx_store_batch_begin every write commits on its own, as before. */
+static void without_batch_each_write_commits_alone(void **state)
+{
+    fx_t *f = *state;
+    tdsx_transfer_t t, again;
+    transfer(&t, 46, 1);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &t), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM transfers"), 1);
+    rbufs_t b;
+    tdsx_receipt_t r;
+    receipt(&r, &b, t.id, 9);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM receipts"), 1);
+    assert_int_equal(peek_state(f, t.id), TDSX_XFER_RECEIPTED);
+    assert_int_equal(tdsx_store_receipt_put(f->s, &r, 0), TDSX_E_DUPLICATE);
+    transfer(&again, 46, 1);
+    assert_int_equal(tdsx_store_transfer_begin(f->s, &again), TDSX_E_DUPLICATE);
+    uint64_t seq = 0;
+    assert_int_equal(tdsx_store_next_sequence(f->s, "a/1", "b/2", &seq), 0);
+    assert_int_equal(peek(f, "SELECT last FROM sequences"), 1);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 0);
+    assert_int_equal(tdsx_store_batch_commit(f->s), 0);
+    assert_int_equal(tdsx_store_batch_dirty(f->s), 0);
+    assert_int_equal(peek(f, "SELECT count(*) FROM receipts"), 1);
+}
+
+static void batch_calls_refuse_null(void **state)
+{
+    (void)state;
+    tdsx_store_batch_begin(NULL);
+    assert_int_equal(tdsx_store_batch_dirty(NULL), 0);
+    assert_int_equal(tdsx_store_batch_commit(NULL), TDSX_E_INVAL);
+}
+
+/* Transfer record whose id is unique per (n, kind), for loops that keep their earlier rows. */
+static void loop_transfer(tdsx_transfer_t *t, unsigned long n, uint8_t kind)
+{
+    transfer(t, kind, 1);
+    for (size_t i = 0; i < sizeof n && i < TDSX_TRANSFER_ID_LEN - 1; i++)
+        t->id[i] = (uint8_t)(n >> (8 * i));
+    t->id[TDSX_TRANSFER_ID_LEN - 1] = kind;
+}
+
+/* The write made under allocation failure in batch_alloc_loop. */
+enum { FAIL_RECEIPT, FAIL_UPDATE, FAIL_SEQUENCE, FAIL_CATALOG };
+
+static int failing_write(fx_t *f, int kind, const tdsx_transfer_t *a, unsigned long n)
+{
+    switch (kind) {
+    case FAIL_RECEIPT: {
+        rbufs_t b;
+        tdsx_receipt_t r;
+        receipt(&r, &b, a->id, 10);
+        return tdsx_store_receipt_put(f->s, &r, 0);
+    }
+    case FAIL_UPDATE: {
+        tdsx_transfer_t u = *a;
+        u.state = TDSX_XFER_COMMITTED;
+        u.durable = a->length;
+        return tdsx_store_transfer_update(f->s, &u);
+    }
+    case FAIL_SEQUENCE: {
+        uint64_t seq;
+        return tdsx_store_next_sequence(f->s, "a/1", "b/2", &seq);
+    }
+    default: {
+        tdsx_dataset_t d;
+        char id[32];
+        snprintf(id, sizeof id, "loop-%lu", n);
+        dataset(&d, "91350100M000100Y43/ent", id, "loop");
+        return tdsx_store_catalog_put(f->s, &d);
+    }
+    }
+}
+
+/* Rows the failing write left behind, seen from outside after the commit (1 when it worked). */
+static long long failing_write_rows(fx_t *f, int kind, const tdsx_transfer_t *a, unsigned long n,
+                                    long long seq_before)
+{
+    char sql[160];
+    switch (kind) {
+    case FAIL_RECEIPT: return peek_id(f, "receipts", "transfer_id", a->id, sizeof a->id);
+    case FAIL_UPDATE: return peek_state(f, a->id) == TDSX_XFER_COMMITTED;
+    case FAIL_SEQUENCE: return peek(f, "SELECT coalesce(max(last), 0) FROM sequences") - seq_before;
+    default:
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM catalog WHERE id = 'loop-%lu'", n);
+        return peek(f, sql);
+    }
+}
+
+/* Allocation failures inside a batch, at every allocation of one write. SQLite answers some of
+ * them by rolling the whole transaction back (store.h): then that write, every later write and
+ * the commit must fail, and none of the batch's writes may be stored. Otherwise only the
+ * failed write is undone and the commit stores all the others. */
+static void batch_alloc_loop(fx_t *f, int kind)
+{
+    int completed = 0, lost = 0, survived = 0;
+    for (unsigned long n = 1; n < 1000 && !completed; n++) {
+        reopen(f);
+        long long seq_before = peek(f, "SELECT coalesce(max(last), 0) FROM sequences");
+        tdsx_store_batch_begin(f->s);
+        tdsx_transfer_t a, c;
+        loop_transfer(&a, n, (uint8_t)(10 + kind));
+        loop_transfer(&c, n, (uint8_t)(20 + kind));
+        assert_int_equal(tdsx_store_transfer_begin(f->s, &a), 0);
+        tdsx_test_alloc_fail_after(n);
+        int put = failing_write(f, kind, &a, n);
+        tdsx_test_alloc_reset();
+        int later = tdsx_store_transfer_begin(f->s, &c);
+        int dirty = tdsx_store_batch_dirty(f->s);
+        int commit = tdsx_store_batch_commit(f->s);
+        if (put != 0 && put != TDSX_E_NOMEM)
+            fail_msg("kind %d at %lu: %s", kind, n, tdsx_err_name(put));
+        assert_int_equal(dirty, 1);
+        long long a_rows = peek_id(f, "transfers", "id", a.id, sizeof a.id);
+        long long c_rows = peek_id(f, "transfers", "id", c.id, sizeof c.id);
+        long long b_rows = failing_write_rows(f, kind, &a, n, seq_before);
+        if (commit == 0) {
+            survived += put != 0;
+            assert_int_equal(later, 0);
+            assert_int_equal(a_rows, 1);
+            assert_int_equal(c_rows, 1);
+            assert_int_equal(b_rows, put == 0);
+            assert_int_equal(tdsx_store_batch_dirty(f->s), 0);
+        } else {
+            lost++;
+            if (put == 0)
+                fail_msg("kind %d at %lu: commit lost the batch (%s) after every write "
+                         "returned 0",
+                         kind, n, tdsx_err_name(commit));
+            if (later == 0)
+                fail_msg("kind %d at %lu: the write failed (%s) and lost the batch, but a later "
+                         "write returned 0 (commit then said %s; the later write is %s)",
+                         kind, n, tdsx_err_name(put), tdsx_err_name(commit),
+                         c_rows ? "stored on its own" : "lost");
+            assert_int_equal(later, commit); /* the one error that lost the batch */
+            assert_int_equal(a_rows, 0);
+            assert_int_equal(c_rows, 0);
+            assert_int_equal(b_rows, 0);
+            assert_int_equal(tdsx_store_batch_dirty(f->s), 1); /* stays lost */
+            assert_int_equal(tdsx_store_batch_commit(f->s), commit);
+        }
+        completed = put == 0;
+    }
+    assert_true(completed);
+    /* Every allocation failure seen so far in these writes lost the batch (SQLite rolls back
+     * a transaction after NOMEM unless the statement has a statement journal); the test
+     * checks the invariant for both outcomes whichever occurs. */
+    print_message("  kind %d: %d allocation points lost the batch, %d undid only the write\n", kind,
+                  lost, survived);
+    assert_true(lost + survived > 0);
+}
+
+static void batch_receipt_allocation_failure_is_never_silent(void **state)
+{
+    batch_alloc_loop(*state, FAIL_RECEIPT);
+}
+
+static void batch_update_allocation_failure_is_never_silent(void **state)
+{
+    batch_alloc_loop(*state, FAIL_UPDATE);
+}
+
+static void batch_sequence_allocation_failure_is_never_silent(void **state)
+{
+    batch_alloc_loop(*state, FAIL_SEQUENCE);
+}
+
+static void batch_catalog_allocation_failure_is_never_silent(void **state)
+{
+    batch_alloc_loop(*state, FAIL_CATALOG);
+}
+
+/* The same for a read made inside a batch: SQLite rolls a whole transaction back after an
+ * allocation failure in a reading statement too. The batch must then not carry on as if open:
+ * a later write must fail, or at least stay out of sight until a commit that reports the loss. */
+static void batch_read_allocation_failure_is_never_silent(void **state)
+{
+    fx_t *f = *state;
+    int completed = 0;
+    for (unsigned long n = 1; n < 1000 && !completed; n++) {
+        reopen(f);
+        tdsx_store_batch_begin(f->s);
+        tdsx_transfer_t a, c, got;
+        loop_transfer(&a, n, 3);
+        loop_transfer(&c, n, 4);
+        assert_int_equal(tdsx_store_transfer_begin(f->s, &a), 0);
+        tdsx_test_alloc_fail_after(n);
+        int get = tdsx_store_transfer_get(f->s, a.id, &got);
+        tdsx_test_alloc_reset();
+        if (get != 0 && get != TDSX_E_NOMEM)
+            fail_msg("transfer_get at %lu: %s", n, tdsx_err_name(get));
+        int later = tdsx_store_transfer_begin(f->s, &c);
+        long long c_seen = peek_id(f, "transfers", "id", c.id, sizeof c.id);
+        int commit = tdsx_store_batch_commit(f->s);
+        if (later == 0 && c_seen != 0)
+            fail_msg("at %lu (get: %s): a write after the read failure returned 0 and was "
+                     "committed on its own, outside the batch (commit then said %s)",
+                     n, tdsx_err_name(get), tdsx_err_name(commit));
+        long long a_rows = peek_id(f, "transfers", "id", a.id, sizeof a.id);
+        if (commit == 0) {
+            assert_int_equal(later, 0);
+            assert_int_equal(a_rows, 1);
+            assert_int_equal(peek_id(f, "transfers", "id", c.id, sizeof c.id), 1);
+        } else {
+            assert_int_not_equal(later, 0);
+            assert_int_equal(a_rows, 0);
+        }
+        completed = get == 0;
+    }
+    assert_true(completed);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * tdsx_object_commit_many
+ * ---------------------------------------------------------------------------------------- */
+
+/* A writer for transfer `seed` holding `n` bytes of p, not committed. */
+static tdsx_object_writer_t *filled_writer(fx_t *f, uint8_t seed, const uint8_t *p, size_t n)
+{
+    uint8_t tid[TDSX_TRANSFER_ID_LEN];
+    tid_of(tid, seed);
+    tdsx_object_writer_t *w = NULL;
+    assert_int_equal(tdsx_object_begin(f->s, tid, 0, 0, &w), 0);
+    assert_int_equal(tdsx_object_write(w, p, n), 0);
+    return w;
+}
+
+static int part_exists(const fx_t *f, uint8_t seed)
+{
+    uint8_t tid[TDSX_TRANSFER_ID_LEN];
+    tid_of(tid, seed);
+    char *part = part_path(f, tid);
+    int e = exists(part);
+    free(part);
+    return e;
+}
+
+static void assert_object(const fx_t *f, const uint8_t h[TDSX_SHA256_LEN], const uint8_t *p,
+                          size_t n)
+{
+    char path[4096];
+    assert_int_equal(tdsx_store_object_path(f->s, h, path, sizeof path), 0);
+    char *want = object_file(f, h);
+    assert_string_equal(path, want);
+    assert_int_equal(mode_of(path), 0600);
+    assert_file_bytes(path, p, n);
+    free(want);
+}
+
+/* One call, mixed outcomes: each element ends as tdsx_object_commit would have ended it alone,
+ * and a failure of one does not stop the others. */
+static void commit_many_mixed_batch(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 7, LEN = 1500 };
+    uint8_t p[N][LEN], h[N][TDSX_SHA256_LEN], bad[TDSX_SHA256_LEN];
+    for (int i = 0; i < N; i++) {
+        fill(p[i], LEN, 100u + (uint32_t)i);
+        sha(p[i], LEN, h[i]);
+    }
+    memcpy(p[5], p[0], LEN); /* element 5 carries element 0's bytes: the same object */
+    memcpy(h[5], h[0], TDSX_SHA256_LEN);
+    memcpy(bad, h[1], sizeof bad);
+    bad[0] ^= 0x80;
+    tdsx_object_commit_t c[N];
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < N; i++) {
+        if (i == 4)
+            continue; /* element 4: no writer */
+        c[i].w = filled_writer(f, (uint8_t)(60 + i), p[i], LEN);
+        c[i].sha = h[i];
+        c[i].length = LEN;
+        c[i].rc = 12345;
+    }
+    c[1].sha = bad;        /* wrong hash */
+    c[2].length = LEN + 1; /* wrong length */
+    c[6].sha = NULL;       /* no expectation */
+    c[4].rc = 12345;
+    tdsx_object_commit_many(c, N);
+
+    const int want[N] = {0, TDSX_E_INTEGRITY, TDSX_E_INTEGRITY, 0, TDSX_E_INVAL, 0, 0};
+    for (int i = 0; i < N; i++) {
+        if (c[i].rc != want[i])
+            fail_msg("element %d: %s, expected %s", i, tdsx_err_name(c[i].rc),
+                     tdsx_err_name(want[i]));
+        assert_null(c[i].w);
+        if (i != 4) {
+            assert_memory_equal(c[i].got, h[i], TDSX_SHA256_LEN); /* failures too */
+            assert_false(part_exists(f, (uint8_t)(60 + i)));
+        }
+    }
+    assert_object(f, h[0], p[0], LEN);
+    assert_object(f, h[3], p[3], LEN);
+    assert_object(f, h[6], p[6], LEN);
+    /* The refused ones are nowhere: neither under their real nor under their claimed hash. */
+    char path[4096];
+    assert_int_equal(tdsx_store_object_path(f->s, h[1], path, sizeof path), TDSX_E_NOTFOUND);
+    assert_int_equal(tdsx_store_object_path(f->s, bad, path, sizeof path), TDSX_E_NOTFOUND);
+    assert_int_equal(tdsx_store_object_path(f->s, h[2], path, sizeof path), TDSX_E_NOTFOUND);
+    assert_int_equal(count_objects(f), 3);
+    assert_int_equal(count_tmp(f), 0);
+}
+
+/* Only failures: nothing under objects/, the integrity failures' part files gone, the
+ * computed hashes reported. */
+static void commit_many_all_refused_stores_nothing(void **state)
+{
+    fx_t *f = *state;
+    uint8_t p[2][800], h[2][TDSX_SHA256_LEN], bad[TDSX_SHA256_LEN];
+    fill(p[0], sizeof p[0], 200);
+    fill(p[1], sizeof p[1], 201);
+    sha(p[0], sizeof p[0], h[0]);
+    sha(p[1], sizeof p[1], h[1]);
+    memcpy(bad, h[1], sizeof bad); /* element 0 claims element 1's hash */
+    tdsx_object_commit_t c[3] = {
+        {.w = filled_writer(f, 70, p[0], sizeof p[0]), .sha = bad, .length = sizeof p[0]},
+        {.w = filled_writer(f, 71, p[1], sizeof p[1]), .sha = h[1], .length = sizeof p[1] - 1},
+        {.w = NULL, .sha = h[0], .length = sizeof p[0]},
+    };
+    tdsx_object_commit_many(c, 3);
+    assert_int_equal(c[0].rc, TDSX_E_INTEGRITY);
+    assert_int_equal(c[1].rc, TDSX_E_INTEGRITY);
+    assert_int_equal(c[2].rc, TDSX_E_INVAL);
+    assert_memory_equal(c[0].got, h[0], TDSX_SHA256_LEN);
+    assert_memory_equal(c[1].got, h[1], TDSX_SHA256_LEN);
+    assert_null(c[0].w);
+    assert_null(c[1].w);
+    assert_int_equal(count_objects(f), 0);
+    assert_int_equal(count_tmp(f), 0);
+    /* No prefix directory was made for what was refused. */
+    char *objects = under(f, "objects");
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "find '%s' -mindepth 1 | wc -l", objects);
+    FILE *pipe = popen(cmd, "r");
+    assert_non_null(pipe);
+    int entries = -1;
+    assert_int_equal(fscanf(pipe, "%d", &entries), 1);
+    pclose(pipe);
+    assert_int_equal(entries, 0);
+    free(objects);
+}
+
+/* An object already stored is not touched by a batch committing the same bytes again, nor by
+ * one whose element claims its hash with other bytes. */
+static void commit_many_leaves_existing_object_alone(void **state)
+{
+    fx_t *f = *state;
+    uint8_t p[2500], q[2500], h[TDSX_SHA256_LEN];
+    fill(p, sizeof p, 210);
+    fill(q, sizeof q, 211);
+    sha(p, sizeof p, h);
+    assert_int_equal(write_object(f, 80, p, sizeof p, h, sizeof p, NULL), 0);
+    char *obj = object_file(f, h);
+    struct stat before, after;
+    assert_int_equal(stat(obj, &before), 0);
+    tdsx_object_commit_t c[2] = {
+        {.w = filled_writer(f, 81, p, sizeof p), .sha = h, .length = sizeof p},
+        {.w = filled_writer(f, 82, q, sizeof q), .sha = h, .length = sizeof q},
+    };
+    tdsx_object_commit_many(c, 2);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[1].rc, TDSX_E_INTEGRITY);
+    assert_int_equal(stat(obj, &after), 0);
+    assert_int_equal(after.st_ino, before.st_ino);
+    assert_int_equal(after.st_nlink, 1);
+    assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+    assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+    assert_file_bytes(obj, p, sizeof p);
+    assert_false(part_exists(f, 81));
+    assert_false(part_exists(f, 82));
+    assert_int_equal(count_objects(f), 1);
+    free(obj);
+}
+
+static void commit_many_of_nothing_is_harmless(void **state)
+{
+    fx_t *f = *state;
+    tdsx_object_commit_many(NULL, 0);
+    uint8_t p[100], h[TDSX_SHA256_LEN], got[TDSX_SHA256_LEN];
+    fill(p, sizeof p, 220);
+    sha(p, sizeof p, h);
+    tdsx_object_commit_t c = {
+        .w = filled_writer(f, 90, p, sizeof p), .sha = h, .length = sizeof p, .rc = 777};
+    tdsx_object_commit_many(&c, 0);
+    /* The element was not looked at: the writer is still live and usable. */
+    assert_non_null(c.w);
+    assert_int_equal(c.rc, 777);
+    assert_true(part_exists(f, 90));
+    assert_int_equal(tdsx_object_commit(c.w, h, sizeof p, got), 0);
+    assert_object(f, h, p, sizeof p);
+}
+
 int main(void)
 {
     tdsx_log_set_level(TDSX_LOG_OFF);
@@ -1789,10 +2412,39 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(peer_cert_put_get_replace, fx_setup, fx_teardown),
     };
+    const struct CMUnitTest batch[] = {
+        cmocka_unit_test_setup_teardown(batch_writes_are_seen_only_after_commit, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(batch_refused_write_undoes_only_itself, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(batch_of_only_a_refusal_commits_nothing, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(close_commits_an_open_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(without_batch_each_write_commits_alone, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test(batch_calls_refuse_null),
+        cmocka_unit_test_setup_teardown(batch_receipt_allocation_failure_is_never_silent, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(batch_update_allocation_failure_is_never_silent, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(batch_sequence_allocation_failure_is_never_silent, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(batch_catalog_allocation_failure_is_never_silent, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(batch_read_allocation_failure_is_never_silent, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(commit_many_mixed_batch, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(commit_many_all_refused_stores_nothing, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(commit_many_leaves_existing_object_alone, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(commit_many_of_nothing_is_harmless, fx_setup, fx_teardown),
+    };
     int failed = cmocka_run_group_tests_name("store open", open, NULL, NULL);
     failed += cmocka_run_group_tests_name("store objects", objects, NULL, NULL);
     failed += cmocka_run_group_tests_name("store transfers", transfers, NULL, NULL);
     failed += cmocka_run_group_tests_name("store receipts", receipts, NULL, NULL);
     failed += cmocka_run_group_tests_name("store catalog", catalog, NULL, NULL);
+    failed += cmocka_run_group_tests_name("store group commit", batch, NULL, NULL);
     return failed;
 }
