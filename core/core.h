@@ -211,13 +211,6 @@ TDSX_MUST_CHECK int tdsx_file_write(const char *path, const void *p, size_t n, u
  * a directory (EINVAL) has nothing to sync: 0. */
 TDSX_MUST_CHECK int tdsx_dir_sync(const char *path);
 
-/* syncfs(2) of the file system holding fd: every write made to it before the call, data,
- * new names and directories alike, is durable when it returns 0, at the cost of one device
- * flush (an fsync per file costs one each). It also writes back whatever else is dirty on that
- * file system, and reports writeback errors seen there since fd was opened (Linux >= 5.8).
- * TDSX_E_IO with errno set. */
-TDSX_MUST_CHECK int tdsx_fs_sync(int fd);
-
 /* Wall clock in seconds since the epoch, overridable for tests (0 restores the real clock). */
 int64_t tdsx_now(void);
 void tdsx_now_set(int64_t fixed);

@@ -6,7 +6,6 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -109,15 +108,6 @@ int tdsx_dir_sync(const char *path)
     if (rc)
         errno = saved;
     return rc;
-}
-
-int tdsx_fs_sync(int fd)
-{
-    /* syncfs(2) by number: its declaration needs _GNU_SOURCE, which the build does not set. */
-    while (syscall(SYS_syncfs, fd) != 0)
-        if (errno != EINTR)
-            return TDSX_E_IO;
-    return 0;
 }
 
 static int64_t fixed_now;

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
 #include <sys/file.h>
@@ -178,6 +179,7 @@ struct tdsx_exchange_s {
     size_t n_chain;
     uv_check_t flush_check;
     uv_prepare_t commit_prepare; /* group commit before the loop waits (exchange.h) */
+    unsigned fault_commit_delay_ms; /* TDSX_FAULT_COMMIT_DELAY_MS: tests widen the window */
     uv_timer_t tick;
     int handles;
     int lock_fd; /* flock on <data_dir>/tdsxd.lock: one daemon per data directory */
@@ -2541,6 +2543,8 @@ void tdsx__exchange_commit(tdsx_node_t *n)
     tdsx_exchange_t *x = n->x;
     if (!x || !tdsx_store_batch_dirty(x->store))
         return;
+    if (x->fault_commit_delay_ms)
+        uv_sleep(x->fault_commit_delay_ms);
     int rc = tdsx_store_batch_commit(x->store);
     if (rc) {
         /* Writes we may have built on are gone; nothing that announced them has left. Stopping
@@ -3293,6 +3297,17 @@ int tdsx__exchange_start(tdsx_node_t *n)
     x->commit_prepare.data = x;
     uv_prepare_start(&x->commit_prepare, on_prepare);
     tdsx_store_batch_begin(x->store);
+    /* Fault injection for the tests of the group commit: every commit waits this long first,
+     * so a kill is likely to land between a turn's writes and their commit. */
+    const char *delay = getenv("TDSX_FAULT_COMMIT_DELAY_MS");
+    if (delay && *delay) {
+        char *end;
+        unsigned long ms = strtoul(delay, &end, 10);
+        if (*end == '\0' && ms > 0 && ms <= 10000) {
+            x->fault_commit_delay_ms = (unsigned)ms;
+            tdsx_log(TDSX_LOG_WARN, "fault.commit_delay", TDSX_KV_I("ms", (long long)ms));
+        }
+    }
     uv_timer_init(n->loop, &x->tick);
     x->tick.data = x;
     uv_timer_start(&x->tick, on_tick, 1000, 1000);

@@ -395,7 +395,10 @@ static void bind_i64(sqlite3_stmt *st, int i, int64_t v, int *b)
         *b = sqlite3_bind_int64(st, i, v);
 }
 
-/* SQLITE_ROW -> 1, SQLITE_DONE -> 0, otherwise a TDSX code; *raw receives SQLite's code. */
+static void batch_check(tdsx_store_t *s, int rc);
+
+/* SQLITE_ROW -> 1, SQLITE_DONE -> 0, otherwise a TDSX code; *raw receives SQLite's code. Any
+ * failing statement, a read included, may have rolled an open batch back (batch_check). */
 static int step(tdsx_store_t *s, sqlite3_stmt *st, const char *op, int *raw)
 {
     int rc = sqlite3_step(st);
@@ -405,22 +408,19 @@ static int step(tdsx_store_t *s, sqlite3_stmt *st, const char *op, int *raw)
         return 1;
     if (rc == SQLITE_DONE)
         return 0;
-    if ((rc & 0xff) == SQLITE_CONSTRAINT && raw)
-        return TDSX_E_INTERNAL; /* the caller decides what the constraint means */
-    return sql_fail(s, op, rc);
+    int e = (rc & 0xff) == SQLITE_CONSTRAINT && raw ? TDSX_E_INTERNAL /* the caller decides */
+                                                     : sql_fail(s, op, rc);
+    batch_check(s, e);
+    return e;
 }
 
 /* Steps a write to its end, so that an autocommit's own COMMIT (and its errors) happens here
  * and not silently inside sqlite3_reset. */
-static void batch_check(tdsx_store_t *s, int rc);
-
 static int step_done(tdsx_store_t *s, sqlite3_stmt *st, const char *op)
 {
     int rc = step(s, st, op, NULL);
     if (rc == 1)
         return sql_fail(s, op, SQLITE_MISUSE);
-    if (rc < 0)
-        batch_check(s, rc);
     return rc;
 }
 
@@ -445,6 +445,7 @@ static int set_sync(tdsx_store_t *s, int full)
 {
     if (!s->batching)
         return set_sync_now(s, full);
+    batch_check(s, TDSX_E_IO); /* a rollback no failing call of ours reported */
     if (s->batch_lost)
         return s->batch_lost;
     if (s->batch_open)
@@ -1162,18 +1163,20 @@ static int writer_check(tdsx_object_writer_t *w, const uint8_t *expect, uint64_t
 }
 
 /* The second half, once the bytes are durable: link into objects/ (link() fails on an existing
- * name instead of replacing it, so a stored object is never touched), drop the part name. */
-static int writer_publish(tdsx_object_writer_t *w, const uint8_t got[TDSX_SHA256_LEN])
+ * name instead of replacing it, so a stored object is never touched), drop the part name.
+ * dir receives objects/ab, whose new entry must be fsynced; *created says objects/ab itself is
+ * new (then objects/ must be fsynced too). */
+static int writer_publish(tdsx_object_writer_t *w, const uint8_t got[TDSX_SHA256_LEN],
+                          char dir[STORE_PATH_MAX], int *created)
 {
-    char hex[2 * TDSX_SHA256_LEN + 1], rel[STORE_PATH_MAX], dir[STORE_PATH_MAX],
-        obj[STORE_PATH_MAX];
+    char hex[2 * TDSX_SHA256_LEN + 1], rel[STORE_PATH_MAX], obj[STORE_PATH_MAX];
     tdsx_hex_encode(hex, got, TDSX_SHA256_LEN);
     snprintf(rel, sizeof rel, "objects/%.2s", hex);
     int rc = path_join(dir, w->root, rel);
     if (rc == 0)
         rc = path_join(obj, dir, hex);
     if (rc == 0)
-        rc = private_dir(dir, NULL);
+        rc = private_dir(dir, created);
     if (rc)
         return rc;
     if (link(w->part, obj) != 0 && errno != EEXIST)
@@ -1183,45 +1186,58 @@ static int writer_publish(tdsx_object_writer_t *w, const uint8_t got[TDSX_SHA256
     return 0;
 }
 
-/* Objects of many transfers become durable with two device flushes in all: one syncfs for
- * every part file's bytes (tmp/ and objects/ are one file system: link() needs it), then the
- * links, then one syncfs for the new names. An fsync of each part file and each directory cost
- * two flushes per object, the limit of small transfers on this disk. The order keeps the
- * integrity rule: no name under objects/ can reach the disk before its bytes did. */
+/* Objects of many transfers committed together: every part file's bytes are fdatasynced, then
+ * all are linked, then each directory that gained a name is fsynced once (a batch of 1 KiB
+ * objects shares objects/ab directories, and their fsyncs, more often than not). The order
+ * keeps the integrity rule: no name under objects/ reaches the disk before its bytes did. */
 void tdsx_object_commit_many(tdsx_object_commit_t *c, size_t n)
 {
-    int sync_fd = -1, published = 0;
-    const char *sync_path = "";
     for (size_t i = 0; i < n; i++) {
         if (!c[i].w) {
             c[i].rc = TDSX_E_INVAL;
             continue;
         }
         c[i].rc = writer_check(c[i].w, c[i].sha, c[i].length, c[i].got);
-        if (c[i].rc == 0 && sync_fd < 0) {
-            sync_fd = c[i].w->fd;
-            sync_path = c[i].w->part;
-        }
+        if (c[i].rc == 0 && fdatasync(c[i].w->fd) != 0)
+            c[i].rc = io_fail("fdatasync", c[i].w->part, errno);
     }
-    int rc = 0;
-    if (sync_fd >= 0 && tdsx_fs_sync(sync_fd) != 0)
-        rc = io_fail("syncfs", sync_path, errno);
+    /* Directories to fsync: objects/ab per published object, deduplicated; objects/ once. */
+    char (*dirs)[STORE_PATH_MAX] = n ? tdsx_calloc(n, sizeof *dirs) : NULL;
+    size_t nd = 0;
+    int objects_new = 0;
+    const char *root = NULL;
     for (size_t i = 0; i < n; i++) {
         if (c[i].rc != 0)
             continue;
-        c[i].rc = rc ? rc : writer_publish(c[i].w, c[i].got);
-        published += c[i].rc == 0;
+        char dir[STORE_PATH_MAX];
+        int created = 0;
+        c[i].rc = dirs ? writer_publish(c[i].w, c[i].got, dir, &created) : TDSX_E_NOMEM;
+        if (c[i].rc != 0)
+            continue;
+        root = c[i].w->root;
+        objects_new |= created;
+        size_t k = 0;
+        while (k < nd && strcmp(dirs[k], dir) != 0)
+            k++;
+        if (k == nd)
+            memcpy(dirs[nd++], dir, sizeof dir);
     }
-    if (published && tdsx_fs_sync(sync_fd) != 0) {
-        rc = io_fail("syncfs", sync_path, errno);
-        for (size_t i = 0; i < n; i++)
-            if (c[i].rc == 0)
-                c[i].rc = rc;
+    int rc = 0;
+    for (size_t k = 0; rc == 0 && k < nd; k++)
+        rc = fsync_dir(dirs[k]);
+    if (rc == 0 && objects_new) {
+        char objects[STORE_PATH_MAX];
+        rc = path_join(objects, root, "objects");
+        if (rc == 0)
+            rc = fsync_dir(objects);
     }
     for (size_t i = 0; i < n; i++) {
+        if (rc && c[i].rc == 0)
+            c[i].rc = rc;
         writer_free(c[i].w);
         c[i].w = NULL;
     }
+    tdsx_free(dirs);
 }
 
 static int writer_finish(tdsx_object_writer_t *w, const uint8_t *expect, uint64_t length,

@@ -106,11 +106,12 @@ TDSX_MUST_CHECK int tdsx_object_sync(tdsx_object_writer_t *w, uint64_t *durable)
  * bytes are the same) and the part file removed. */
 TDSX_MUST_CHECK int tdsx_object_commit(tdsx_object_writer_t *w, const uint8_t sha[TDSX_SHA256_LEN],
                                        uint64_t length, uint8_t got[TDSX_SHA256_LEN]);
-/* tdsx_object_commit for many writers at once, with two syncfs in all instead of two fsyncs
- * each (the bytes of every part file, then every new name). For each element: w (freed, set to
- * NULL), sha and length (the expectation; sha NULL: none), and on return got and rc, what
- * tdsx_object_commit would have returned for it. One element's failure does not stop the
- * others, but a failed sync fails every element it covered (TDSX_E_IO). */
+/* tdsx_object_commit for many writers at once: every part file is fdatasynced, then all are
+ * linked, then each directory that gained a name is fsynced once, so objects sharing objects/ab
+ * share its fsync. For each element: w (freed, set to NULL), sha and length (the expectation;
+ * sha NULL: none), and on return got and rc, what tdsx_object_commit would have returned for
+ * it. One element's failure does not stop the others; a failed directory fsync fails every
+ * element not already failed (TDSX_E_IO). */
 typedef struct tdsx_object_commit_s {
     tdsx_object_writer_t *w;
     const uint8_t *sha;

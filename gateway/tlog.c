@@ -28,6 +28,8 @@
 #define PATH_CAP 4096
 #define BUNDLE_CAP (TILE_W * (2u + TDSX_TLOG_ENTRY_MAX))
 #define SIZE_LIMIT ((uint64_t)1 << 63)
+/* Files of one batch kept open between their write and their fsync. */
+#define FD_BATCH 64
 /* Tiles past the checkpoint that recovery looks at; a batch covers at most 257 of them. */
 #define RECOVER_TILES_MAX 4096u
 #define ENTRIES_LEVEL (-1)
@@ -560,13 +562,50 @@ static int edge_advance(tdsx_tlog_t *t, edge_t *e, const tdsx_bytes_t *entries, 
  * Writing a plan: one group of fsyncs
  * ---------------------------------------------------------------------------------------- */
 
-/* Creates the missing directories of `path` below the log directory (0700). Their names
- * become durable with the batch's files (plan_write). */
-static int make_parents(const tdsx_tlog_t *t, const char *path)
+typedef struct dirset_s {
+    char **d;
+    size_t n, alloc;
+} dirset_t;
+
+static void dirset_free(dirset_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        tdsx_free(s->d[i]);
+    tdsx_free(s->d);
+}
+
+static int dirset_add(dirset_t *s, const char *path, size_t len)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strlen(s->d[i]) == len && memcmp(s->d[i], path, len) == 0)
+            return 0;
+    if (s->n == s->alloc) {
+        size_t na = s->alloc ? 2 * s->alloc : 8;
+        char **nd = tdsx_reallocarray(s->d, na, sizeof *nd);
+        if (!nd)
+            return TDSX_E_NOMEM;
+        s->d = nd;
+        s->alloc = na;
+    }
+    s->d[s->n] = tdsx_strndup(path, len);
+    if (!s->d[s->n])
+        return TDSX_E_NOMEM;
+    s->n++;
+    return 0;
+}
+
+static size_t parent_len(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? (size_t)(slash - path) : 0;
+}
+
+/* Creates the missing directories of `path` below the log directory (0700); each new one's
+ * parent must be fsynced for the new entry to last. */
+static int make_parents(const tdsx_tlog_t *t, const char *path, dirset_t *sync)
 {
     char buf[PATH_CAP];
-    const char *slash = strrchr(path, '/');
-    size_t plen = slash ? (size_t)(slash - path) : 0;
+    size_t plen = parent_len(path);
     struct stat st;
     memcpy(buf, path, plen);
     buf[plen] = '\0';
@@ -580,6 +619,9 @@ static int make_parents(const tdsx_tlog_t *t, const char *path)
         if (mkdir(buf, 0700) == 0) {
             if (chmod(buf, 0700) != 0)
                 return io_fail("chmod", buf, errno);
+            int rc = dirset_add(sync, buf, parent_len(buf));
+            if (rc < 0)
+                return rc;
         } else if (errno != EEXIST) {
             return io_fail("mkdir", buf, errno);
         }
@@ -603,19 +645,44 @@ static int write_all(int fd, const uint8_t *p, size_t n, const char *path)
     return 0;
 }
 
-/* Writes every file of the plan, then makes all of it durable at once: one syncfs of the
- * log's file system (tdsx_fs_sync) covers the files, the new directories and every changed
- * directory entry with a single device flush, where an fsync per file and per directory cost
- * one flush each (about six per batch: the measured limit of small transfers). Nothing is
- * durable until all of it is. Directories are made first, so that once *wrote is set (the
- * first file opened) nothing allocates any more. */
-static int plan_write(tdsx_tlog_t *t, const plan_t *p, uint64_t *fsyncs, int *wrote)
+static int fsync_dir(const char *path, uint64_t *count)
+{
+    (*count)++;
+    return tdsx_dir_sync(path) == 0 ? 0 : io_fail("sync dir", path, errno);
+}
+
+static int sync_fds(int *fds, const char **paths, size_t *n, uint64_t *count)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < p->n; i++)
-        rc = make_parents(t, p->f[i].path);
+    for (size_t i = 0; i < *n; i++) {
+        if (rc == 0 && fsync(fds[i]) != 0)
+            rc = io_fail("fsync", paths[i], errno);
+        (*count)++;
+        if (close(fds[i]) != 0 && rc == 0)
+            rc = io_fail("close", paths[i], errno);
+    }
+    *n = 0;
+    return rc;
+}
+
+/* Writes every file of the plan, then fsyncs them and every directory whose entries changed:
+ * nothing is durable until all of it is. Directories are made and the list to fsync is built
+ * first, so that once *wrote is set (the first file opened) nothing allocates any more. */
+static int plan_write(tdsx_tlog_t *t, const plan_t *p, uint64_t *fsyncs, int *wrote)
+{
+    dirset_t sync = {0};
+    int fds[FD_BATCH];
+    const char *paths[FD_BATCH];
+    size_t nfd = 0;
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < p->n; i++) {
+        rc = make_parents(t, p->f[i].path, &sync);
+        if (rc == 0)
+            rc = dirset_add(&sync, p->f[i].path, parent_len(p->f[i].path));
+    }
     if (rc < 0)
-        return rc;
+        goto done;
     *wrote = 1;
     for (size_t i = 0; rc == 0 && i < p->n; i++) {
         const file_t *f = &p->f[i];
@@ -624,19 +691,23 @@ static int plan_write(tdsx_tlog_t *t, const plan_t *p, uint64_t *fsyncs, int *wr
             rc = io_fail("open", f->path, errno);
             break;
         }
+        fds[nfd] = fd;
+        paths[nfd++] = f->path;
         /* The umask may have narrowed the mode; make it exactly 0600. */
         if (fchmod(fd, 0600) != 0)
             rc = io_fail("fchmod", f->path, errno);
         if (rc == 0)
             rc = write_all(fd, f->data, f->len, f->path);
-        if (close(fd) != 0 && rc == 0)
-            rc = io_fail("close", f->path, errno);
+        if (rc == 0 && nfd == FD_BATCH)
+            rc = sync_fds(fds, paths, &nfd, fsyncs);
     }
-    if (rc == 0) {
-        (*fsyncs)++;
-        if (tdsx_fs_sync(t->dirfd) != 0)
-            rc = io_fail("syncfs", t->dir, errno);
-    }
+    int rc2 = sync_fds(fds, paths, &nfd, fsyncs);
+    if (rc == 0)
+        rc = rc2;
+    for (size_t i = 0; rc == 0 && i < sync.n; i++)
+        rc = fsync_dir(sync.d[i], fsyncs);
+done:
+    dirset_free(&sync);
     return rc;
 }
 
@@ -1113,16 +1184,15 @@ int tdsx_tlog_open(const char *dir, const tdsx_note_signer_t *log, tdsx_tlog_t *
         }
         /* The new directory's own name must last too. */
         char parent[PATH_CAP];
-        const char *slash = strrchr(dir, '/');
-        size_t plen = slash ? (size_t)(slash - dir) : 0;
+        size_t plen = parent_len(dir);
         const char *from = plen ? dir : dir[0] == '/' ? "/" : ".";
         plen = plen ? plen : 1;
         memcpy(parent, from, plen);
         parent[plen] = '\0';
-        if (tdsx_dir_sync(parent) != 0) {
-            rc = io_fail("sync dir", parent, errno);
+        uint64_t n = 0;
+        rc = fsync_dir(parent, &n);
+        if (rc < 0)
             goto fail;
-        }
     } else if (errno != EEXIST) {
         rc = io_fail("mkdir", dir, errno);
         goto fail;

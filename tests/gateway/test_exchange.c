@@ -29,6 +29,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+
+#include <sqlite3.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -607,51 +609,45 @@ static void put_request(tdsx_buf_t *out, uint64_t id, const char *path, const ch
     out->len += len;
 }
 
-/* 5. One control-socket connection asks for 1,000 sends at once (written without waiting for
- * any answer); each gets exactly one final result, all receipted, and both daemons agree. */
-static void many_concurrent_transfers(void **state)
-{
-    (void)state;
-    char *dir = tdsx_test_path(W.files, "many");
-    assert_int_equal(mkdir(dir, 0700), 0);
-    uint8_t(*sha)[32] = calloc(MANY, 32);
-    uint8_t(*tid)[16] = calloc(MANY, 16);
-    int *done = calloc(MANY, sizeof *done);
-    assert_true(sha && tid && done);
-    tdsx_buf_t reqs;
-    tdsx_buf_init(&reqs, 64u * MIB);
-    for (int i = 0; i < MANY; i++) {
-        char name[64], dataset[64];
-        snprintf(name, sizeof name, "many/%04d.bin", i);
-        snprintf(dataset, sizeof dataset, "many-%04d", i);
-        char *path = make_file(name, 1024, 1000 + (uint64_t)i, sha[i]);
-        put_request(&reqs, (uint64_t)i + 1, path, dataset);
-        free(path);
-    }
-    int objects_before = count_objects(&W.brain);
+/* Writes every request in reqs to the sender's control socket without waiting for answers
+ * (all at once, or with pace_ms > 0 one request every pace_ms) and reads the answers as they
+ * come: on_result sees each final TransferResult (index = request id - 1). Stops when `want`
+ * results arrived, after `seconds`, or (may_die) when the sender goes away; returns how many
+ * results arrived. */
+typedef void (*result_cb)(void *ud, size_t i, const Tdsx__TransferResult *res);
 
+static int send_all(const tdsx_test_node_t *from, const tdsx_buf_t *reqs, int want, int seconds,
+                    int may_die, int pace_ms, result_cb on_result, void *ud)
+{
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     assert_true(fd >= 0);
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
-    assert_true(strlen(W.ent.sock) < sizeof sa.sun_path);
-    memcpy(sa.sun_path, W.ent.sock, strlen(W.ent.sock) + 1);
+    assert_true(strlen(from->sock) < sizeof sa.sun_path);
+    memcpy(sa.sun_path, from->sock, strlen(from->sock) + 1);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     tdsx_frame_decoder_t dec;
     assert_int_equal(tdsx_frame_decoder_init(&dec, 1u << 20), 0);
 
-    size_t written = 0;
+    size_t written = 0, allowed = pace_ms > 0 ? 0 : reqs->len;
     int finals = 0;
     time_t start = time(NULL);
-    while (finals < MANY && time(NULL) - start < 120) {
-        struct pollfd pfd = {fd, (short)(POLLIN | (written < reqs.len ? POLLOUT : 0)), 0};
-        int pr = poll(&pfd, 1, 500);
+    while (finals < want && time(NULL) - start < seconds) {
+        if (written == allowed && allowed < reqs->len) { /* paced: let one more frame go */
+            const uint8_t *h = reqs->p + allowed;
+            allowed += 4 + ((size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3]);
+            usleep((useconds_t)pace_ms * 1000);
+        }
+        struct pollfd pfd = {fd, (short)(POLLIN | (written < allowed ? POLLOUT : 0)), 0};
+        int pr = poll(&pfd, 1, pace_ms > 0 ? 0 : 500);
         assert_true(pr >= 0 || errno == EINTR);
         if (pr <= 0)
             continue;
-        if ((pfd.revents & POLLOUT) && written < reqs.len) {
-            ssize_t w = write(fd, reqs.p + written, reqs.len - written);
+        if ((pfd.revents & POLLOUT) && written < allowed) {
+            ssize_t w = send(fd, reqs->p + written, allowed - written, MSG_NOSIGNAL);
+            if (w < 0 && may_die && (errno == EPIPE || errno == ECONNRESET))
+                break; /* the sender itself was killed */
             assert_true(w > 0 || errno == EAGAIN || errno == EINTR);
             if (w > 0)
                 written += (size_t)w;
@@ -662,6 +658,8 @@ static void many_concurrent_transfers(void **state)
         ssize_t r = read(fd, buf, sizeof buf);
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
+        if (r <= 0 && may_die)
+            break; /* the sender itself was killed */
         if (r <= 0)
             fail_msg("the daemon closed the control connection after %d results", finals);
         tdsx_bytes_t in = tdsx_bytes(buf, (size_t)r), body;
@@ -669,24 +667,14 @@ static void many_concurrent_transfers(void **state)
         while ((rc = tdsx_frame_decoder_next(&dec, &in, &body)) > 0) {
             Tdsx__LocalResponse *m = tdsx__local_response__unpack(NULL, body.n, body.p);
             assert_non_null(m);
-            assert_true(m->id >= 1 && m->id <= MANY);
+            assert_true(m->id >= 1 && m->id <= (uint64_t)want);
             size_t i = (size_t)m->id - 1;
             if (m->body_case == TDSX__LOCAL_RESPONSE__BODY_ERROR)
                 fail_msg("request %zu refused: %s (%s)", i, m->error->message,
                          tdsx_err_name(tdsx_err_from_wire(m->error->code)));
             if (m->body_case == TDSX__LOCAL_RESPONSE__BODY_RESULT) {
-                const Tdsx__TransferResult *res = m->result;
-                if (strcmp(res->state, "receipted") != 0)
-                    fail_msg("transfer %zu ended %s: %s", i, res->state, res->message);
-                assert_false(done[i]); /* exactly one final answer per request */
-                done[i] = 1;
+                on_result(ud, i, m->result);
                 finals++;
-                assert_int_equal(res->transfer_id.len, 16);
-                memcpy(tid[i], res->transfer_id.data, 16);
-                assert_true(res->length == 1024);
-                assert_int_equal(res->sha256.len, 32);
-                assert_memory_equal(res->sha256.data, sha[i], 32);
-                assert_true(res->receipt.len > 0);
             }
             tdsx__local_response__free_unpacked(m, NULL);
         }
@@ -694,17 +682,69 @@ static void many_concurrent_transfers(void **state)
     }
     close(fd);
     tdsx_frame_decoder_free(&dec);
+    return finals;
+}
+
+typedef struct {
+    uint8_t (*sha)[32];
+    uint8_t (*tid)[16];
+    int *done;
+} many_t;
+
+static void many_result(void *ud, size_t i, const Tdsx__TransferResult *res)
+{
+    many_t *m = ud;
+    if (strcmp(res->state, "receipted") != 0)
+        fail_msg("transfer %zu ended %s: %s", i, res->state, res->message);
+    assert_false(m->done[i]); /* exactly one final answer per request */
+    m->done[i] = 1;
+    assert_int_equal(res->transfer_id.len, 16);
+    memcpy(m->tid[i], res->transfer_id.data, 16);
+    assert_true(res->length == 1024);
+    assert_int_equal(res->sha256.len, 32);
+    assert_memory_equal(res->sha256.data, m->sha[i], 32);
+    assert_true(res->receipt.len > 0);
+}
+
+/* Requests for n new 1 KiB files under files/<prefix>/ (their hashes in sha). */
+static void small_requests(const char *prefix, int n, uint64_t seed, uint8_t (*sha)[32],
+                           tdsx_buf_t *reqs)
+{
+    char *dir = tdsx_test_path(W.files, prefix);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    free(dir);
+    tdsx_buf_init(reqs, 64u * MIB);
+    for (int i = 0; i < n; i++) {
+        char name[64], dataset[64];
+        snprintf(name, sizeof name, "%s/%04d.bin", prefix, i);
+        snprintf(dataset, sizeof dataset, "%s-%04d", prefix, i);
+        char *path = make_file(name, 1024, seed + (uint64_t)i, sha[i]);
+        put_request(reqs, (uint64_t)i + 1, path, dataset);
+        free(path);
+    }
+}
+
+/* 5. One control-socket connection asks for 1,000 sends at once (written without waiting for
+ * any answer); each gets exactly one final result, all receipted, and both daemons agree. */
+static void many_concurrent_transfers(void **state)
+{
+    (void)state;
+    many_t m = {calloc(MANY, 32), calloc(MANY, 16), calloc(MANY, sizeof(int))};
+    assert_true(m.sha && m.tid && m.done);
+    tdsx_buf_t reqs;
+    small_requests("many", MANY, 1000, m.sha, &reqs);
+    int objects_before = count_objects(&W.brain);
+    assert_int_equal(send_all(&W.ent, &reqs, MANY, 120, 0, 0, many_result, &m), MANY);
     tdsx_buf_free(&reqs);
-    assert_int_equal(finals, MANY);
 
     /* Every payload is in the brain's store; the transfer ids are all different. */
     for (int i = 0; i < MANY; i++)
-        assert_true(object_exists(&W.brain, sha[i]));
+        assert_true(object_exists(&W.brain, m.sha[i]));
     assert_int_equal(count_objects(&W.brain), objects_before + MANY);
     char *ent_list = all_receipts(&W.ent), *brain_list = all_receipts(&W.brain);
     for (int i = 0; i < MANY; i++) {
         char hex[33];
-        tdsx_hex_encode(hex, tid[i], 16);
+        tdsx_hex_encode(hex, m.tid[i], 16);
         assert_int_equal(count_substr(brain_list, hex), 1);
         assert_int_equal(count_substr(ent_list, hex), 1);
     }
@@ -713,10 +753,166 @@ static void many_concurrent_transfers(void **state)
     assert_int_equal(streams_to(&W.brain, W.ent.id), 0);
     free(ent_list);
     free(brain_list);
-    free(done);
-    free(tid);
-    free(sha);
-    free(dir);
+    free(m.done);
+    free(m.tid);
+    free(m.sha);
+}
+
+/* 6. Group commit: the brain's writes of a loop turn are committed together and nothing that
+ * announces them (its NRR above all) leaves before the commit. The brain runs with every commit
+ * delayed by 40 ms (TDSX_FAULT_COMMIT_DELAY_MS), so a SIGKILL during a burst of sends very
+ * likely lands between writes and their commit. Whatever the enterprise was told is receipted
+ * must still be in the brain's store after it restarts: the receipt and the object. (The NRR
+ * also waits for its log entry, a later turn, so this holds twice over; 6b is the test that
+ * fails when output is not held.) */
+#define KILL_N 300
+#define KILL_AFTER 40
+
+typedef struct {
+    uint8_t (*sha)[32];
+    uint8_t (*tid)[16];
+    int *receipted;
+    int n_receipted, n_other;
+    pid_t victim;
+    int delay_ms; /* between the last result and the kill */
+} kill_t;
+
+static void kill_result(void *ud, size_t i, const Tdsx__TransferResult *res)
+{
+    kill_t *k = ud;
+    if (strcmp(res->state, "receipted") == 0) {
+        assert_false(k->receipted[i]);
+        k->receipted[i] = 1;
+        k->n_receipted++;
+        assert_int_equal(res->transfer_id.len, 16);
+        memcpy(k->tid[i], res->transfer_id.data, 16);
+    } else {
+        k->n_other++;
+    }
+    if (k->victim && k->n_receipted >= KILL_AFTER) {
+        usleep((useconds_t)k->delay_ms * 1000);
+        assert_int_equal(kill(k->victim, SIGKILL), 0);
+        assert_int_equal(waitpid(k->victim, NULL, 0), k->victim);
+        k->victim = 0;
+    }
+}
+
+/* Restarts n with every group commit delayed by 40 ms. */
+static void restart_slow_commits(tdsx_test_node_t *n)
+{
+    assert_int_equal(tdsx_test_node_stop(n, 10000), 0);
+    assert_int_equal(setenv("TDSX_FAULT_COMMIT_DELAY_MS", "40", 1), 0);
+    tdsx_test_node_start(n);
+    assert_int_equal(unsetenv("TDSX_FAULT_COMMIT_DELAY_MS"), 0);
+    assert_true(tdsx_test_log_wait(n, 3000, "\"event\":\"fault.commit_delay\"", NULL));
+    wait_linked(&W.ent, &W.brain);
+}
+
+static void killed_receiver_kept_what_it_receipted(void **state)
+{
+    (void)state;
+    restart_slow_commits(&W.brain);
+
+    kill_t k = {calloc(KILL_N, 32), calloc(KILL_N, 16), calloc(KILL_N, sizeof(int)), 0, 0,
+                W.brain.pid, 0};
+    assert_true(k.sha && k.tid && k.receipted);
+    tdsx_buf_t reqs;
+    small_requests("kill", KILL_N, 5000, k.sha, &reqs);
+    int got = send_all(&W.ent, &reqs, KILL_N, 120, 0, 0, kill_result, &k);
+    tdsx_buf_free(&reqs);
+    assert_int_equal(k.victim, 0); /* it was killed */
+    W.brain.pid = 0;
+    assert_int_equal(got, KILL_N); /* every send ended, one way or another */
+    fprintf(stderr, "receipted before the kill: %d, ended otherwise: %d\n", k.n_receipted,
+            k.n_other);
+    assert_true(k.n_receipted >= KILL_AFTER);
+    assert_true(k.n_other > 0); /* the kill cut transfers short */
+
+    tdsx_test_node_start(&W.brain);
+    wait_linked(&W.ent, &W.brain);
+    char *brain_list = all_receipts(&W.brain);
+    for (int i = 0; i < KILL_N; i++) {
+        if (!k.receipted[i])
+            continue;
+        char hex[33];
+        tdsx_hex_encode(hex, k.tid[i], 16);
+        if (count_substr(brain_list, hex) != 1)
+            fail_msg("transfer %s was receipted to the enterprise but the brain lost it", hex);
+        assert_true(object_exists(&W.brain, k.sha[i]));
+    }
+    free(brain_list);
+    free(k.receipted);
+    free(k.tid);
+    free(k.sha);
+}
+
+/* 6b. The same for the sender's sequence numbers (SPEC: one number per NRO, never reused): the
+ * enterprise runs with slow commits and is SIGKILLed while sends keep arriving (one every 3 ms,
+ * so new NROs are being signed when it dies), then restarted and sends again. Every NRO the brain saw from it, in either burst, has its own sequence number: no
+ * NRO left the enterprise before the number in it was durable. */
+static int duplicate_sequences(const tdsx_test_node_t *receiver, const char *sender, int *inbound)
+{
+    char *db = str_printf("%s/meta.db", receiver->data);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(h,
+                                        "SELECT count(*), count(DISTINCT sequence) FROM transfers"
+                                        " WHERE inbound = 1 AND peer = ?1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_bind_text(st, 1, sender, -1, SQLITE_STATIC), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int all = sqlite3_column_int(st, 0), distinct = sqlite3_column_int(st, 1);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    free(db);
+    *inbound = all;
+    return all - distinct;
+}
+
+static void killed_sender_never_reuses_a_sequence(void **state)
+{
+    (void)state;
+    int before = 0;
+    assert_int_equal(duplicate_sequences(&W.brain, W.ent.id, &before), 0);
+    restart_slow_commits(&W.ent);
+
+    /* A result leaves the enterprise just before its loop signs, sends and commits the turn's
+     * NROs; 20 ms later it is in the middle of that turn's 40 ms commit. */
+    kill_t k = {calloc(KILL_N, 32), calloc(KILL_N, 16), calloc(KILL_N, sizeof(int)), 0, 0,
+                W.ent.pid, 20};
+    assert_true(k.sha && k.tid && k.receipted);
+    tdsx_buf_t reqs;
+    small_requests("seq1", KILL_N, 9000, k.sha, &reqs);
+    (void)send_all(&W.ent, &reqs, KILL_N, 120, 1, 3, kill_result, &k);
+    tdsx_buf_free(&reqs);
+    assert_int_equal(k.victim, 0);
+    W.ent.pid = 0;
+    int during = 0;
+    assert_int_equal(duplicate_sequences(&W.brain, W.ent.id, &during), 0);
+    fprintf(stderr, "NROs the brain saw: %d before, %d after the first burst\n", before, during);
+    assert_true(during > before + KILL_AFTER);
+
+    /* Restarted normally, the enterprise sends again: all of it goes through. */
+    tdsx_test_node_start(&W.ent);
+    wait_linked(&W.ent, &W.brain);
+    many_t m = {calloc(100, 32), calloc(100, 16), calloc(100, sizeof(int))};
+    assert_true(m.sha && m.tid && m.done);
+    small_requests("seq2", 100, 12000, m.sha, &reqs);
+    assert_int_equal(send_all(&W.ent, &reqs, 100, 120, 0, 0, many_result, &m), 100);
+    tdsx_buf_free(&reqs);
+    int after = 0;
+    int dup = duplicate_sequences(&W.brain, W.ent.id, &after);
+    if (dup)
+        fail_msg("%d sequence numbers the enterprise handed out twice", dup);
+    assert_int_equal(after, during + 100);
+    free(m.done);
+    free(m.tid);
+    free(m.sha);
+    free(k.receipted);
+    free(k.tid);
+    free(k.sha);
 }
 
 /* ---- a raw client that lies ------------------------------------------------------------------ */
@@ -1605,6 +1801,8 @@ int main(void)
         cmocka_unit_test(tampered_receipt_refused),
         cmocka_unit_test(pull_unknown_dataset_refused),
         cmocka_unit_test(many_concurrent_transfers),
+        cmocka_unit_test(killed_receiver_kept_what_it_receipted),
+        cmocka_unit_test(killed_sender_never_reuses_a_sequence),
         cmocka_unit_test(raw_transfer_then_duplicate_refused),
         cmocka_unit_test(payload_hash_mismatch_refused),
         cmocka_unit_test(short_payload_refused),
