@@ -808,14 +808,32 @@ static void restart_slow_commits(tdsx_test_node_t *n)
     wait_linked(&W.ent, &W.brain);
 }
 
+static kill_t kill_plan(pid_t victim, int delay_ms)
+{
+    kill_t k = {calloc(KILL_N, 32),
+                calloc(KILL_N, 16),
+                calloc(KILL_N, sizeof(int)),
+                0,
+                0,
+                victim,
+                delay_ms};
+    assert_true(k.sha && k.tid && k.receipted);
+    return k;
+}
+
+static void kill_plan_free(kill_t *k)
+{
+    free(k->receipted);
+    free(k->tid);
+    free(k->sha);
+}
+
 static void killed_receiver_kept_what_it_receipted(void **state)
 {
     (void)state;
     restart_slow_commits(&W.brain);
 
-    kill_t k = {calloc(KILL_N, 32), calloc(KILL_N, 16), calloc(KILL_N, sizeof(int)), 0, 0,
-                W.brain.pid, 0};
-    assert_true(k.sha && k.tid && k.receipted);
+    kill_t k = kill_plan(W.brain.pid, 0);
     tdsx_buf_t reqs;
     small_requests("kill", KILL_N, 5000, k.sha, &reqs);
     int got = send_all(&W.ent, &reqs, KILL_N, 120, 0, 0, kill_result, &k);
@@ -841,15 +859,14 @@ static void killed_receiver_kept_what_it_receipted(void **state)
         assert_true(object_exists(&W.brain, k.sha[i]));
     }
     free(brain_list);
-    free(k.receipted);
-    free(k.tid);
-    free(k.sha);
+    kill_plan_free(&k);
 }
 
 /* 6b. The same for the sender's sequence numbers (SPEC: one number per NRO, never reused): the
  * enterprise runs with slow commits and is SIGKILLed while sends keep arriving (one every 3 ms,
- * so new NROs are being signed when it dies), then restarted and sends again. Every NRO the brain saw from it, in either burst, has its own sequence number: no
- * NRO left the enterprise before the number in it was durable. */
+ * so new NROs are being signed when it dies), then restarted and sends again. Every NRO the brain
+ * saw from it, in either burst, has its own sequence number: no NRO left the enterprise before the
+ * number in it was durable. */
 static int duplicate_sequences(const tdsx_test_node_t *receiver, const char *sender, int *inbound)
 {
     char *db = str_printf("%s/meta.db", receiver->data);
@@ -880,9 +897,7 @@ static void killed_sender_never_reuses_a_sequence(void **state)
 
     /* A result leaves the enterprise just before its loop signs, sends and commits the turn's
      * NROs; 20 ms later it is in the middle of that turn's 40 ms commit. */
-    kill_t k = {calloc(KILL_N, 32), calloc(KILL_N, 16), calloc(KILL_N, sizeof(int)), 0, 0,
-                W.ent.pid, 20};
-    assert_true(k.sha && k.tid && k.receipted);
+    kill_t k = kill_plan(W.ent.pid, 20);
     tdsx_buf_t reqs;
     small_requests("seq1", KILL_N, 9000, k.sha, &reqs);
     (void)send_all(&W.ent, &reqs, KILL_N, 120, 1, 3, kill_result, &k);
@@ -910,9 +925,7 @@ static void killed_sender_never_reuses_a_sequence(void **state)
     free(m.done);
     free(m.tid);
     free(m.sha);
-    free(k.receipted);
-    free(k.tid);
-    free(k.sha);
+    kill_plan_free(&k);
 }
 
 /* ---- a raw client that lies ------------------------------------------------------------------ */
